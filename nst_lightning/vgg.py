@@ -1,0 +1,145 @@
+"""VGG19 as a frozen feature extractor whose layers are named as in the papers.
+
+``conv4_2`` names the *rectified* response of that convolution, as in Gatys et al. (2015), whose
+Caffe network applied ReLU in place; ``relu4_2`` is accepted as a synonym. ``pool1`` ... ``pool5``
+name the pooling outputs. The network is cut right after the deepest layer asked for, so unused
+layers cost neither time nor memory, and its weights never receive gradients.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Sequence, get_args
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import VGG19_Weights, vgg19
+
+from nst_lightning.errors import UserError
+
+# Blocks of VGG19's convolutional part: (block number, number of convolutions).
+_BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+
+
+def _layer_indices() -> dict[str, int]:
+    """Map paper names to indices in torchvision's ``vgg19().features`` (conv, ReLU, ..., pool)."""
+    indices, i = {}, 0
+    for block, convs in _BLOCKS:
+        for conv in range(1, convs + 1):
+            # The paper's "conv" is the rectified output, i.e. the module after the convolution.
+            indices[f"conv{block}_{conv}"] = indices[f"relu{block}_{conv}"] = i + 1
+            i += 2
+        indices[f"pool{block}"] = i
+        i += 1
+    return indices
+
+
+LAYER_INDEX = _layer_indices()
+# A Literal, so that jsonargparse rejects an unknown layer name when the config is parsed.
+LayerName = Literal[
+    "conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
+    "conv3_1", "conv3_2", "conv3_3", "conv3_4", "pool3",
+    "conv4_1", "conv4_2", "conv4_3", "conv4_4", "pool4",
+    "conv5_1", "conv5_2", "conv5_3", "conv5_4", "pool5",
+    "relu1_1", "relu1_2", "relu2_1", "relu2_2",
+    "relu3_1", "relu3_2", "relu3_3", "relu3_4",
+    "relu4_1", "relu4_2", "relu4_3", "relu4_4",
+    "relu5_1", "relu5_2", "relu5_3", "relu5_4",
+]  # fmt: skip
+assert set(get_args(LayerName)) == set(LAYER_INDEX)
+
+# torchvision's input convention, used by both IMAGENET1K_V1 and the Caffe-derived shared weights.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_vgg19_features(weights: str) -> nn.Sequential:
+    """Build torchvision's ``vgg19().features`` with ``weights``.
+
+    ``weights`` is ``"IMAGENET1K_V1"`` (torchvision's weights API; downloaded once into the torch hub
+    cache), ``"random"`` (untrained but deterministic, for offline smoke runs and tests), or the path
+    of a ``.pth`` state dict of a whole ``vgg19`` or of ``vgg19().features`` alone.
+    """
+    if weights == "random":
+        # A fixed seed of its own: the same "random" network in every run and on resume (VGG weights
+        # are not checkpointed), without touching the global RNG that seeds the image's noise.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return vgg19(weights=None).features
+    if weights == "IMAGENET1K_V1":
+        try:
+            return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features
+        except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad hash a RuntimeError
+            reason = str(getattr(err, "reason", err)).splitlines()[0]
+            raise UserError(
+                f"could not download the VGG19 weights IMAGENET1K_V1 ({reason}); "
+                "give a local file instead with --model.weights PATH.pth "
+                "(a vgg19 or vgg19().features state dict)"
+            ) from None
+    return _features_from_file(weights)
+
+
+def _features_from_file(path: str) -> nn.Sequential:
+    if not os.path.isfile(path):
+        raise UserError(
+            f"--model.weights: no such file {path!r}; give a .pth VGG19 state dict, "
+            "'IMAGENET1K_V1' or 'random'"
+        )
+    try:
+        # weights_only: a state dict needs no pickled code, and loading one must never run any.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a corrupt or non-torch file
+        raise UserError(
+            f"--model.weights: {path!r} is not a loadable torch state dict "
+            f"({type(err).__name__}); give a .pth VGG19 state dict"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"--model.weights: {path!r} holds a {type(state).__name__}, not a state dict")
+    # A whole vgg19 state dict prefixes the convolutions with "features." and adds a classifier.
+    if any(key.startswith("features.") for key in state):
+        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    features = vgg19(weights=None).features
+    try:
+        features.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise UserError(
+            f"--model.weights: {path!r} is not a VGG19 state dict ({first[:200]}); "
+            "give a vgg19 or vgg19().features state dict"
+        ) from None
+    return features
+
+
+class VGG19Features(nn.Module):
+    """Frozen VGG19 cut after the deepest of ``layers``; ``forward`` maps an RGB image in [0, 1]
+    to a dict of the named layers' activations."""
+
+    def __init__(self, layers: Sequence[str], weights: str = "IMAGENET1K_V1") -> None:
+        super().__init__()
+        unknown = sorted(set(layers) - set(LAYER_INDEX))
+        if unknown:
+            raise UserError(f"unknown VGG19 layer(s) {unknown}; known names: {', '.join(LAYER_INDEX)}")
+        self.layers = list(dict.fromkeys(layers))
+        deepest = max(LAYER_INDEX[name] for name in self.layers)
+        self.features = load_vgg19_features(weights)[: deepest + 1]
+        # The recorded outputs are all post-ReLU or pooled; nothing later modifies them in place,
+        # so torchvision's in-place ReLUs are safe and save memory.
+        self.features.requires_grad_(False).eval()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._wanted = {}
+        for name in self.layers:
+            self._wanted.setdefault(LAYER_INDEX[name], []).append(name)
+
+    def train(self, mode: bool = True) -> "VGG19Features":
+        # Always eval: VGG19 has no dropout/batch-norm in `features`, but keep the contract explicit.
+        return super().train(False)
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        x = (image - self.mean) / self.std
+        out = {}
+        for index, module in enumerate(self.features):
+            x = module(x)
+            for name in self._wanted.get(index, ()):
+                out[name] = x
+        return out
