@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Optional
 
+from argparse import ArgumentError
+
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -56,7 +58,10 @@ class StyleTransferCLI(LightningCLI):
         self.datamodule.load()
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
-        if self.model.hparams.optimizer == "lbfgs" and self.trainer.precision in ("16-mixed", "16"):
+        # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
+        # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
+        precision = str(self.config[self.subcommand].trainer.precision)
+        if self.model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
             raise UserError(
                 "--model.optimizer lbfgs cannot run with --trainer.precision 16-mixed (its GradScaler "
                 "does not support L-BFGS); use bf16-mixed, 32, or --model.optimizer adam"
@@ -87,8 +92,14 @@ def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
             trainer_defaults=TRAINER_DEFAULTS,
             auto_configure_optimizers=False,  # the module builds its own optimizer over the image
             save_config_kwargs={"overwrite": True},  # a resume writes config.yaml into the same run
-            parser_kwargs={"prog": "python -m nst_lightning"},
+            # exit_on_error=False: a bad option raises instead of printing the 90-line usage; we print
+            # one line below.
+            parser_kwargs={"prog": "python -m nst_lightning", "exit_on_error": False},
         )
+    except ArgumentError as err:
+        message = " ".join(line.strip() for line in str(err).splitlines())
+        print(f"nst_lightning: error: {message}; see python -m nst_lightning fit --help", file=sys.stderr)
+        raise SystemExit(2) from None
     except (UserError, MisconfigurationException) as err:
         print(f"nst_lightning: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None

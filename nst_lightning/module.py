@@ -30,7 +30,7 @@ class StyleTransfer(pl.LightningModule):
         style_layers: list[LayerName] = DEFAULT_STYLE_LAYERS,
         style_layer_weights: Optional[list[NonNegativeFloat]] = None,
         content_weight: NonNegativeFloat = 1.0,
-        style_weight: NonNegativeFloat = 1.0,
+        style_weight: NonNegativeFloat = 10.0,
         tv_weight: NonNegativeFloat = 0.0,
         optimizer: Literal["adam", "lbfgs"] = "adam",
         lr: Optional[PositiveFloat] = None,
@@ -134,6 +134,12 @@ class StyleTransfer(pl.LightningModule):
             # intervals mean the same thing as with Adam. L-BFGS keeps its history across steps.
             return torch.optim.LBFGS([self.image], lr=lr, max_iter=1, history_size=self.hparams.lbfgs_history)
         return torch.optim.Adam([self.image], lr=lr)
+
+    def on_after_backward(self) -> None:
+        # Under autocast the image's gradient can come back in a non-contiguous (channels-last)
+        # layout, which L-BFGS's flat view of the gradient cannot take.
+        if self.image.grad is not None and not self.image.grad.is_contiguous():
+            self.image.grad = self.image.grad.contiguous()
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)

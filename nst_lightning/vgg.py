@@ -13,7 +13,8 @@ from typing import Literal, Sequence, get_args
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import VGG19_Weights, vgg19
+from torchvision.models import VGG19_Weights
+from torchvision.models.vgg import cfgs, make_layers
 
 from nst_lightning.errors import UserError
 
@@ -53,6 +54,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def vgg19_features_architecture() -> nn.Sequential:
+    """torchvision's ``vgg19().features`` without building the 120M-parameter classifier."""
+    return make_layers(cfgs["E"], batch_norm=False)
+
+
 def load_vgg19_features(weights: str) -> nn.Sequential:
     """Build torchvision's ``vgg19().features`` with ``weights``.
 
@@ -61,14 +67,10 @@ def load_vgg19_features(weights: str) -> nn.Sequential:
     of a ``.pth`` state dict of a whole ``vgg19`` or of ``vgg19().features`` alone.
     """
     if weights == "random":
-        # A fixed seed of its own: the same "random" network in every run and on resume (VGG weights
-        # are not checkpointed), without touching the global RNG that seeds the image's noise.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return vgg19(weights=None).features
+        return _random_features()
     if weights == "IMAGENET1K_V1":
         try:
-            return vgg19(weights=VGG19_Weights.IMAGENET1K_V1).features
+            state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
         except (OSError, RuntimeError) as err:  # URLError is an OSError; a bad hash a RuntimeError
             reason = str(getattr(err, "reason", err)).splitlines()[0]
             raise UserError(
@@ -76,7 +78,22 @@ def load_vgg19_features(weights: str) -> nn.Sequential:
                 "give a local file instead with --model.weights PATH.pth "
                 "(a vgg19 or vgg19().features state dict)"
             ) from None
+        return _features_from_state(state, "IMAGENET1K_V1")
     return _features_from_file(weights)
+
+
+def _random_features() -> nn.Sequential:
+    """torchvision's initialisation of VGG's convolutions, from a fixed seed of its own: the same
+    "random" network in every run and on resume (VGG weights are not checkpointed), without touching
+    the global RNG that seeds the image's noise."""
+    features = vgg19_features_architecture()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for module in features:
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+    return features
 
 
 def _features_from_file(path: str) -> nn.Sequential:
@@ -95,16 +112,20 @@ def _features_from_file(path: str) -> nn.Sequential:
         ) from None
     if not isinstance(state, dict):
         raise UserError(f"--model.weights: {path!r} holds a {type(state).__name__}, not a state dict")
+    return _features_from_state(state, repr(path))
+
+
+def _features_from_state(state: dict, source: str) -> nn.Sequential:
     # A whole vgg19 state dict prefixes the convolutions with "features." and adds a classifier.
     if any(key.startswith("features.") for key in state):
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-    features = vgg19(weights=None).features
+    features = vgg19_features_architecture()
     try:
         features.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise UserError(
-            f"--model.weights: {path!r} is not a VGG19 state dict ({first[:200]}); "
+            f"--model.weights: {source} is not a VGG19 state dict ({first[:200]}); "
             "give a vgg19 or vgg19().features state dict"
         ) from None
     return features

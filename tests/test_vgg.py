@@ -1,0 +1,95 @@
+"""VGG19 layer naming, truncation, freezing and weight loading."""
+
+import pytest
+import torch
+import torchvision
+from torchvision.models import vgg19
+
+from nst_lightning.errors import UserError
+from nst_lightning.vgg import LAYER_INDEX, VGG19Features, load_vgg19_features
+
+
+def test_paper_names_map_to_torchvision_indices():
+    # conv names are the rectified outputs (the module after the convolution), as in the paper.
+    assert LAYER_INDEX["conv1_1"] == LAYER_INDEX["relu1_1"] == 1
+    assert LAYER_INDEX["pool1"] == 4
+    assert LAYER_INDEX["conv2_1"] == 6
+    assert LAYER_INDEX["conv3_1"] == 11
+    assert LAYER_INDEX["conv4_1"] == 20
+    assert LAYER_INDEX["conv4_2"] == 22
+    assert LAYER_INDEX["conv5_1"] == 29
+    assert LAYER_INDEX["conv5_2"] == 31
+    assert LAYER_INDEX["pool5"] == 36
+    features = vgg19().features
+    for name, index in LAYER_INDEX.items():
+        expected = torch.nn.MaxPool2d if name.startswith("pool") else torch.nn.ReLU
+        assert isinstance(features[index], expected), name
+
+
+@pytest.mark.parametrize(
+    "layers, parameters",
+    [
+        (["conv1_1"], 1_792),
+        (["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], 12_944_960),
+        (["conv5_2"], 15_304_768),
+    ],
+)
+def test_network_is_cut_after_the_deepest_layer_and_frozen(layers, parameters):
+    vgg = VGG19Features(layers, weights="random")
+    assert sum(p.numel() for p in vgg.parameters()) == parameters
+    assert not any(p.requires_grad for p in vgg.parameters())
+    assert len(vgg.features) == max(LAYER_INDEX[n] for n in layers) + 1
+
+
+def test_forward_returns_named_post_relu_features():
+    vgg = VGG19Features(["conv1_1", "pool1", "conv2_1"], weights="random")
+    out = vgg(torch.rand(1, 3, 32, 32))
+    assert set(out) == {"conv1_1", "pool1", "conv2_1"}
+    assert out["conv1_1"].shape == (1, 64, 32, 32)
+    assert out["pool1"].shape == (1, 64, 16, 16)
+    assert out["conv2_1"].shape == (1, 128, 16, 16)
+    assert out["conv1_1"].min() >= 0  # rectified
+
+
+def test_random_weights_are_deterministic():
+    a, b = load_vgg19_features("random"), load_vgg19_features("random")
+    assert torch.equal(a[0].weight, b[0].weight)
+
+
+@pytest.mark.parametrize("prefix", ["", "features."])
+def test_weights_from_file_features_or_whole_network(tmp_path, prefix):
+    network = vgg19()
+    state = network.features.state_dict() if not prefix else network.state_dict()
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    loaded = load_vgg19_features(str(path))
+    assert torch.equal(loaded[34].weight, network.features[34].weight)
+
+
+def test_bad_weight_files_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_vgg19_features(str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="not a loadable torch state dict"):
+        load_vgg19_features(str(tmp_path / "junk.pth"))
+    torch.save({"0.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(UserError, match="not a VGG19 state dict"):
+        load_vgg19_features(str(tmp_path / "other.pth"))
+
+
+def test_failed_download_names_the_local_file_option(monkeypatch, tmp_path):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached copy
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(UserError, match=r"could not download .*IMAGENET1K_V1.*--model\.weights PATH") as err:
+        load_vgg19_features("IMAGENET1K_V1")
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_layer_is_a_user_error():
+    with pytest.raises(UserError, match="conv6_1"):
+        VGG19Features(["conv6_1"], weights="random")
