@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 from jsonargparse.typing import PositiveInt
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from nst_lightning.image_io import save_image
@@ -71,3 +72,18 @@ class SaveGeneratedImage(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             self.path = save_image(pl_module.image, os.path.join(trainer.log_dir or ".", self.filename))
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also saves when training ends.
+
+    Lightning (2.6) writes ``last.ckpt`` at the end of an epoch only if a periodic checkpoint fell on
+    that very step, so a run whose ``max_steps`` is not a multiple of ``every_n_train_steps`` would
+    end with a ``last.ckpt`` from before its final steps. A resume must start from the final state.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)

@@ -14,10 +14,9 @@ from typing import Optional
 from argparse import ArgumentError
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from nst_lightning.callbacks import ImageLogger, SaveGeneratedImage
+from nst_lightning.callbacks import ImageLogger, SaveGeneratedImage, StepCheckpoint
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import UserError
 from nst_lightning.module import StyleTransfer
@@ -40,7 +39,7 @@ class StyleTransferCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always-on callbacks with their own config sections, so YAML can tune them without having
         # to restate the whole trainer.callbacks list.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StepCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.every_n_train_steps": 100,
@@ -48,6 +47,9 @@ class StyleTransferCLI(LightningCLI):
                 "checkpoint.save_top_k": -1,  # keep each periodic checkpoint; each is ~3 image sizes
                 "checkpoint.filename": "step{step:06d}",
                 "checkpoint.auto_insert_metric_name": False,
+                # A resume writes into the same run: overwrite step files and last.ckpt rather than
+                # adding last-v1.ckpt, which `--ckpt_path last` would then not pick.
+                "checkpoint.enable_version_counter": False,
             }
         )
         parser.add_lightning_class_args(ImageLogger, "image_logger")

@@ -1,0 +1,219 @@
+"""The real path: CLI -> Trainer -> module -> files on disk, on tiny images with untrained weights."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nst_lightning import StyleTransfer
+from nst_lightning.image_io import load_image
+from tests.conftest import CONFIGS, REPO, make_image
+
+STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def scalar_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
+    return [event.step for event in events(run_dir).Scalars(tag)]
+
+
+def checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_fit_writes_image_checkpoints_and_tensorboard(run_cli, run_dir, capsys):
+    cli = run_cli()
+    # The result, printed at the end, with the content image's aspect (built-in Tuebingen, 4:3).
+    assert f"generated image: {Path('lightning_logs/debug/generated.png')}" in capsys.readouterr().out
+    assert Image.open(run_dir / "generated.png").size == (48, 36)
+    # Checkpoints: last plus the periodic ones, holding the image and Adam's state but no VGG weights.
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["last.ckpt", "step000002.ckpt", "step000004.ckpt"]
+    last = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 4
+    assert list(last["state_dict"]) == ["image"]
+    assert last["optimizer_states"][0]["state"][0]["step"].item() == 4
+    assert (run_dir / "checkpoints" / "last.ckpt").stat().st_size < 100_000  # VGG alone is 50 MB
+    # TensorBoard: every scalar at every step (log_every_n_steps=1 in debug.yaml) and the images.
+    accumulator = events(run_dir)
+    tags = set(accumulator.Tags()["scalars"])
+    expected = {"train/loss", "train/content_loss", "train/style_loss", "train/tv_loss"}
+    expected |= {f"train/style_loss/{name}" for name in STYLE_LAYERS}
+    assert expected <= tags
+    assert scalar_steps(run_dir) == [0, 1, 2, 3]
+    assert {"input/content", "input/style", "generated"} <= set(accumulator.Tags()["images"])
+    assert [image.step for image in accumulator.Images("generated")] == [0, 2, 4]
+    assert yaml.safe_load((run_dir / "hparams.yaml").read_text())["style_weight"] == 10.0
+    # The loss falls: the image is being optimised.
+    losses = [event.value for event in accumulator.Scalars("train/loss")]
+    assert losses[-1] < losses[0]
+    # The module's only trainable parameter is the image, [1, 3, H, W]; the optimizer holds it alone.
+    model = cli.model
+    assert [p for p in model.parameters() if p.requires_grad] == [model.image]
+    assert model.image.shape == (1, 3, 36, 48)
+    assert cli.trainer.optimizers[0].param_groups[0]["params"] == [model.image]
+
+
+def test_gradients_reach_only_the_image(run_cli):
+    model = run_cli("--trainer.max_steps", "1").model
+    model.image.grad = None
+    model()["loss"].backward()
+    assert model.image.grad is not None and model.image.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.vgg.parameters())
+
+
+def test_resume_continues_from_the_saved_step_with_optimizer_state(run_cli, run_dir, tmp_path):
+    run_cli("--trainer.max_steps", "4")
+    run_cli("--trainer.max_steps", "7", "--ckpt_path", "last")
+    last = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 7
+    assert last["optimizer_states"][0]["state"][0]["step"].item() == 7  # Adam's moments carried over
+    # 4 steps, then exactly 3 more: no step logged twice, none skipped.
+    assert scalar_steps(run_dir) == list(range(7))
+    # And the same image as one uninterrupted run of 7 steps.
+    run_cli("--trainer.max_steps", "7", "--trainer.logger.init_args.version", "straight")
+    resumed = load_image(str(run_dir / "generated.png"))
+    straight = load_image(str(run_dir / "straight" / "generated.png"))
+    assert torch.allclose(resumed, straight, atol=1 / 255)
+
+
+def test_resume_from_an_explicit_checkpoint_path(run_cli, run_dir):
+    run_cli("--trainer.max_steps", "4")
+    run_cli("--trainer.max_steps", "5", "--ckpt_path", str(run_dir / "checkpoints" / "step000002.ckpt"))
+    assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 5
+
+
+def test_a_second_fresh_run_does_not_overwrite_the_first(run_cli, run_dir, capsys):
+    run_cli()
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli()
+    assert exit_info.value.code == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_runs_are_reproducible_from_the_seed_with_noise_init(run_cli, run_dir):
+    run_cli("--model.init", "noise")
+    run_cli("--model.init", "noise", "--trainer.logger.init_args.version", "again")
+    first, second = load_image(str(run_dir / "generated.png")), load_image(str(run_dir / "again/generated.png"))
+    assert torch.equal(first, second)
+    run_cli("--model.init", "noise", "--seed_everything", "1", "--trainer.logger.init_args.version", "seed1")
+    assert not torch.equal(first, load_image(str(run_dir / "seed1/generated.png")))
+
+
+def test_bf16_mixed_on_cpu_gives_finite_losses(run_cli, run_dir):
+    cli = run_cli("--trainer.precision", "bf16-mixed")
+    assert cli.trainer.precision == "bf16-mixed"
+    values = [event.value for event in events(run_dir).Scalars("train/style_loss")]
+    assert len(values) == 4 and all(math.isfinite(v) for v in values)
+    assert (run_dir / "generated.png").exists()
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_lbfgs_runs_resumes_and_lowers_the_loss(run_cli, run_dir, precision):
+    args = ("--model.optimizer", "lbfgs", "--trainer.precision", precision)
+    run_cli(*args, "--trainer.max_steps", "4")
+    state = checkpoint(run_dir / "checkpoints" / "last.ckpt")["optimizer_states"][0]["state"][0]
+    assert {"old_dirs", "old_stps", "prev_flat_grad"} <= set(state)  # L-BFGS history is saved
+    run_cli(*args, "--trainer.max_steps", "6", "--ckpt_path", "last")
+    assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 6
+    losses = [event.value for event in events(run_dir).Scalars("train/loss")]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+
+
+def test_lbfgs_with_fp16_is_refused_clearly(run_cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--model.optimizer", "lbfgs", "--trainer.precision", "16-mixed")
+    assert exit_info.value.code == 2
+    assert "lbfgs cannot run with --trainer.precision 16-mixed" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_images_from_urls(run_cli, run_dir, http_server):
+    base, root = http_server
+    make_image(root / "content.png", size=(60, 40))
+    make_image(root / "style.jpg", size=(50, 50), color=(10, 200, 90))
+    run_cli("--data.content", f"{base}/content.png", "--data.style", f"{base}/style.jpg")
+    assert Image.open(run_dir / "generated.png").size == (48, 32)
+
+
+def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
+    run_cli()
+    model = StyleTransfer.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    saved = load_image(str(run_dir / "generated.png"))
+    assert torch.allclose(model.image.detach().clamp(0, 1), saved, atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data.content", "missing.jpg"], "--data.content: file not found: missing.jpg"),
+        (["--data.style", "notes.txt"], "--data.style: notes.txt is not a readable image"),
+        (["--data.style", "http://127.0.0.1:9/style.jpg"], "--data.style: could not download"),
+        (["--model.style_layers", "[conv1_1,conv9_9]"], 'Parser key "model.style_layers"'),
+        (["--model.content_layers", "[conv4_2]", "--model.style_layer_weights", "[1,2]"], "one weight per layer"),
+        (["--data.image_size", "0"], 'Parser key "data.image_size"'),
+        (["--data.image_size", "-5"], 'Parser key "data.image_size"'),
+        (["--model.style_weight", "-1"], 'Parser key "model.style_weight"'),
+        (["--model.tv_weight", "-0.1"], 'Parser key "model.tv_weight"'),
+        (["--model.optimizer", "sgd"], 'Parser key "model.optimizer"'),
+        (["--model.weights", "nowhere.pth"], "--model.weights: no such file"),
+        (["--data.image_size", "8"], "below VGG19's minimum"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*args)
+    assert exit_info.value.code == 2
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
+    assert len(err_lines) == 1 and message in err_lines[0], err_lines
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--data.content", "gone.png"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "nst_lightning: error: --data.content: file not found: gone.png; give an existing image file or an http(s) URL"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_parses(run_cli, capsys, config):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--print_config", config=str(config))
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["trainer"]["max_steps"] > 0
+    assert printed["data"]["image_size"] > 0
+    assert printed["model"]["optimizer"] in ("adam", "lbfgs")
+    first_line = config.read_text().splitlines()[0]
+    assert first_line.startswith("# ") and len(first_line) > 20  # each config says why it exists
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "--model.style_weight" in result.stdout and "--data.content" in result.stdout
+    assert "usage: python -m nst_lightning" in result.stdout
