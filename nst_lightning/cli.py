@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Optional
 
 from argparse import ArgumentError
@@ -86,6 +87,10 @@ class StyleTransferCLI(LightningCLI):
 
 def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line."""
+    # Two Lightning warnings that are wrong for an image-as-parameter module: the frozen VGG19 is in
+    # eval mode on purpose, and the "batches" are step indices, so restarting them on resume is exact.
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
     try:
         return StyleTransferCLI(
             StyleTransfer,
