@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from typing import Optional
-
 from argparse import ArgumentError
+from typing import Optional
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
