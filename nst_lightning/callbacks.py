@@ -54,7 +54,7 @@ class ImageLogger(pl.Callback):
     def _log_generated(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard(trainer)
         if writer is not None:
-            writer.add_image("generated", pl_module.image.detach()[0].float().clamp(0, 1), trainer.global_step)
+            writer.add_image("generated", pl_module.result()[0], trainer.global_step)
 
 
 class SaveGeneratedImage(pl.Callback):
@@ -71,7 +71,7 @@ class SaveGeneratedImage(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            self.path = save_image(pl_module.image, os.path.join(trainer.log_dir or ".", self.filename))
+            self.path = save_image(pl_module.result(), os.path.join(trainer.log_dir or ".", self.filename))
 
 
 class StepCheckpoint(ModelCheckpoint):

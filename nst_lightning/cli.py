@@ -60,6 +60,7 @@ class StyleTransferCLI(LightningCLI):
         self.datamodule.load()
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
+        self.model.check_run(self.datamodule, self.trainer.max_steps)
         # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
         # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
         precision = str(self.config[self.subcommand].trainer.precision)
