@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="optimisation steps per result")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nst_figure"), help="run directories")
     args = parser.parse_args()
+    # The runs happen in --work: absolute paths, so relative ones given here still point at the files.
+    args.work, args.weights, args.examples = args.work.resolve(), args.weights.resolve(), args.examples.resolve()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
