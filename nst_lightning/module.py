@@ -46,6 +46,7 @@ class StyleTransfer(pl.LightningModule):
         preserve_colors: ColorMode = "none",
         stage_steps: Optional[list[PositiveInt]] = None,
         ema_decay: Optional[OpenUnitInterval] = None,
+        memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
     ) -> None:
         """
         Args:
@@ -80,6 +81,10 @@ class StyleTransfer(pl.LightningModule):
             ema_decay: Output the exponential moving average of the iterates with this decay (e.g.
                 0.99: about the last 100 steps) instead of the last iterate, which removes Adam's step
                 noise; default: off.
+            memory_format: Layout of VGG19's activations: ``channels_last`` (NHWC) or ``contiguous``
+                (NCHW). ``auto`` picks NHWC on a CPU (measured 1.3x faster per step with oneDNN) and on
+                a GPU under mixed precision (tensor-core kernels want it), NCHW for fp32 on a GPU. The
+                result is the same up to float rounding.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -121,7 +126,9 @@ class StyleTransfer(pl.LightningModule):
         self.check_run(datamodule, self.trainer.max_steps)
         content = self._stage_images(self.stage)[0]
         if self.image is None or self.image.shape != content.shape:
-            self.image = nn.Parameter(self._initial_image(content))
+            # NCHW whatever the source's strides (a decoded image is HWC in memory): L-BFGS flattens the
+            # parameter and its gradient with .view(-1), and VGG19's layout is chosen separately.
+            self.image = nn.Parameter(self._initial_image(content).contiguous())
             if self.hparams.ema_decay is not None:
                 self.average = IterateAverage(self.image, self.hparams.ema_decay)
 
@@ -155,7 +162,15 @@ class StyleTransfer(pl.LightningModule):
         return image.clamp(0, 1)
 
     def on_fit_start(self) -> None:
+        # Here, not in __init__: the layout depends on the device and precision the Trainer chose.
+        self.vgg.use_channels_last(self.wants_channels_last())
         self.compute_stage_targets()
+
+    def wants_channels_last(self) -> bool:
+        choice = self.hparams.get("memory_format", "auto")  # absent from checkpoints made before it
+        if choice != "auto":
+            return choice == "channels_last"
+        return self.device.type == "cpu" or "mixed" in str(self.trainer.precision)
 
     def compute_stage_targets(self) -> None:
         """Targets for the current stage's size, from the images the datamodule resizes from source."""

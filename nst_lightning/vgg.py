@@ -182,6 +182,13 @@ class VGG19Features(nn.Module):
         self._wanted = {}
         for name in self.layers:
             self._wanted.setdefault(LAYER_INDEX[name], []).append(name)
+        self.channels_last = False
+
+    def use_channels_last(self, enabled: bool) -> None:
+        """Run the convolutions in NHWC layout (weights and activations). Same result up to float
+        rounding; faster where the backend's NHWC kernels are (oneDNN on CPU, see docs/performance.md)."""
+        self.channels_last = enabled
+        self.features.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def train(self, mode: bool = True) -> "VGG19Features":
         # Always eval: VGG19 has no dropout/batch-norm in `features`, but keep the contract explicit.
@@ -189,6 +196,9 @@ class VGG19Features(nn.Module):
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         x = (image - self.mean) / self.std
+        if self.channels_last:
+            # The image parameter itself stays NCHW: L-BFGS takes flat views of it and its gradient.
+            x = x.contiguous(memory_format=torch.channels_last)
         out = {}
         for index, module in enumerate(self.features):
             x = module(x)

@@ -115,6 +115,13 @@ def test_runs_are_reproducible_from_the_seed_with_noise_init(run_cli, run_dir):
     assert not torch.equal(first, load_image(str(run_dir / "seed1/generated.png")))
 
 
+@pytest.mark.parametrize("memory_format, nhwc", [("auto", True), ("contiguous", False), ("channels_last", True)])
+def test_memory_format_auto_is_channels_last_on_cpu(run_cli, memory_format, nhwc):
+    model = run_cli("--trainer.max_steps", "1", "--model.memory_format", memory_format).model
+    assert model.vgg.channels_last is nhwc
+    assert model.image.is_contiguous()  # the parameter stays NCHW for L-BFGS's flat views
+
+
 def test_bf16_mixed_on_cpu_gives_finite_losses(run_cli, run_dir):
     cli = run_cli("--trainer.precision", "bf16-mixed")
     assert cli.trainer.precision == "bf16-mixed"

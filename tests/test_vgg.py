@@ -111,3 +111,21 @@ def test_average_pooling_replaces_every_max_pool_with_a_gain():
     assert torch.equal(vgg.features[0].weight, same.features[0].weight)
     assert torch.allclose(vgg(image)["conv1_1"], same(image)["conv1_1"])  # before the first pool
     assert not torch.allclose(vgg(image)["conv2_1"], same(image)["conv2_1"])  # after it
+
+
+def test_channels_last_gives_the_same_features_and_image_gradient():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 40, 56)
+    vgg = VGG19Features(["conv1_1", "conv3_1", "conv5_1"], "random")
+    results = []
+    for enabled in (False, True):
+        vgg.use_channels_last(enabled)
+        x = image.clone().requires_grad_(True)
+        features = vgg(x)
+        sum(f.square().mean() for f in features.values()).backward()
+        results.append((features, x.grad))
+        assert features["conv3_1"].is_contiguous(memory_format=torch.channels_last) == enabled
+    (plain, plain_grad), (nhwc, nhwc_grad) = results
+    for name in plain:
+        torch.testing.assert_close(nhwc[name], plain[name], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(nhwc_grad, plain_grad, rtol=1e-3, atol=1e-6)
