@@ -3,23 +3,40 @@
 The Trainer does the rest: device placement, mixed precision, checkpoints (image + optimizer state,
 not the frozen VGG19) and logging. One training step is one forward/backward pass, for Adam and for
 L-BFGS alike (``max_iter=1``), so ``trainer.max_steps`` counts loss evaluations with either.
+
+A non-finite loss or image stops training at once (``NonFiniteLossError``) before the optimizer or a
+checkpoint can spread it; the module keeps the last image whose loss was finite for the callbacks.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
+import torch.nn.functional as F
+from jsonargparse.typing import PositiveInt, restricted_number_type
 from torch import Tensor, nn
 
-from nst_lightning.errors import UserError
+from nst_lightning.checkpoint_io import load_checkpoint_file
+from nst_lightning.errors import NonFiniteLossError, UserError
+from nst_lightning.image_io import load_image
 from nst_lightning.losses import content_loss, gram_matrix, style_loss, total_variation_loss
 from nst_lightning.vgg import LayerName, VGG19Features
 
 DEFAULT_STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 DEFAULT_LR = {"adam": 0.02, "lbfgs": 1.0}
+
+# jsonargparse's NonNegativeFloat and PositiveFloat accept "inf", which makes every loss infinite;
+# these reject it (and NaN) when the options are parsed.
+FiniteNonNegativeFloat = restricted_number_type(
+    "FiniteNonNegativeFloat", float, [(">=", 0), ("<", math.inf)], docstring="a finite float >= 0"
+)
+FinitePositiveFloat = restricted_number_type(
+    "FinitePositiveFloat", float, [(">", 0), ("<", math.inf)], docstring="a finite float > 0"
+)
 
 
 class StyleTransfer(pl.LightningModule):
@@ -28,14 +45,15 @@ class StyleTransfer(pl.LightningModule):
         weights: str = "IMAGENET1K_V1",
         content_layers: list[LayerName] = ["conv4_2"],
         style_layers: list[LayerName] = DEFAULT_STYLE_LAYERS,
-        style_layer_weights: Optional[list[NonNegativeFloat]] = None,
-        content_weight: NonNegativeFloat = 1.0,
-        style_weight: NonNegativeFloat = 10.0,
-        tv_weight: NonNegativeFloat = 0.0,
+        style_layer_weights: Optional[list[FiniteNonNegativeFloat]] = None,
+        content_weight: FiniteNonNegativeFloat = 1.0,
+        style_weight: FiniteNonNegativeFloat = 10.0,
+        tv_weight: FiniteNonNegativeFloat = 0.0,
         optimizer: Literal["adam", "lbfgs"] = "adam",
-        lr: Optional[PositiveFloat] = None,
+        lr: Optional[FinitePositiveFloat] = None,
         lbfgs_history: PositiveInt = 100,
         init: Literal["content", "noise"] = "content",
+        init_image: Optional[str] = None,
     ) -> None:
         """
         Args:
@@ -54,6 +72,9 @@ class StyleTransfer(pl.LightningModule):
             lbfgs_history: Number of past updates L-BFGS keeps to approximate curvature.
             init: Start from the ``content`` image (faster, more faithful) or from uniform ``noise``
                 (the paper's Fig. 2, seeded by ``seed_everything``).
+            init_image: Start from this picture instead (``init`` is then unused): an image file, http(s)
+                URL or ``builtin:NAME``, or a ``.ckpt`` of an earlier run, whose image then starts a new
+                run (step 0, fresh optimizer, this run's options and inputs). Resized to the result's size.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -67,6 +88,11 @@ class StyleTransfer(pl.LightningModule):
         layer_weights = torch.tensor(style_layer_weights or [1.0] * len(style_layers), dtype=torch.float32)
         if style_layers and layer_weights.sum() <= 0:
             raise UserError("--model.style_layer_weights are all zero; give at least one positive weight")
+        if content_weight == 0 and style_weight == 0 and tv_weight == 0:
+            raise UserError(
+                "--model.content_weight, --model.style_weight and --model.tv_weight are all 0, so there is "
+                "nothing to optimise; give --model.style_weight (or another weight) a positive value"
+            )
         self.style_layer_weights = dict(zip(style_layers, (layer_weights / layer_weights.sum()).tolist()))
         self.vgg = VGG19Features(list(content_layers) + list(style_layers), weights)
         # The generated image, created in `setup` once the content image's size is known.
@@ -75,14 +101,34 @@ class StyleTransfer(pl.LightningModule):
         # and are not checkpointed: a resume recomputes them from the inputs.
         self.content_targets: dict[str, Tensor] = {}
         self.style_targets: dict[str, Tensor] = {}
+        # The last image whose loss was finite and its step, written out if the run diverges.
+        self.last_finite_image: Optional[Tensor] = None
+        self.last_finite_step: Optional[int] = None
 
     # ---- the image parameter and the targets --------------------------------------------------
 
     def setup(self, stage: str) -> None:
         content = self._datamodule_images()[0]
         if self.image is None or self.image.shape != content.shape:
-            start = content.clone() if self.hparams.init == "content" else torch.rand_like(content)
-            self.image = nn.Parameter(start)
+            self.image = nn.Parameter(self.initial_image(content))
+
+    def initial_image(self, content: Tensor) -> Tensor:
+        """Where the optimisation starts (a resume then overwrites it with the checkpoint's image)."""
+        source = self.hparams.get("init_image")
+        if source is None:
+            return content.clone() if self.hparams.init == "content" else torch.rand_like(content)
+        option = "--model.init_image"
+        if Path(source).suffix == ".ckpt":
+            image = load_checkpoint_file(source, option=option)["state_dict"].get("image")
+            if not isinstance(image, Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
+                raise UserError(f"{option}: {source} holds no image of this program; give a .ckpt it wrote, or an image")
+            # L-BFGS images are unclamped, and a diverged one may hold NaN: start only from valid pixels.
+            image = torch.nan_to_num(image.detach().float(), nan=0.5).clamp(0, 1)
+        else:
+            image = load_image(source, max(content.shape[-2:]), option=option)
+        if image.shape[-2:] != content.shape[-2:]:
+            image = F.interpolate(image, size=content.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
+        return image.clamp(0, 1).to(content.dtype)
 
     def on_fit_start(self) -> None:
         self.compute_targets(*self._datamodule_images())
@@ -123,6 +169,12 @@ class StyleTransfer(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         losses = self()
+        # One host-device sync per step: cheap next to VGG19's forward and backward, and a NaN must
+        # not reach the optimizer (Adam's moments, L-BFGS's history) or a checkpoint.
+        if not torch.isfinite(losses["loss"]).item():
+            raise self._diverged(f"the loss became {losses['loss'].item()}", self.trainer.global_step)
+        self.last_finite_image = self.image.detach().clone()
+        self.last_finite_step = self.trainer.global_step
         self.log("train/loss", losses["loss"], prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"})
         return losses["loss"]
@@ -143,11 +195,29 @@ class StyleTransfer(pl.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
+        if not torch.isfinite(self.image).all().item():  # before the checkpoint of this step sees it
+            raise self._diverged("the image became non-finite", self.trainer.global_step + 1)
         if self.hparams.optimizer == "adam":
             # Keep pixels valid after each Adam step (before any checkpoint sees them). Not for L-BFGS,
             # whose curvature estimate a projection would corrupt; its output is clamped when saved.
             with torch.no_grad():
                 self.image.clamp_(0, 1)
+
+    def _diverged(self, what: str, step: int) -> NonFiniteLossError:
+        """The error for a non-finite loss or image, naming the likely causes and their options."""
+        hp = self.hparams
+        lr = hp.lr or DEFAULT_LR[hp.optimizer]
+        precision = str(self.trainer.precision)
+        fixes = f"a lower --model.lr (it is {lr:g})"
+        if hp.optimizer == "lbfgs":
+            fixes += " or --model.optimizer adam"
+        if precision not in ("32", "32-true", "64", "64-true"):
+            fixes += f" or --trainer.precision 32 (it is {precision}, which can overflow)"
+        return NonFiniteLossError(
+            f"{what} after {step} step{'' if step == 1 else 's'}: the optimisation diverged; "
+            f"start again with {fixes}",
+            step,
+        )
 
     # ---- checkpoints hold the image and the optimizer state, not the frozen VGG19 ---------------
 
@@ -156,7 +226,22 @@ class StyleTransfer(pl.LightningModule):
         for key in [k for k in state if k.startswith("vgg.")]:
             del state[key]
 
+    def check_resume(self, checkpoint: dict[str, Any], datamodule: Any, name: str = "the checkpoint") -> None:
+        """Refuse to resume from ``checkpoint`` if it was made for other inputs (see
+        ``StyleTransferData.check_resume``) or with the other optimizer, whose state it cannot use."""
+        if datamodule is not None and hasattr(datamodule, "check_resume"):
+            datamodule.check_resume(checkpoint.get(type(datamodule).__qualname__, {}).get("fingerprint"), name)
+        saved = checkpoint.get("hyper_parameters", {}).get("optimizer")
+        if saved is not None and saved != self.hparams.optimizer:
+            raise UserError(
+                f"--model.optimizer is {self.hparams.optimizer} but {name} was made with {saved}, whose state "
+                f"{self.hparams.optimizer} cannot continue; resume with --model.optimizer {saved}, or start a "
+                f"new run from the checkpoint's image with --model.init_image {name}"
+            )
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None:  # resuming a run (not load_from_checkpoint)
+            self.check_resume(checkpoint, getattr(self._trainer, "datamodule", None))
         state = checkpoint["state_dict"]
         saved = state.get("image")
         if saved is not None:
