@@ -79,7 +79,7 @@ class ImageLogger(pl.Callback):
     def _log_generated(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard(trainer)
         if writer is not None:
-            writer.add_image("generated", pl_module.image.detach()[0].float().clamp(0, 1), trainer.global_step)
+            writer.add_image("generated", pl_module.result()[0], trainer.global_step)
 
 
 class SaveGeneratedImage(pl.Callback):
@@ -101,17 +101,19 @@ class SaveGeneratedImage(pl.Callback):
             remove_stale_temporaries(trainer.log_dir)  # left by a run killed while writing the image
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._save(trainer, pl_module.image, trainer.global_step)
+        pl_module.check_finite_image()  # never write a NaN image as the result (on_exception then writes the last good one)
+        self._save(trainer, pl_module.result(), trainer.global_step)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if getattr(pl_module, "image", None) is None:
             return  # stopped before there was an image
-        if is_graceful_stop(exception):
-            self._save(trainer, pl_module.image, trainer.global_step)
-        elif isinstance(exception, NonFiniteLossError) and getattr(pl_module, "last_finite_image", None) is not None:
-            self._save(trainer, pl_module.last_finite_image, pl_module.last_finite_step)
+        graceful = is_graceful_stop(exception)
+        if graceful and pl_module.image_is_finite():
+            self._save(trainer, pl_module.result(), trainer.global_step)
+        elif (graceful or isinstance(exception, NonFiniteLossError)) and pl_module.last_finite_image is not None:
+            self._save(trainer, pl_module.result(pl_module.last_finite_image), pl_module.last_finite_step)
 
-    def _save(self, trainer: pl.Trainer, image: Any, step: int) -> None:
+    def _save(self, trainer: pl.Trainer, image: Any, step: Optional[int]) -> None:
         if trainer.is_global_zero:
             self.path = save_image(image, os.path.join(trainer.log_dir or ".", self.filename))
             self.step = step

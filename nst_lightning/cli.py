@@ -17,9 +17,8 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Iterator, Optional
-
 from argparse import ArgumentError
+from typing import Optional
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
@@ -72,6 +71,7 @@ class StyleTransferCLI(LightningCLI):
         self.datamodule.load()
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
+        self.model.check_run(self.datamodule, self.trainer.max_steps)
         # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
         # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
         precision = str(self.config[self.subcommand].trainer.precision)
@@ -80,8 +80,6 @@ class StyleTransferCLI(LightningCLI):
                 "--model.optimizer lbfgs cannot run with --trainer.precision 16-mixed (its GradScaler "
                 "does not support L-BFGS); use bf16-mixed, 32, or --model.optimizer adam"
             )
-        if self.model.hparams.get("init_image") is not None:
-            self.model.initial_image(self.datamodule.content_image)  # a bad --model.init_image fails now
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         last = self._last_checkpoint()
         if ckpt_path is None and last is not None and os.path.exists(last):
@@ -94,8 +92,7 @@ class StyleTransferCLI(LightningCLI):
         resume_from = last if ckpt_path == "last" else ckpt_path
         special = ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry")  # Lightning's own
         if resume_from is not None and not special and (ckpt_path != "last" or os.path.exists(resume_from)):
-            weights_only = self.config[self.subcommand].get("weights_only")
-            checkpoint = load_checkpoint_file(resume_from, weights_only=weights_only is not False)
+            checkpoint = load_checkpoint_file(resume_from)  # weights_only, whatever --weights_only says
             self.model.check_resume(checkpoint, self.datamodule, name=str(resume_from))
 
     def _last_checkpoint(self) -> Optional[str]:
@@ -117,9 +114,9 @@ class StyleTransferCLI(LightningCLI):
 
     def fit(self, model: StyleTransfer, **kwargs: Any) -> None:
         """``trainer.fit`` with safe loading by default and errors that say what was kept."""
-        if kwargs.get("weights_only") is None:
-            # torch >= 2.6 defaults to weights_only=True; say it, whatever the torch version or env.
-            kwargs["weights_only"] = True
+        # Never execute code from a checkpoint, whatever --weights_only, the torch version or the
+        # environment (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) say: this program's checkpoints need none.
+        kwargs["weights_only"] = True
         try:
             self.trainer.fit(model, **kwargs)
         except NonFiniteLossError as err:
@@ -165,7 +162,7 @@ class StyleTransferCLI(LightningCLI):
             return "no checkpoint or image was written after the divergence"
         return (
             f"the last image with a finite loss (after {steps(image.step)}) is in {image.path}: start a new run "
-            f"from it with --model.init_image {image.path} --trainer.logger.init_args.version NEW_NAME"
+            f"from it with --model.init image --model.init_image {image.path} --trainer.logger.init_args.version NEW_NAME"
         )
 
     def after_fit(self) -> None:

@@ -1,18 +1,21 @@
-"""The inputs of a run: a content image and a style image, each a file, an http(s) URL or a
-built-in example (``builtin:tubingen``, ``builtin:starry_night``, ``builtin:shipwreck``,
+"""The inputs of a run: a content image and one or more style images, each a file, an http(s) URL
+or a built-in example (``builtin:tubingen``, ``builtin:starry_night``, ``builtin:shipwreck``,
 ``builtin:the_scream``).
 
 There is no dataset to iterate: style transfer optimises one image. The train loader therefore
-yields step indices only, and the module reads the images from this datamodule once, in ``setup``.
+yields step indices only, and the module reads the images from this datamodule: once, or once per
+stage of a multi-scale schedule (``images(long_side)``).
 
-Checkpoints record a fingerprint of the inputs (``state_dict``): a resume with other images or another
-size would silently optimise a different problem from a state made for this one, so it is refused.
+Checkpoints record a fingerprint of the inputs (``state_dict``): a resume with other images, other
+blend weights or another size would silently optimise a different problem from a state made for
+this one, so it is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
 from jsonargparse.typing import PositiveInt
@@ -21,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from nst_lightning.errors import UserError
 from nst_lightning.image_io import decode_image, read_source
+from nst_lightning.numbers import FiniteNonNegativeFloat, FinitePositiveFloat
 
 # Four 2x poolings precede conv5_x: an image's short side must leave at least a 1x1 map there.
 MIN_SHORT_SIDE = 16
@@ -30,66 +34,100 @@ class StyleTransferData(pl.LightningDataModule):
     def __init__(
         self,
         content: str = "builtin:tubingen",
-        style: str = "builtin:starry_night",
+        style: Union[str, list[str]] = "builtin:starry_night",
+        style_weights: Optional[list[FiniteNonNegativeFloat]] = None,
         image_size: PositiveInt = 512,
-        style_size: Optional[PositiveInt] = None,
+        style_scale: FinitePositiveFloat = 1.0,
     ) -> None:
         """
         Args:
             content: The photo whose structure is kept: a file path, an http(s) URL or ``builtin:NAME``.
-            style: The painting whose style is transferred: a file path, an http(s) URL or ``builtin:NAME``.
+            style: The painting whose style is transferred (a file path, an http(s) URL or
+                ``builtin:NAME``), or a list of them to blend.
+            style_weights: With several styles, one blend weight per style image, normalised to sum to 1
+                (default: equal). The target Gram matrices are the weighted sum of each image's, as in
+                jcjohnson/neural-style's ``-style_blend_weights``.
             image_size: Long side of the generated image in pixels (the content image is resized to it).
-            style_size: Long side of the style image in pixels; by default the same as ``image_size``, so
-                brush strokes keep their size relative to the output.
+            style_scale: Long side of each style image relative to the output's (at every stage of a
+                multi-scale run): 1 keeps the painting's brush strokes at the size they have when the
+                painting fills the output; 0.5 halves them, 2 doubles them. Independent of the content's size.
         """
         super().__init__()
         self.save_hyperparameters()
         self.content = content
-        self.style = style
+        self.styles = [style] if isinstance(style, str) else list(style)
+        if not self.styles:
+            raise UserError("--data.style is an empty list; give at least one style image")
+        weights = [1.0] * len(self.styles) if style_weights is None else [float(w) for w in style_weights]
+        if len(weights) != len(self.styles):
+            raise UserError(
+                f"--data.style_weights has {len(weights)} values for {len(self.styles)} style images; "
+                "give one weight per style image"
+            )
+        if sum(weights) <= 0:
+            raise UserError("--data.style_weights are all zero; give at least one positive weight")
+        self.style_weights = [w / sum(weights) for w in weights]
         self.image_size = int(image_size)
-        self.style_size = int(style_size) if style_size is not None else None
+        self.style_scale = float(style_scale)
+        # At the final size, for the logger and API users; the first style stands for the blend.
         self.content_image: Optional[Tensor] = None
         self.style_image: Optional[Tensor] = None
-        self.content_sha256: Optional[str] = None
-        self.style_sha256: Optional[str] = None
+        self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
+        # Each source's bytes, read once: every stage's size is decoded from them, and the
+        # fingerprint hashes them (a URL is downloaded once, not once per stage).
+        self._bytes: dict[str, bytes] = {}
+
+    @property
+    def style(self) -> Union[str, list[str]]:
+        return self.styles[0] if len(self.styles) == 1 else self.styles
 
     def load(self) -> None:
-        """Read, check and resize both images (once); raises ``UserError`` with a one-line fix.
+        """Read, check and resize the images at the final size (once); raises ``UserError`` with a
+        one-line fix. The CLI calls this before the Trainer creates any file, so bad input leaves
+        nothing behind."""
+        if self.content_image is None:
+            content, styles = self.images(self.image_size)
+            self.content_image, self.style_image = content, styles[0]
 
-        The CLI calls this before the Trainer creates any file, so bad input leaves nothing behind.
-        """
-        if self.content_image is not None:
-            return
-        content_bytes = read_source(self.content, "--data.content")
-        style_bytes = read_source(self.style, "--data.style")
-        content = decode_image(content_bytes, self.image_size, self.content, "--data.content")
-        style = decode_image(style_bytes, self.style_size or self.image_size, self.style, "--data.style")
-        for image, option in ((content, "--data.content"), (style, "--data.style")):
-            if min(image.shape[-2:]) < MIN_SHORT_SIDE:
-                raise UserError(
-                    f"{option}: resized to {image.shape[-1]}x{image.shape[-2]} pixels, its short side is "
-                    f"below VGG19's minimum of {MIN_SHORT_SIDE}; raise --data.image_size or use a less "
-                    "elongated image"
-                )
-        self.content_image, self.style_image = content, style
-        # Of the bytes, not of the decoded pixels: stable across Pillow versions, and the same for a
-        # URL and a downloaded copy of it.
-        self.content_sha256 = hashlib.sha256(content_bytes).hexdigest()
-        self.style_sha256 = hashlib.sha256(style_bytes).hexdigest()
+    def _read(self, source: str, option: str) -> bytes:
+        if source not in self._bytes:
+            self._bytes[source] = read_source(source, option)
+        return self._bytes[source]
+
+    def images(self, long_side: int) -> tuple[Tensor, list[Tensor]]:
+        """The content image with long side ``long_side`` and the style images at ``style_scale``
+        times that, each resized from its source (Lanczos), cached per size."""
+        if long_side not in self._cache:
+            content = decode_image(self._read(self.content, "--data.content"), long_side, self.content, "--data.content")
+            style_side = max(1, round(self.style_scale * long_side))
+            styles = [decode_image(self._read(s, "--data.style"), style_side, s, "--data.style") for s in self.styles]
+            for image, option in [(content, "--data.content")] + [(s, "--data.style") for s in styles]:
+                if min(image.shape[-2:]) < MIN_SHORT_SIDE:
+                    raise UserError(
+                        f"{option}: resized to {image.shape[-1]}x{image.shape[-2]} pixels, its short side is "
+                        f"below VGG19's minimum of {MIN_SHORT_SIDE}; raise --data.image_size (or "
+                        "--data.style_scale), use fewer --model.stage_steps, or use a less elongated image"
+                    )
+            self._cache[long_side] = (content, styles)
+        return self._cache[long_side]
 
     # ---- the inputs' fingerprint in checkpoints --------------------------------------------------
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a checkpoint's state depends on: both images' bytes and their sizes after resizing.
-        Plain types only, so that checkpoints load with ``torch.load(weights_only=True)``."""
+        """What a checkpoint's state depends on: the images' bytes, the blend weights and the final
+        sizes (a multi-scale stage's size follows from these and the schedule, which the module
+        checks). Plain types only, so that checkpoints load with ``torch.load(weights_only=True)``."""
         self.load()
         return {
             "content": self.content,
-            "content_sha256": self.content_sha256,
-            "content_size": list(self.content_image.shape[-2:]),
-            "style": self.style,
-            "style_sha256": self.style_sha256,
-            "style_size": list(self.style_image.shape[-2:]),
+            # Of the bytes, not of the decoded pixels: stable across Pillow versions, and the same for
+            # a URL and a downloaded copy of it.
+            "content_sha256": _sha256(self._bytes[self.content]),
+            "size": list(self.content_image.shape[-2:]),
+            "styles": list(self.styles),
+            "styles_sha256": [_sha256(self._bytes[s]) for s in self.styles],
+            "style_weights": list(self.style_weights),
+            "style_scale": self.style_scale,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -100,26 +138,36 @@ class StyleTransferData(pl.LightningDataModule):
 
     def check_resume(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None:
         """Refuse to resume from a checkpoint made with other inputs; ``saved`` is its fingerprint
-        (``None`` for checkpoints older than fingerprints: only the image size is checked then)."""
-        if not saved:
+        (``None`` for checkpoints older than fingerprints: the module still checks the image size)."""
+        if not saved or "styles_sha256" not in saved:
             return
         now = self.fingerprint()
-        new_run = f"or start a new run from the checkpoint's image with --model.init_image {checkpoint}"
-        for name in ("content", "style"):
-            if saved.get(f"{name}_sha256") != now[f"{name}_sha256"]:
-                raise UserError(
-                    f"--data.{name} {now[name]} is not the image {checkpoint} was made with "
-                    f"({saved.get(name)}, sha256 {str(saved.get(f'{name}_sha256'))[:12]}...); "
-                    f"resume with that image, {new_run}"
-                )
-        style_option = "--data.style_size" if self.style_size is not None else "--data.image_size"
-        for name, option in (("content", "--data.image_size"), ("style", style_option)):
-            if list(saved.get(f"{name}_size", [])) != now[f"{name}_size"]:
-                (h, w), (saved_h, saved_w) = now[f"{name}_size"], saved[f"{name}_size"]
-                raise UserError(
-                    f"{option} makes the {name} image {w}x{h} but {checkpoint} was made at "
-                    f"{saved_w}x{saved_h}; resume with the same {option}, {new_run} (it is resized)"
-                )
+        new_run = f"or start a new run from its image with --model.init image --model.init_image {checkpoint}"
+        if saved["content_sha256"] != now["content_sha256"]:
+            raise UserError(
+                f"--data.content {now['content']} is not the image {checkpoint} was made with "
+                f"({saved['content']}, sha256 {saved['content_sha256'][:12]}...); resume with that image, {new_run}"
+            )
+        if saved["styles_sha256"] != now["styles_sha256"]:
+            raise UserError(
+                f"--data.style {now['styles']} is not what {checkpoint} was made with ({saved['styles']}); "
+                f"resume with the same style images in the same order, {new_run}"
+            )
+        if len(saved["style_weights"]) != len(now["style_weights"]) or not all(
+            math.isclose(a, b, rel_tol=1e-6) for a, b in zip(saved["style_weights"], now["style_weights"])
+        ):
+            weights = ", ".join(f"{w:.3g}" for w in saved["style_weights"])
+            raise UserError(
+                f"--data.style_weights differ from those {checkpoint} was made with ({weights} after "
+                f"normalising); resume with the same weights, {new_run}"
+            )
+        if list(saved["size"]) != now["size"] or not math.isclose(saved["style_scale"], now["style_scale"]):
+            (h, w), (saved_h, saved_w) = now["size"], saved["size"]
+            raise UserError(
+                f"--data.image_size {self.image_size} and --data.style_scale {self.style_scale:g} make the result "
+                f"{w}x{h} but {checkpoint} was made for {saved_w}x{saved_h} with --data.style_scale "
+                f"{saved['style_scale']:g}; resume with the same sizes, {new_run} (it is resized)"
+            )
 
     def setup(self, stage: str) -> None:
         self.load()
@@ -131,3 +179,7 @@ class StyleTransferData(pl.LightningDataModule):
         if steps is None or steps < 0:
             raise UserError("set --trainer.max_steps: it is the number of optimisation steps")
         return DataLoader(range(steps), batch_size=None)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -4,39 +4,35 @@ The Trainer does the rest: device placement, mixed precision, checkpoints (image
 not the frozen VGG19) and logging. One training step is one forward/backward pass, for Adam and for
 L-BFGS alike (``max_iter=1``), so ``trainer.max_steps`` counts loss evaluations with either.
 
-A non-finite loss or image stops training at once (``NonFiniteLossError``) before the optimizer or a
-checkpoint can spread it; the module keeps the last image whose loss was finite for the callbacks.
+A non-finite loss stops training at once (``NonFiniteLossError``) before the optimizer can spread it
+(one host-device sync per step, the only one this module adds); a non-finite image is refused when a
+checkpoint or the result is written. The module keeps the last image whose loss was finite for the
+callbacks.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import PositiveInt, restricted_number_type
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
 from nst_lightning.checkpoint_io import load_checkpoint_file
+from nst_lightning.color import ColorMode, gray, match_color_histogram, match_luminance, with_chroma_of
+from nst_lightning.ema import IterateAverage
 from nst_lightning.errors import NonFiniteLossError, UserError
 from nst_lightning.image_io import load_image
+from nst_lightning.numbers import FiniteNonNegativeFloat, FinitePositiveFloat
 from nst_lightning.losses import content_loss, gram_matrix, style_loss, total_variation_loss
-from nst_lightning.vgg import LayerName, VGG19Features
+from nst_lightning.schedule import resize_adam_state, resize_image, stage_of_step, stage_sizes
+from nst_lightning.vgg import LayerName, PoolingName, VGG19Features
 
 DEFAULT_STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 DEFAULT_LR = {"adam": 0.02, "lbfgs": 1.0}
-
-# jsonargparse's NonNegativeFloat and PositiveFloat accept "inf", which makes every loss infinite;
-# these reject it (and NaN) when the options are parsed.
-FiniteNonNegativeFloat = restricted_number_type(
-    "FiniteNonNegativeFloat", float, [(">=", 0), ("<", math.inf)], docstring="a finite float >= 0"
-)
-FinitePositiveFloat = restricted_number_type(
-    "FinitePositiveFloat", float, [(">", 0), ("<", math.inf)], docstring="a finite float > 0"
-)
 
 
 class StyleTransfer(pl.LightningModule):
@@ -52,8 +48,12 @@ class StyleTransfer(pl.LightningModule):
         optimizer: Literal["adam", "lbfgs"] = "adam",
         lr: Optional[FinitePositiveFloat] = None,
         lbfgs_history: PositiveInt = 100,
-        init: Literal["content", "noise"] = "content",
+        init: Literal["content", "noise", "image"] = "content",
         init_image: Optional[str] = None,
+        pooling: PoolingName = "max",
+        preserve_colors: ColorMode = "none",
+        stage_steps: Optional[list[PositiveInt]] = None,
+        ema_decay: Optional[OpenUnitInterval] = None,
     ) -> None:
         """
         Args:
@@ -70,11 +70,26 @@ class StyleTransfer(pl.LightningModule):
             optimizer: ``adam`` (robust, works with mixed precision) or ``lbfgs`` (the paper's).
             lr: Step size; default 0.02 for Adam (in units of the [0, 1] pixel range), 1.0 for L-BFGS.
             lbfgs_history: Number of past updates L-BFGS keeps to approximate curvature.
-            init: Start from the ``content`` image (faster, more faithful) or from uniform ``noise``
-                (the paper's Fig. 2, seeded by ``seed_everything``).
-            init_image: Start from this picture instead (``init`` is then unused): an image file, http(s)
-                URL or ``builtin:NAME``, or a ``.ckpt`` of an earlier run, whose image then starts a new
-                run (step 0, fresh optimizer, this run's options and inputs). Resized to the result's size.
+            init: Start from the ``content`` image (faster, more faithful), from uniform ``noise``
+                (the paper's Fig. 2, seeded by ``seed_everything``) or from ``init_image``.
+            init_image: With ``init: image``, the image to start from (file, http(s) URL or
+                ``builtin:NAME``), resized to the content image's size, e.g. an earlier result; or a
+                ``.ckpt`` this program wrote, whose image (its average with ``ema_decay``) then starts a
+                new run: step 0, a fresh optimizer, this run's options and inputs.
+            pooling: ``max`` (torchvision's VGG19) or ``avg``, the paper's choice ("improves the gradient
+                flow and one obtains slightly more appealing results"), with a gain that keeps the
+                activations near those the network was trained with (see ``vgg.AVG_POOL_GAIN``).
+            preserve_colors: Keep the photo's colours (Gatys et al. 2017): ``luminance`` transfers style
+                on luminance only and puts the photo's colour back; ``histogram`` recolours the style
+                image to the photo's colour mean and covariance first; ``none`` takes the painting's.
+            stage_steps: Coarse-to-fine optimisation: steps of each stage before the last, smallest
+                first. Each stage's long side is sqrt(2) times the previous one's, the last stage is
+                ``data.image_size`` and gets the rest of ``trainer.max_steps``; e.g. ``[300, 200]`` with
+                ``max_steps: 600`` and 1024 px runs 300 steps at 512 px, 200 at 724 and 100 at 1024.
+                Default: one stage at the final size (the paper).
+            ema_decay: Output the exponential moving average of the iterates with this decay (e.g.
+                0.99: about the last 100 steps) instead of the last iterate, which removes Adam's step
+                noise; default: off.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -94,13 +109,25 @@ class StyleTransfer(pl.LightningModule):
                 "nothing to optimise; give --model.style_weight (or another weight) a positive value"
             )
         self.style_layer_weights = dict(zip(style_layers, (layer_weights / layer_weights.sum()).tolist()))
-        self.vgg = VGG19Features(list(content_layers) + list(style_layers), weights)
+        if (init == "image") != (init_image is not None):
+            raise UserError(
+                "--model.init image needs --model.init_image PATH" if init == "image"
+                else f"--model.init_image is set but --model.init is {init}; add --model.init image"
+            )
+        self.vgg = VGG19Features(list(content_layers) + list(style_layers), weights, pooling=pooling)
         # The generated image, created in `setup` once the content image's size is known.
         self.register_parameter("image", None)
-        # Targets are computed once per run (in `on_fit_start`, on the right device), never per step,
-        # and are not checkpointed: a resume recomputes them from the inputs.
+        # The averaged iterates (ema_decay), created with the image; checkpointed with it.
+        self.average: Optional[IterateAverage] = None
+        # The multi-scale stage (0 = smallest); checkpointed, so a resume continues at the right size.
+        self.stage = 0
+        # Targets are computed once per stage (in `on_fit_start` and at each stage change, on the right
+        # device), never per step, and are not checkpointed: a resume recomputes them from the inputs.
         self.content_targets: dict[str, Tensor] = {}
         self.style_targets: dict[str, Tensor] = {}
+        # The photo at the current size, whose colours luminance-only transfer puts back.
+        self.content_colors: Optional[Tensor] = None
+        self._init_image: Optional[Tensor] = None
         # The last image whose loss was finite and its step, written out if the run diverges.
         self.last_finite_image: Optional[Tensor] = None
         self.last_finite_step: Optional[int] = None
@@ -108,54 +135,141 @@ class StyleTransfer(pl.LightningModule):
     # ---- the image parameter and the targets --------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        content = self._datamodule_images()[0]
+        datamodule = self._datamodule()
+        self.check_run(datamodule, self.trainer.max_steps)
+        content = self._stage_images(self.stage)[0]
         if self.image is None or self.image.shape != content.shape:
-            self.image = nn.Parameter(self.initial_image(content))
+            self.image = nn.Parameter(self._initial_image(content))
+            if self.hparams.ema_decay is not None:
+                self.average = IterateAverage(self.image, self.hparams.ema_decay)
 
-    def initial_image(self, content: Tensor) -> Tensor:
-        """Where the optimisation starts (a resume then overwrites it with the checkpoint's image)."""
-        source = self.hparams.get("init_image")
-        if source is None:
-            return content.clone() if self.hparams.init == "content" else torch.rand_like(content)
-        option = "--model.init_image"
-        if Path(source).suffix == ".ckpt":
-            image = load_checkpoint_file(source, option=option)["state_dict"].get("image")
-            if not isinstance(image, Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3):
-                raise UserError(f"{option}: {source} holds no image of this program; give a .ckpt it wrote, or an image")
-            # L-BFGS images are unclamped, and a diverged one may hold NaN: start only from valid pixels.
-            image = torch.nan_to_num(image.detach().float(), nan=0.5).clamp(0, 1)
-        else:
-            image = load_image(source, max(content.shape[-2:]), option=option)
-        if image.shape[-2:] != content.shape[-2:]:
-            image = F.interpolate(image, size=content.shape[-2:], mode="bicubic", antialias=True, align_corners=False)
-        return image.clamp(0, 1).to(content.dtype)
+    def check_run(self, datamodule: Any, max_steps: Optional[int]) -> None:
+        """Fail early, with one line, on inputs that would fail mid-run (the CLI calls this before it
+        writes any file): a schedule with no steps left for the final size, a stage too small for
+        VGG19, an unreadable ``init_image``."""
+        stage_steps = self.hparams.stage_steps or []
+        if max_steps is not None and max_steps >= 0 and sum(stage_steps) >= max_steps:
+            raise UserError(
+                f"--model.stage_steps add up to {sum(stage_steps)} steps, leaving none of --trainer.max_steps "
+                f"{max_steps} for the final size; raise --trainer.max_steps or lower --model.stage_steps"
+            )
+        datamodule.load()
+        for size in self.stage_sizes(datamodule.image_size):
+            datamodule.images(size)
+        if self.hparams.init == "image" and self._init_image is None:
+            # As it is; each stage resizes it to its content image's shape.
+            self._init_image = load_init_image(self.hparams.init_image)
+
+    def stage_sizes(self, image_size: int) -> list[int]:
+        return stage_sizes(image_size, len(self.hparams.stage_steps or []) + 1)
+
+    def _initial_image(self, content: Tensor) -> Tensor:
+        if self.hparams.init == "content":
+            return content.clone()
+        if self.hparams.init == "noise":
+            return torch.rand_like(content)
+        # Resized to the content's exact shape: an init image of another aspect is stretched.
+        image = F.interpolate(self._init_image, size=content.shape[-2:], mode="bicubic", antialias=True)
+        return image.clamp(0, 1)
 
     def on_fit_start(self) -> None:
-        self.compute_targets(*self._datamodule_images())
+        self.compute_stage_targets()
+
+    def compute_stage_targets(self) -> None:
+        """Targets for the current stage's size, from the images the datamodule resizes from source."""
+        content, styles = self._stage_images(self.stage)
+        self.compute_targets(content, styles, self._datamodule().style_weights)
 
     @torch.no_grad()
-    def compute_targets(self, content: Tensor, style: Tensor) -> None:
-        """Content features and style Grams, in fp32 (outside autocast) for exact targets."""
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            content_features = self.vgg(content.to(self.device, torch.float32))
-            style_features = self.vgg(style.to(self.device, torch.float32))
-        self.content_targets = {name: content_features[name].float() for name in self.hparams.content_layers}
-        self.style_targets = {name: gram_matrix(style_features[name]) for name in self.hparams.style_layers}
+    def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], style_weights: Optional[list[float]] = None) -> None:
+        """Content features and style Grams, in fp32 (outside autocast) for exact targets.
 
-    def _datamodule_images(self) -> tuple[Tensor, Tensor]:
+        Several style images give the weighted sum of their Grams (``style_weights``, default equal),
+        as jcjohnson/neural-style blends styles. Colour preservation transforms the inputs first.
+        """
+        styles = [style] if isinstance(style, Tensor) else list(style)
+        weights = style_weights or [1.0 / len(styles)] * len(styles)
+        content = content.to(self.device, torch.float32)
+        styles = [s.to(self.device, torch.float32) for s in styles]
+        self.content_colors = content
+        if self.hparams.preserve_colors == "luminance":
+            styles = [match_luminance(s, content) for s in styles]
+            content = gray(content)
+        elif self.hparams.preserve_colors == "histogram":
+            styles = [match_color_histogram(s, content) for s in styles]
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            content_features = self.vgg(content)
+            self.content_targets = {name: content_features[name].float() for name in self.hparams.content_layers}
+            self.style_targets = {}
+            for weight, image in zip(weights, styles):
+                features = self.vgg(image)
+                for name in self.hparams.style_layers:
+                    gram = weight * gram_matrix(features[name])
+                    self.style_targets[name] = self.style_targets[name] + gram if name in self.style_targets else gram
+
+    def _datamodule(self) -> Any:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "load"):
+        if datamodule is None or not hasattr(datamodule, "images"):
             raise UserError("StyleTransfer needs a StyleTransferData datamodule: trainer.fit(model, datamodule=...)")
-        datamodule.load()
-        return datamodule.content_image, datamodule.style_image
+        return datamodule
+
+    def _stage_images(self, stage: int) -> tuple[Tensor, list[Tensor]]:
+        datamodule = self._datamodule()
+        return datamodule.images(self.stage_sizes(datamodule.image_size)[stage])
+
+    def result(self, image: Optional[Tensor] = None) -> Tensor:
+        """The output image ``[1, 3, H, W]`` in [0, 1]: the averaged iterates if ``ema_decay`` is set,
+        else the image (or ``image``, e.g. the last finite one); with ``preserve_colors: luminance``,
+        its luminance in the photo's colours."""
+        if image is not None:
+            image = image.detach().float()
+        elif self.average is not None and self.average.count.item() > 0:
+            image = self.average.get()
+        else:
+            image = self.image.detach().float()
+        if self.hparams.preserve_colors == "luminance" and self.content_colors is not None:
+            image = with_chroma_of(image, self.content_colors.to(image.device))
+        return image.clamp(0, 1)
+
+    # ---- coarse-to-fine stages -----------------------------------------------------------------
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        target = stage_of_step(self.trainer.global_step, self.hparams.stage_steps or [])
+        while self.stage < target:
+            self._next_stage()
+
+    @torch.no_grad()
+    def _next_stage(self) -> None:
+        """Upscale the image (in place, so the optimizer keeps its reference), its average and the
+        optimizer state to the next stage's size, and recompute the targets there."""
+        self.stage += 1
+        content = self._stage_images(self.stage)[0]
+        size = tuple(content.shape[-2:])
+        pixel_ratio = (size[0] * size[1]) / (self.image.shape[-2] * self.image.shape[-1])
+        # Like crowsonkb's, a new stage starts from the averaged iterate when there is one: the noise
+        # of the last Adam steps would otherwise be upscaled into blobs.
+        start = self.average.get() if self.average is not None and self.average.count.item() > 0 else self.image
+        self.image.data = resize_image(start.to(self.image.dtype), size)
+        if self.average is not None:
+            self.average.resize(size)
+        for optimizer in self.trainer.optimizers:
+            if isinstance(optimizer, torch.optim.LBFGS):
+                # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling;
+                # it restarts (as a stage of jcjohnson's multires script restarts its L-BFGS).
+                optimizer.state.clear()
+                optimizer._numel_cache = None  # cached parameter size, read by its flat views
+            elif self.image in optimizer.state:
+                resize_adam_state(optimizer.state[self.image], size, pixel_ratio)
+        self.compute_stage_targets()
 
     # ---- losses and optimisation -------------------------------------------------------------
 
     def forward(self, image: Optional[Tensor] = None) -> dict[str, Tensor]:
         """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
         image = self.image if image is None else image
-        features = self.vgg(image)
         hp = self.hparams
+        # Luminance-only transfer (Gatys et al. 2017): VGG19 sees the luminance as a grey image.
+        features = self.vgg(gray(image) if hp.preserve_colors == "luminance" else image)
         zero = image.new_zeros((), dtype=torch.float32)
         content = sum((content_loss(features[n], self.content_targets[n]) for n in hp.content_layers), zero)
         content = content / max(len(hp.content_layers), 1)
@@ -173,10 +287,16 @@ class StyleTransfer(pl.LightningModule):
         # not reach the optimizer (Adam's moments, L-BFGS's history) or a checkpoint.
         if not torch.isfinite(losses["loss"]).item():
             raise self._diverged(f"the loss became {losses['loss'].item()}", self.trainer.global_step)
-        self.last_finite_image = self.image.detach().clone()
+        # Copied into one buffer (no allocation per step; a new one when a stage changes the size).
+        if self.last_finite_image is None or self.last_finite_image.shape != self.image.shape:
+            self.last_finite_image = self.image.detach().clone()
+        else:
+            self.last_finite_image.copy_(self.image.detach())
         self.last_finite_step = self.trainer.global_step
         self.log("train/loss", losses["loss"], prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"})
+        if self.hparams.stage_steps:
+            self.log("train/stage", float(self.stage))
         return losses["loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -195,13 +315,24 @@ class StyleTransfer(pl.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
-        if not torch.isfinite(self.image).all().item():  # before the checkpoint of this step sees it
-            raise self._diverged("the image became non-finite", self.trainer.global_step + 1)
         if self.hparams.optimizer == "adam":
             # Keep pixels valid after each Adam step (before any checkpoint sees them). Not for L-BFGS,
             # whose curvature estimate a projection would corrupt; its output is clamped when saved.
             with torch.no_grad():
                 self.image.clamp_(0, 1)
+        if self.average is not None:
+            self.average.update(self.image)
+
+    def check_finite_image(self) -> None:
+        """Raise ``NonFiniteLossError`` if the image (or its average) holds NaN or inf. Called before a
+        checkpoint or the result is written, not every step: an update that made the image non-finite
+        makes the next loss non-finite, which the per-step check catches."""
+        if not self.image_is_finite():
+            raise self._diverged("the image became non-finite", self.trainer.global_step)
+
+    def image_is_finite(self) -> bool:
+        images = [self.image] + ([self.average.value] if self.average is not None else [])
+        return all(bool(torch.isfinite(image).all().item()) for image in images)
 
     def _diverged(self, what: str, step: int) -> NonFiniteLossError:
         """The error for a non-finite loss or image, naming the likely causes and their options."""
@@ -225,18 +356,32 @@ class StyleTransfer(pl.LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("vgg.")]:
             del state[key]
+        checkpoint["nst_stage"] = self.stage
+        # Part of the inputs' fingerprint (the datamodule stores the rest): the stage sizes follow
+        # from it, so a state made for one schedule cannot continue another.
+        checkpoint["nst_stage_steps"] = list(self.hparams.stage_steps or [])
+        if self.image is not None:
+            self.check_finite_image()  # a NaN image must never replace the last good checkpoint
 
     def check_resume(self, checkpoint: dict[str, Any], datamodule: Any, name: str = "the checkpoint") -> None:
         """Refuse to resume from ``checkpoint`` if it was made for other inputs (see
-        ``StyleTransferData.check_resume``) or with the other optimizer, whose state it cannot use."""
+        ``StyleTransferData.check_resume``), another stage schedule or the other optimizer, whose
+        state it cannot use. (The CLI restores the model's options from the checkpoint, so the last
+        two matter to API users.)"""
+        new_run = f"or start a new run from its image with --model.init image --model.init_image {name}"
         if datamodule is not None and hasattr(datamodule, "check_resume"):
             datamodule.check_resume(checkpoint.get(type(datamodule).__qualname__, {}).get("fingerprint"), name)
+        saved_steps = checkpoint.get("nst_stage_steps")
+        if saved_steps is not None and list(saved_steps) != list(self.hparams.stage_steps or []):
+            raise UserError(
+                f"--model.stage_steps is {list(self.hparams.stage_steps or [])} but {name} was made with "
+                f"{list(saved_steps)}; resume with the same schedule, {new_run}"
+            )
         saved = checkpoint.get("hyper_parameters", {}).get("optimizer")
         if saved is not None and saved != self.hparams.optimizer:
             raise UserError(
                 f"--model.optimizer is {self.hparams.optimizer} but {name} was made with {saved}, whose state "
-                f"{self.hparams.optimizer} cannot continue; resume with --model.optimizer {saved}, or start a "
-                f"new run from the checkpoint's image with --model.init_image {name}"
+                f"{self.hparams.optimizer} cannot continue; resume with --model.optimizer {saved}, {new_run}"
             )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -244,14 +389,46 @@ class StyleTransfer(pl.LightningModule):
             self.check_resume(checkpoint, getattr(self._trainer, "datamodule", None))
         state = checkpoint["state_dict"]
         saved = state.get("image")
+        stage = checkpoint.get("nst_stage", 0)
         if saved is not None:
             if self.image is None:  # e.g. StyleTransfer.load_from_checkpoint(path): no setup has run
                 self.image = nn.Parameter(torch.empty_like(saved))
-            elif self.image.shape != saved.shape:
-                raise UserError(
-                    f"the checkpoint's image is {saved.shape[-1]}x{saved.shape[-2]} but the inputs give "
-                    f"{self.image.shape[-1]}x{self.image.shape[-2]}; resume with the same --data options "
-                    "or start a new run"
-                )
+            else:
+                # A resume mid-schedule: the checkpoint's stage decides the size; the parameter (and the
+                # average) take that shape before the state dict and the optimizer state are loaded.
+                sizes = self.stage_sizes(self._datamodule().image_size)
+                expected = self._stage_images(stage)[0].shape if stage < len(sizes) else None
+                if expected != saved.shape:
+                    raise UserError(
+                        f"the checkpoint's image is {saved.shape[-1]}x{saved.shape[-2]} (stage {stage}) but the "
+                        "inputs and --model.stage_steps give another size; resume with the same --data options, "
+                        "or start a new run from its image with --model.init image --model.init_image CKPT"
+                    )
+                self.image.data = torch.empty_like(saved)
+            if "average.value" in state:
+                if self.average is None:
+                    self.average = IterateAverage(saved, self.hparams.ema_decay or 0.99)
+                self.average.value = torch.empty_like(state["average.value"])
+        self.stage = stage
         # Put the (deterministic, frozen) VGG weights back so that the strict state-dict load passes.
         state.update({k: v for k, v in self.state_dict().items() if k.startswith("vgg.")})
+
+
+def load_init_image(source: str) -> Tensor:
+    """``--model.init_image``: an image (file, URL, ``builtin:``), or the
+    image of a ``.ckpt`` this program wrote (loaded with ``weights_only``): its averaged iterate when
+    it has one (that is its output), else its image, with non-finite pixels replaced."""
+    option = "--model.init_image"
+    if Path(source).suffix != ".ckpt":
+        return load_image(source, option=option)
+    checkpoint = load_checkpoint_file(source, option=option)
+    state = checkpoint["state_dict"]
+    image = state.get("image")
+    if not isinstance(image, Tensor) or image.dim() != 4 or tuple(image.shape[:2]) != (1, 3):
+        raise UserError(f"{option}: {source} holds no image of this program; give a .ckpt it wrote, or an image")
+    decay = checkpoint.get("hyper_parameters", {}).get("ema_decay")
+    count = state.get("average.count")
+    if decay and isinstance(count, Tensor) and count.item() > 0 and "average.value" in state:
+        image = state["average.value"] / (1 - decay ** count.item())
+    # L-BFGS images are unclamped, and a diverged one may hold NaN: start only from valid pixels.
+    return torch.nan_to_num(image.detach().float(), nan=0.5, posinf=1.0, neginf=0.0).clamp(0, 1)

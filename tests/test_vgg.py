@@ -93,3 +93,21 @@ def test_failed_download_names_the_local_file_option(monkeypatch, tmp_path):
 def test_unknown_layer_is_a_user_error():
     with pytest.raises(UserError, match="conv6_1"):
         VGG19Features(["conv6_1"], weights="random")
+
+
+def test_average_pooling_replaces_every_max_pool_with_a_gain():
+    from nst_lightning.vgg import AVG_POOL_GAIN, ScaledAvgPool2d
+
+    layers = ["conv1_1", "conv2_1", "conv5_1"]
+    vgg = VGG19Features(layers, weights="random", pooling="avg")
+    pools = [m for m in vgg.features if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
+    assert len(pools) == 4 and all(isinstance(m, ScaledAvgPool2d) for m in pools)
+    # [[1, 2], [3, 4]] averages to 2.5, times the gain 1.4: 3.5 (a max pool would give 4).
+    out = pools[0](torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2))
+    assert AVG_POOL_GAIN == 1.4 and out.item() == pytest.approx(3.5)
+    # The conv weights are the same network's; only the pooling differs.
+    same = VGG19Features(layers, weights="random")
+    image = torch.rand(1, 3, 32, 32)
+    assert torch.equal(vgg.features[0].weight, same.features[0].weight)
+    assert torch.allclose(vgg(image)["conv1_1"], same(image)["conv1_1"])  # before the first pool
+    assert not torch.allclose(vgg(image)["conv2_1"], same(image)["conv2_1"])  # after it
