@@ -30,6 +30,14 @@ from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import NonFiniteLossError, RunInterrupted, UserError
 from nst_lightning.module import StyleTransfer
 
+# Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
+INT_MINIMUMS = {
+    "checkpoint.every_n_train_steps": 0,
+    "checkpoint.every_n_epochs": 0,
+    "checkpoint.save_top_k": -1,
+    "trainer.log_every_n_steps": 1,
+}
+
 TRAINER_DEFAULTS = {
     "max_steps": 500,
     # One image is one optimisation problem: several devices would only duplicate it.
@@ -65,6 +73,15 @@ class StyleTransferCLI(LightningCLI):
         )
         parser.add_lightning_class_args(ImageLogger, "image_logger")
         parser.add_lightning_class_args(SaveGeneratedImage, "result")
+
+    def before_instantiate_classes(self) -> None:
+        """Integer options typed by Lightning as plain ``int``: checked here, right after parsing and
+        before anything is built, so the error names the option as the user wrote it."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        for key, minimum in INT_MINIMUMS.items():
+            value = config.get(key)
+            if value is not None and value < minimum:
+                raise UserError(f"--{key} must be an integer >= {minimum}, not {value}")
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""
