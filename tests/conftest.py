@@ -152,3 +152,15 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def user_error(run, capsys, *args: str) -> str:
+    """Run the CLI expecting a user error: exit code 2 and exactly one ``nst_lightning`` line on
+    stderr, which is returned."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(*args)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
+    assert len(lines) == 1, lines
+    return lines[0]
