@@ -7,7 +7,6 @@ the first checkpoint (training has started), then send the signal. They never as
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
