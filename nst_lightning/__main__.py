@@ -1,4 +1,21 @@
-from nst_lightning.cli import cli_main
+import os
+import signal
+import sys
+
+
+def _stop_while_starting(signum: int, frame: object) -> None:
+    # Ctrl-C or SIGTERM during the imports: one line and 128 + N, not a KeyboardInterrupt traceback
+    # (or, for SIGTERM, a silent death). os._exit, not an exception: one raised in the middle of
+    # numpy's or scipy's imports can end in a RecursionError page instead. Nothing is written yet.
+    print(f"nst_lightning: stopped by {signal.Signals(signum).name} while starting; nothing was saved", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
 
 if __name__ == "__main__":
+    previous = {signum: signal.signal(signum, _stop_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)}
+    from nst_lightning.cli import cli_main
+
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
     cli_main()

@@ -3,23 +3,40 @@
 Options come from the typed ``__init__`` arguments of ``StyleTransfer`` (``--model.*``),
 ``StyleTransferData`` (``--data.*``), the Trainer (``--trainer.*``) and the callbacks below
 (``--checkpoint.*``, ``--image_logger.*``, ``--result.*``); ``--print_config`` shows them all.
+
+Exit codes: 0 done; 2 a ``UserError`` (one line naming the option to change); 128 + N stopped by
+signal N (130 for Ctrl-C, 143 for SIGTERM), after saving a checkpoint and the image when training
+had started. Never a traceback for any of these.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from argparse import ArgumentError
 from typing import Optional
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from nst_lightning.callbacks import ImageLogger, SaveGeneratedImage, StepCheckpoint
+from nst_lightning.checkpoint_io import checkpoint_load_error, load_checkpoint_file
 from nst_lightning.data import StyleTransferData
-from nst_lightning.errors import UserError
+from nst_lightning.errors import NonFiniteLossError, RunInterrupted, UserError
 from nst_lightning.module import StyleTransfer
+
+# Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
+INT_MINIMUMS = {
+    "checkpoint.every_n_train_steps": 0,
+    "checkpoint.every_n_epochs": 0,
+    "checkpoint.save_top_k": -1,
+    "trainer.log_every_n_steps": 1,
+}
 
 TRAINER_DEFAULTS = {
     "max_steps": 500,
@@ -50,10 +67,21 @@ class StyleTransferCLI(LightningCLI):
                 # A resume writes into the same run: overwrite step files and last.ckpt rather than
                 # adding last-v1.ckpt, which `--ckpt_path last` would then not pick.
                 "checkpoint.enable_version_counter": False,
+                # Ctrl-C and SIGTERM save a checkpoint (never an error: see StepCheckpoint).
+                "checkpoint.save_on_exception": True,
             }
         )
         parser.add_lightning_class_args(ImageLogger, "image_logger")
         parser.add_lightning_class_args(SaveGeneratedImage, "result")
+
+    def before_instantiate_classes(self) -> None:
+        """Integer options typed by Lightning as plain ``int``: checked here, right after parsing and
+        before anything is built, so the error names the option as the user wrote it."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        for key, minimum in INT_MINIMUMS.items():
+            value = config.get(key)
+            if value is not None and value < minimum:
+                raise UserError(f"--{key} must be an integer >= {minimum}, not {value}")
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""
@@ -70,14 +98,89 @@ class StyleTransferCLI(LightningCLI):
                 "does not support L-BFGS); use bf16-mixed, 32, or --model.optimizer adam"
             )
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        last = self._last_checkpoint()
+        if ckpt_path is None and last is not None and os.path.exists(last):
+            raise UserError(
+                f"{os.path.normpath(self.trainer.log_dir)} already holds a run ({last}); resume it with --ckpt_path last, "
+                "or start a new one elsewhere with --trainer.logger.init_args.version NAME"
+            )
+        # Read the checkpoint to resume from now, before the Trainer writes anything into the run: a
+        # damaged or unsafe file, or one made for other inputs, is refused with the run left as it was.
+        resume_from = last if ckpt_path == "last" else ckpt_path
+        special = ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry")  # Lightning's own
+        if resume_from is not None and not special and (ckpt_path != "last" or os.path.exists(resume_from)):
+            checkpoint = load_checkpoint_file(resume_from)  # weights_only, whatever --weights_only says
+            self.model.check_resume(checkpoint, self.datamodule, name=str(resume_from))
+
+    def _last_checkpoint(self) -> Optional[str]:
+        """Where ``--ckpt_path last`` looks: the checkpoint callback's directory."""
         checkpoint = self.trainer.checkpoint_callback
-        if ckpt_path is None and checkpoint is not None and self.trainer.log_dir is not None:
-            last = os.path.join(checkpoint.dirpath or os.path.join(self.trainer.log_dir, "checkpoints"), "last.ckpt")
-            if os.path.exists(last):
-                raise UserError(
-                    f"{os.path.normpath(self.trainer.log_dir)} already holds a run ({last}); resume it with --ckpt_path last, "
-                    "or start a new one elsewhere with --trainer.logger.init_args.version NAME"
-                )
+        if checkpoint is None or self.trainer.log_dir is None:
+            return None
+        directory = checkpoint.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
+        return os.path.join(directory, f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI (2.5.5+) torch.loads --ckpt_path for its hyperparameters while parsing, before
+        # `before_fit`; a damaged file must end in one line there too, not a traceback.
+        try:
+            super()._parse_ckpt_path()
+        except Exception as err:
+            path = self.config[self.config.subcommand].get("ckpt_path")
+            raise checkpoint_load_error(path, err) from None
+
+    def fit(self, model: StyleTransfer, **kwargs: Any) -> None:
+        """``trainer.fit`` with safe loading by default and errors that say what was kept."""
+        # Never execute code from a checkpoint, whatever --weights_only, the torch version or the
+        # environment (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) say: this program's checkpoints need none.
+        kwargs["weights_only"] = True
+        try:
+            self.trainer.fit(model, **kwargs)
+        except NonFiniteLossError as err:
+            raise UserError(f"{err}; {self._kept_after_divergence()}") from None
+        except RunInterrupted as err:
+            err.kept = self._kept()
+            raise
+        except SIGTERMException:  # Lightning's own SIGTERM stop, outside StepCheckpoint's window
+            raise self._interrupted(signal.SIGTERM, saved=True) from None
+        except SystemExit as err:
+            # Lightning answers a Ctrl-C outside training (while setting up) with sys.exit(1).
+            if isinstance(err.__context__, KeyboardInterrupt):
+                raise self._interrupted(signal.SIGINT, saved=False) from None
+            raise
+
+    def _interrupted(self, signum: int, saved: bool) -> RunInterrupted:
+        err = RunInterrupted(signum, self.trainer.global_step, saved=saved)
+        err.kept = self._kept()
+        return err
+
+    def _saved_image(self) -> Optional[SaveGeneratedImage]:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, SaveGeneratedImage) and callback.path is not None:
+                return callback
+        return None
+
+    def _kept(self) -> str:
+        """What a stopped run leaves to go on from, for the one-line message."""
+        kept = []
+        image = self._saved_image()
+        if image is not None:
+            kept.append(f"{image.path} (the image after {steps(image.step)})")
+        last = self._last_checkpoint()
+        if last is not None and os.path.exists(last):
+            kept.append(f"{last}; continue with --ckpt_path last")
+        return "saved " + " and ".join(kept) if kept else "nothing was saved"
+
+    def _kept_after_divergence(self) -> str:
+        # Resuming would restore the learning rate with the optimizer state, and the last checkpoint
+        # may already hold a diverging image: the way on is a new run from the last good image.
+        image = self._saved_image()
+        if image is None:
+            return "no checkpoint or image was written after the divergence"
+        return (
+            f"the last image with a finite loss (after {steps(image.step)}) is in {image.path}: start a new run "
+            f"from it with --model.init image --model.init_image {image.path} --trainer.logger.init_args.version NEW_NAME"
+        )
 
     def after_fit(self) -> None:
         for callback in self.trainer.callbacks:
@@ -85,12 +188,56 @@ class StyleTransferCLI(LightningCLI):
                 print(f"generated image: {callback.path}")
 
 
+def steps(n: Optional[int]) -> str:
+    return "1 step" if n == 1 else f"{n} steps"
+
+
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c() -> Iterator[None]:
+    """Outside training (where StepCheckpoint stops at a step boundary), SIGTERM ends the program
+    like Ctrl-C does: one line and exit 143, instead of dying silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum, None, saved=False)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _stopped_message(err: RunInterrupted) -> str:
+    name = signal.Signals(err.signum).name
+    if err.step is None:
+        return f"nst_lightning: stopped by {name} outside training; nothing was saved"
+    if err.saved:
+        return f"nst_lightning: stopped by {name} after {steps(err.step)}; {err.kept}"
+    return f"nst_lightning: stopped at once by {name}, nothing saved since the last checkpoint; {err.kept}"
+
+
 def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
-    """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line."""
+    """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line;
+    SIGINT/SIGTERM with 130/143 and one line saying what was saved."""
     # Two Lightning warnings that are wrong for an image-as-parameter module: the frozen VGG19 is in
     # eval mode on purpose, and the "batches" are step indices, so restarting them on resume is exact.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+    try:
+        with _sigterm_like_ctrl_c():
+            return _run(args)
+    except RunInterrupted as err:
+        print(_stopped_message(err), file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        print("nst_lightning: stopped by SIGINT outside training; nothing was saved", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _run(args: Optional[list[str]]) -> StyleTransferCLI:
     try:
         return StyleTransferCLI(
             StyleTransfer,

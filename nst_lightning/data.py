@@ -5,19 +5,26 @@ or a built-in example (``builtin:tubingen``, ``builtin:starry_night``, ``builtin
 There is no dataset to iterate: style transfer optimises one image. The train loader therefore
 yields step indices only, and the module reads the images from this datamodule: once, or once per
 stage of a multi-scale schedule (``images(long_side)``).
+
+Checkpoints record a fingerprint of the inputs (``state_dict``): a resume with other images, other
+blend weights or another size would silently optimise a different problem from a state made for
+this one, so it is refused.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+import hashlib
+import math
+from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
+from jsonargparse.typing import PositiveInt
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from nst_lightning.errors import UserError
-from nst_lightning.image_io import load_image
+from nst_lightning.image_io import decode_image, read_source
+from nst_lightning.numbers import FiniteNonNegativeFloat, FinitePositiveFloat
 
 # Four 2x poolings precede conv5_x: an image's short side must leave at least a 1x1 map there.
 MIN_SHORT_SIDE = 16
@@ -28,9 +35,9 @@ class StyleTransferData(pl.LightningDataModule):
         self,
         content: str = "builtin:tubingen",
         style: Union[str, list[str]] = "builtin:starry_night",
-        style_weights: Optional[list[NonNegativeFloat]] = None,
+        style_weights: Optional[list[FiniteNonNegativeFloat]] = None,
         image_size: PositiveInt = 512,
-        style_scale: PositiveFloat = 1.0,
+        style_scale: FinitePositiveFloat = 1.0,
     ) -> None:
         """
         Args:
@@ -66,6 +73,9 @@ class StyleTransferData(pl.LightningDataModule):
         self.content_image: Optional[Tensor] = None
         self.style_image: Optional[Tensor] = None
         self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
+        # Each source's bytes, read once: every stage's size is decoded from them, and the
+        # fingerprint hashes them (a URL is downloaded once, not once per stage).
+        self._bytes: dict[str, bytes] = {}
 
     @property
     def style(self) -> Union[str, list[str]]:
@@ -79,13 +89,18 @@ class StyleTransferData(pl.LightningDataModule):
             content, styles = self.images(self.image_size)
             self.content_image, self.style_image = content, styles[0]
 
+    def _read(self, source: str, option: str) -> bytes:
+        if source not in self._bytes:
+            self._bytes[source] = read_source(source, option)
+        return self._bytes[source]
+
     def images(self, long_side: int) -> tuple[Tensor, list[Tensor]]:
         """The content image with long side ``long_side`` and the style images at ``style_scale``
         times that, each resized from its source (Lanczos), cached per size."""
         if long_side not in self._cache:
-            content = load_image(self.content, long_side, option="--data.content")
+            content = decode_image(self._read(self.content, "--data.content"), long_side, self.content, "--data.content")
             style_side = max(1, round(self.style_scale * long_side))
-            styles = [load_image(s, style_side, option="--data.style") for s in self.styles]
+            styles = [decode_image(self._read(s, "--data.style"), style_side, s, "--data.style") for s in self.styles]
             for image, option in [(content, "--data.content")] + [(s, "--data.style") for s in styles]:
                 if min(image.shape[-2:]) < MIN_SHORT_SIDE:
                     raise UserError(
@@ -95,6 +110,64 @@ class StyleTransferData(pl.LightningDataModule):
                     )
             self._cache[long_side] = (content, styles)
         return self._cache[long_side]
+
+    # ---- the inputs' fingerprint in checkpoints --------------------------------------------------
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint's state depends on: the images' bytes, the blend weights and the final
+        sizes (a multi-scale stage's size follows from these and the schedule, which the module
+        checks). Plain types only, so that checkpoints load with ``torch.load(weights_only=True)``."""
+        self.load()
+        return {
+            "content": self.content,
+            # Of the bytes, not of the decoded pixels: stable across Pillow versions, and the same for
+            # a URL and a downloaded copy of it.
+            "content_sha256": _sha256(self._bytes[self.content]),
+            "size": list(self.content_image.shape[-2:]),
+            "styles": list(self.styles),
+            "styles_sha256": [_sha256(self._bytes[s]) for s in self.styles],
+            "style_weights": list(self.style_weights),
+            "style_scale": self.style_scale,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.check_resume(state_dict.get("fingerprint"))
+
+    def check_resume(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None:
+        """Refuse to resume from a checkpoint made with other inputs; ``saved`` is its fingerprint
+        (``None`` for checkpoints older than fingerprints: the module still checks the image size)."""
+        if not saved or "styles_sha256" not in saved:
+            return
+        now = self.fingerprint()
+        new_run = f"or start a new run from its image with --model.init image --model.init_image {checkpoint}"
+        if saved["content_sha256"] != now["content_sha256"]:
+            raise UserError(
+                f"--data.content {now['content']} is not the image {checkpoint} was made with "
+                f"({saved['content']}, sha256 {saved['content_sha256'][:12]}...); resume with that image, {new_run}"
+            )
+        if saved["styles_sha256"] != now["styles_sha256"]:
+            raise UserError(
+                f"--data.style {now['styles']} is not what {checkpoint} was made with ({saved['styles']}); "
+                f"resume with the same style images in the same order, {new_run}"
+            )
+        if len(saved["style_weights"]) != len(now["style_weights"]) or not all(
+            math.isclose(a, b, rel_tol=1e-6) for a, b in zip(saved["style_weights"], now["style_weights"])
+        ):
+            weights = ", ".join(f"{w:.3g}" for w in saved["style_weights"])
+            raise UserError(
+                f"--data.style_weights differ from those {checkpoint} was made with ({weights} after "
+                f"normalising); resume with the same weights, {new_run}"
+            )
+        if list(saved["size"]) != now["size"] or not math.isclose(saved["style_scale"], now["style_scale"]):
+            (h, w), (saved_h, saved_w) = now["size"], saved["size"]
+            raise UserError(
+                f"--data.image_size {self.image_size} and --data.style_scale {self.style_scale:g} make the result "
+                f"{w}x{h} but {checkpoint} was made for {saved_w}x{saved_h} with --data.style_scale "
+                f"{saved['style_scale']:g}; resume with the same sizes, {new_run} (it is resized)"
+            )
 
     def setup(self, stage: str) -> None:
         self.load()
@@ -106,3 +179,7 @@ class StyleTransferData(pl.LightningDataModule):
         if steps is None or steps < 0:
             raise UserError("set --trainer.max_steps: it is the number of optimisation steps")
         return DataLoader(range(steps), batch_size=None)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

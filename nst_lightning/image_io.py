@@ -3,38 +3,62 @@
 Images are float tensors ``[1, 3, H, W]`` in [0, 1]. Reading applies the EXIF orientation (phones
 store portraits sideways), converts any mode (grayscale, palette, CMYK, 16-bit) to RGB and resizes
 with antialiasing (Lanczos), since aliasing in a downscaled style image becomes texture in the result.
+
+Every input is untrusted: a file may be empty, truncated, not an image at all or a decompression
+bomb, and a URL may stall, redirect forever or return a web page. Each case ends in a ``UserError``
+naming the option and the fix; nothing here decodes more pixels than it has to.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import io
 import os
-import tempfile
+import time
 import urllib.error
+import warnings
+import urllib.parse
 import urllib.request
 from importlib import resources
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from nst_lightning.errors import UserError
+from nst_lightning.files import atomic_write, cache_dir
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_IMAGES = ("tubingen", "starry_night", "shipwreck", "the_scream")
-URL_TIMEOUT_S = 30
+# Per connection attempt and per read: a server that accepts and then says nothing fails this fast.
+URL_TIMEOUT_S = 30.0
+# For the whole body: a server trickling a byte at a time would never trip the per-read timeout.
+URL_TOTAL_TIMEOUT_S = 120.0
 MAX_DOWNLOAD_BYTES = 64 * 2**20
+MAX_REDIRECTS = 5
 # PIL's own bomb guard warns at 89 Mpx and raises at twice that; raise at the warning level instead.
 MAX_PIXELS = 89_478_485
+# EXIF orientation -> the transpose that displays the image upright (as PIL's ImageOps.exif_transpose).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION_TAG = 0x0112
 
 
 def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def _read_bytes(source: str, option: str) -> bytes:
-    """The raw bytes of a built-in image, an http(s) URL or a local file."""
+def read_source(source: str, option: str, timeout: float = URL_TIMEOUT_S) -> bytes:
+    """The raw bytes of a built-in image, an http(s) URL (downloaded once, then cached) or a local file."""
     if source.startswith(BUILTIN_PREFIX):
         name = source.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_IMAGES:
@@ -44,18 +68,7 @@ def _read_bytes(source: str, option: str) -> bytes:
             )
         return resources.files("nst_lightning.assets").joinpath(f"{name}.jpg").read_bytes()
     if is_url(source):
-        request = urllib.request.Request(source, headers={"User-Agent": "nst_lightning"})
-        try:
-            with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:
-                body = response.read(MAX_DOWNLOAD_BYTES + 1)
-        except urllib.error.HTTPError as err:
-            raise UserError(f"{option}: download of {source} failed: HTTP {err.code} {err.reason}; check the URL") from None
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise UserError(f"{option}: could not download {source} ({reason}); check the URL or use a local file") from None
-        if len(body) > MAX_DOWNLOAD_BYTES:
-            raise UserError(f"{option}: {source} is larger than {MAX_DOWNLOAD_BYTES // 2**20} MiB; download and shrink it first")
-        return body
+        return _cached_download(source, option, timeout)
     if "://" in source:
         raise UserError(f"{option}: only http:// and https:// URLs are supported, not {source!r}")
     path = Path(source).expanduser()
@@ -63,39 +76,192 @@ def _read_bytes(source: str, option: str) -> bytes:
         raise UserError(f"{option}: file not found: {source}; give an existing image file or an http(s) URL")
     if not path.is_file():
         raise UserError(f"{option}: {source} is not a file; give an image file or an http(s) URL")
-    return path.read_bytes()
-
-
-def load_image(source: str, long_side: int | None = None, option: str = "image") -> Tensor:
-    """Load ``source`` as ``[1, 3, H, W]`` in [0, 1], its long side resized to ``long_side``.
-
-    ``option`` names the setting the source came from, so that errors say what to change.
-    """
-    data = _read_bytes(source, option)
     try:
-        image = Image.open(io.BytesIO(data))
+        return path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{option}: cannot read {source} ({err.strerror}); check the file's permissions") from None
+
+
+# ---- downloads -----------------------------------------------------------------------------------
+
+
+class _DownloadRefused(Exception):
+    """A redirect this module will not follow."""
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """At most MAX_REDIRECTS hops, and only to http(s): urllib alone allows 10, and ftp."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            raise _DownloadRefused(f"it redirects to {newurl!r}, which is not an http(s) URL")
+        visited = getattr(req, "redirect_dict", {})
+        if newurl in visited or newurl == req.full_url:
+            raise _DownloadRefused("it redirects in a loop")
+        if len(visited) >= MAX_REDIRECTS:
+            raise _DownloadRefused(f"it redirects more than {MAX_REDIRECTS} times")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _download(url: str, option: str, timeout: float) -> bytes:
+    opener = urllib.request.build_opener(_RedirectHandler)
+    request = urllib.request.Request(url, headers={"User-Agent": "nst_lightning"})
+    limit_mib = MAX_DOWNLOAD_BYTES // 2**20
+    too_large = f"{option}: {url} is larger than {limit_mib} MiB; download it and give a smaller copy"
+    deadline = time.monotonic() + max(URL_TOTAL_TIMEOUT_S, timeout)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_DOWNLOAD_BYTES:
+                raise UserError(too_large)
+            chunks, size = [], 0
+            while chunk := response.read(2**16):
+                size += len(chunk)
+                if size > MAX_DOWNLOAD_BYTES:
+                    raise UserError(too_large)
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                chunks.append(chunk)
+            content_type = response.headers.get("Content-Type", "unknown")
+    except urllib.error.HTTPError as err:
+        if 300 <= err.code < 400:  # a redirect urllib itself refused (to file://, say)
+            reason = " ".join(str(err.reason).split())
+            raise UserError(f"{option}: download of {url} refused: {reason}; give the image's final URL or a local file") from None
+        raise UserError(f"{option}: download of {url} failed: HTTP {err.code} {err.reason}; check the URL") from None
+    except _DownloadRefused as err:
+        raise UserError(f"{option}: download of {url} refused: {err}; give the image's final URL or a local file") from None
+    except TimeoutError:
+        raise UserError(_timeout_message(url, option, timeout)) from None
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, TimeoutError):
+            raise UserError(_timeout_message(url, option, timeout)) from None
+        raise UserError(f"{option}: could not download {url} ({err.reason}); check the URL or use a local file") from None
+    except (http.client.HTTPException, OSError) as err:
+        detail = str(err) or type(err).__name__
+        raise UserError(f"{option}: could not download {url} ({detail}); check the URL or use a local file") from None
+    body = b"".join(chunks)
+    try:
+        Image.open(io.BytesIO(body))  # reads the header only: is this an image at all?
+    except Exception:
+        raise UserError(
+            f"{option}: {url} did not return an image (Content-Type {content_type}, {len(body)} bytes); "
+            "give the URL of the image file itself"
+        ) from None
+    return body
+
+
+def _timeout_message(url: str, option: str, timeout: float) -> str:
+    return (
+        f"{option}: download of {url} timed out (no answer within {timeout:g} s, or over "
+        f"{URL_TOTAL_TIMEOUT_S:g} s in all); try again later or download it and give the file"
+    )
+
+
+def _cached_download(url: str, option: str, timeout: float) -> bytes:
+    """Download ``url`` once; later runs (a resume above all) read the cached copy.
+
+    The cache holds each body under its sha256 and maps each URL to a sha256, so a cached file that
+    was damaged is detected and fetched again. A cache that cannot be written is skipped, not fatal.
+    """
+    directory = cache_dir() / "downloads"
+    index = directory / f"url-{hashlib.sha256(url.encode()).hexdigest()}"
+    try:
+        digest = index.read_text().strip()
+        body = (directory / f"sha256-{digest}").read_bytes()
+        if hashlib.sha256(body).hexdigest() == digest:
+            return body
+    except (OSError, ValueError):
+        pass
+    body = _download(url, option, timeout)
+    digest = hashlib.sha256(body).hexdigest()
+    try:
+        atomic_write(directory / f"sha256-{digest}", lambda handle: handle.write(body))
+        atomic_write(index, lambda handle: handle.write(digest.encode()))
+    except OSError:
+        pass
+    return body
+
+
+# ---- decoding ------------------------------------------------------------------------------------
+
+
+def open_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Image.Image:
+    """Decode ``data`` to an RGB PIL image, at reduced scale where the format allows.
+
+    A JPEG is decoded directly at 1/2, 1/4 or 1/8 scale when that still leaves at least twice
+    ``long_side`` (so a 24-megapixel photo for a 512 px result never exists at full size in memory).
+    The EXIF orientation is not applied here (see ``decode_image``).
+    """
+    if not data:
+        raise UserError(f"{option}: {source} is empty (0 bytes); give a JPEG, PNG or other image file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_PIXELS; the check below turns that into an error of our own.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
         if image.width * image.height > MAX_PIXELS:
-            raise UserError(
-                f"{option}: {source} declares {image.width}x{image.height} pixels, more than "
-                f"{MAX_PIXELS:,}; give a smaller image"
-            )
+            raise _bomb(source, option, f"{image.width}x{image.height} pixels")
         if long_side is not None and image.format == "JPEG":
-            # Decode a large JPEG at reduced scale directly (at least 2x the target) to save memory.
             image.draft("RGB", (2 * long_side, 2 * long_side))
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
+        image.load()
+        return _to_rgb(image)
     except UserError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError:
+        raise _bomb(source, option, f"over {2 * MAX_PIXELS:,} pixels") from None
+    except UnidentifiedImageError:
+        raise UserError(
+            f"{option}: {source} is not a readable image (not a format Pillow recognises); "
+            "give a JPEG, PNG or other image file"
+        ) from None
+    except Exception as err:  # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, zlib.error...
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"{option}: {source} is not a readable image ({detail}); give a JPEG, PNG or other image file") from None
+        if "truncated" in detail or isinstance(err, EOFError):
+            raise UserError(
+                f"{option}: {source} is truncated ({detail}); download or export the complete file again"
+            ) from None
+        raise UserError(
+            f"{option}: {source} is not a readable image ({detail}); give a JPEG, PNG or other image file"
+        ) from None
+
+
+def _bomb(source: str, option: str, size: str) -> UserError:
+    return UserError(
+        f"{option}: {source} declares {size}, more than the limit of {MAX_PIXELS:,} "
+        "(a decompression bomb, or a huge image); give a smaller image"
+    )
+
+
+def _orientation(data: bytes) -> int:
+    try:
+        return int(Image.open(io.BytesIO(data)).getexif().get(_EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # a damaged EXIF block is no reason to refuse an image that decodes
+        return 1
+
+
+def decode_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:
+    """``data`` as ``[1, 3, H, W]`` in [0, 1], upright, its long side resized to ``long_side``."""
+    image = open_image(data, long_side, source, option)
     if long_side is not None:
+        # Resize before rotating: the long side is the same either way, and only the small image
+        # is then copied by the transpose.
         scale = long_side / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         if size != image.size:
             image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    transpose = _ORIENTATION.get(_orientation(data))
+    if transpose is not None:
+        image = image.transpose(transpose)
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     return array.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0).float().div(255)
+
+
+def load_image(source: str, long_side: int | None = None, option: str = "image", timeout: float = URL_TIMEOUT_S) -> Tensor:
+    """Load ``source`` as ``[1, 3, H, W]`` in [0, 1], its long side resized to ``long_side``.
+
+    ``option`` names the setting the source came from, so that errors say what to change.
+    """
+    return decode_image(read_source(source, option, timeout), long_side, source, option)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -105,11 +271,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = image.point(lambda v: v / 256).convert("L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
         return background
-    image.load()
     return image.convert("RGB")
 
 
@@ -120,16 +286,9 @@ def to_pil(image: Tensor) -> Image.Image:
 
 
 def save_image(image: Tensor, path: str | os.PathLike) -> Path:
-    """Write ``image`` to ``path`` atomically: a temporary file in the same folder, then a rename,
-    so an interrupted run never leaves a truncated image (and never half-overwrites an older one)."""
+    """Write ``image`` to ``path`` atomically (see ``files.atomic_write``): an interrupted run never
+    leaves a truncated image, nor half-overwrites an older one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            to_pil(image).save(handle, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    pil = to_pil(image)
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    return atomic_write(path, lambda handle: pil.save(handle, format=image_format))

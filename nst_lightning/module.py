@@ -3,22 +3,30 @@
 The Trainer does the rest: device placement, mixed precision, checkpoints (image + optimizer state,
 not the frozen VGG19) and logging. One training step is one forward/backward pass, for Adam and for
 L-BFGS alike (``max_iter=1``), so ``trainer.max_steps`` counts loss evaluations with either.
+
+A non-finite loss stops training at once (``NonFiniteLossError``) before the optimizer can spread it
+(one host-device sync per step, the only one this module adds); a non-finite image is refused when a
+checkpoint or the result is written. The module keeps the last image whose loss was finite for the
+callbacks.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import NonNegativeFloat, OpenUnitInterval, PositiveFloat, PositiveInt
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
+from nst_lightning.checkpoint_io import load_checkpoint_file
 from nst_lightning.color import ColorMode, gray, match_color_histogram, match_luminance, with_chroma_of
 from nst_lightning.ema import IterateAverage
-from nst_lightning.errors import UserError
+from nst_lightning.errors import NonFiniteLossError, UserError
 from nst_lightning.image_io import load_image
+from nst_lightning.numbers import FiniteNonNegativeFloat, FinitePositiveFloat
 from nst_lightning.losses import content_loss, gram_matrix, style_loss, total_variation_loss
 from nst_lightning.schedule import resize_adam_state, resize_image, stage_of_step, stage_sizes
 from nst_lightning.vgg import LayerName, PoolingName, VGG19Features
@@ -33,12 +41,12 @@ class StyleTransfer(pl.LightningModule):
         weights: str = "IMAGENET1K_V1",
         content_layers: list[LayerName] = ["conv4_2"],
         style_layers: list[LayerName] = DEFAULT_STYLE_LAYERS,
-        style_layer_weights: Optional[list[NonNegativeFloat]] = None,
-        content_weight: NonNegativeFloat = 1.0,
-        style_weight: NonNegativeFloat = 10.0,
-        tv_weight: NonNegativeFloat = 0.0,
+        style_layer_weights: Optional[list[FiniteNonNegativeFloat]] = None,
+        content_weight: FiniteNonNegativeFloat = 1.0,
+        style_weight: FiniteNonNegativeFloat = 10.0,
+        tv_weight: FiniteNonNegativeFloat = 0.0,
         optimizer: Literal["adam", "lbfgs"] = "adam",
-        lr: Optional[PositiveFloat] = None,
+        lr: Optional[FinitePositiveFloat] = None,
         lbfgs_history: PositiveInt = 100,
         init: Literal["content", "noise", "image"] = "content",
         init_image: Optional[str] = None,
@@ -66,7 +74,9 @@ class StyleTransfer(pl.LightningModule):
             init: Start from the ``content`` image (faster, more faithful), from uniform ``noise``
                 (the paper's Fig. 2, seeded by ``seed_everything``) or from ``init_image``.
             init_image: With ``init: image``, the image to start from (file, http(s) URL or
-                ``builtin:NAME``), resized to the content image's size, e.g. an earlier result.
+                ``builtin:NAME``), resized to the content image's size, e.g. an earlier result; or a
+                ``.ckpt`` this program wrote, whose image (its average with ``ema_decay``) then starts a
+                new run: step 0, a fresh optimizer, this run's options and inputs.
             pooling: ``max`` (torchvision's VGG19) or ``avg``, the paper's choice ("improves the gradient
                 flow and one obtains slightly more appealing results"), with a gain that keeps the
                 activations near those the network was trained with (see ``vgg.AVG_POOL_GAIN``).
@@ -98,6 +108,11 @@ class StyleTransfer(pl.LightningModule):
         layer_weights = torch.tensor(style_layer_weights or [1.0] * len(style_layers), dtype=torch.float32)
         if style_layers and layer_weights.sum() <= 0:
             raise UserError("--model.style_layer_weights are all zero; give at least one positive weight")
+        if content_weight == 0 and style_weight == 0 and tv_weight == 0:
+            raise UserError(
+                "--model.content_weight, --model.style_weight and --model.tv_weight are all 0, so there is "
+                "nothing to optimise; give --model.style_weight (or another weight) a positive value"
+            )
         self.style_layer_weights = dict(zip(style_layers, (layer_weights / layer_weights.sum()).tolist()))
         if (init == "image") != (init_image is not None):
             raise UserError(
@@ -118,6 +133,9 @@ class StyleTransfer(pl.LightningModule):
         # The photo at the current size, whose colours luminance-only transfer puts back.
         self.content_colors: Optional[Tensor] = None
         self._init_image: Optional[Tensor] = None
+        # The last image whose loss was finite and its step, written out if the run diverges.
+        self.last_finite_image: Optional[Tensor] = None
+        self.last_finite_step: Optional[int] = None
 
     # ---- the image parameter and the targets --------------------------------------------------
 
@@ -146,8 +164,8 @@ class StyleTransfer(pl.LightningModule):
         for size in self.stage_sizes(datamodule.image_size):
             datamodule.images(size)
         if self.hparams.init == "image" and self._init_image is None:
-            # At the size of the content image's first stage.
-            self._init_image = load_image(self.hparams.init_image, option="--model.init_image")
+            # As it is; each stage resizes it to its content image's shape.
+            self._init_image = load_init_image(self.hparams.init_image)
 
     def stage_sizes(self, image_size: int) -> list[int]:
         return stage_sizes(image_size, len(self.hparams.stage_steps or []) + 1)
@@ -214,10 +232,13 @@ class StyleTransfer(pl.LightningModule):
         datamodule = self._datamodule()
         return datamodule.images(self.stage_sizes(datamodule.image_size)[stage])
 
-    def result(self) -> Tensor:
+    def result(self, image: Optional[Tensor] = None) -> Tensor:
         """The output image ``[1, 3, H, W]`` in [0, 1]: the averaged iterates if ``ema_decay`` is set,
-        else the image; with ``preserve_colors: luminance``, its luminance in the photo's colours."""
-        if self.average is not None and self.average.count.item() > 0:
+        else the image (or ``image``, e.g. the last finite one); with ``preserve_colors: luminance``,
+        its luminance in the photo's colours."""
+        if image is not None:
+            image = image.detach().float()
+        elif self.average is not None and self.average.count.item() > 0:
             image = self.average.get()
         else:
             image = self.image.detach().float()
@@ -277,6 +298,16 @@ class StyleTransfer(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         losses = self()
+        # One host-device sync per step: cheap next to VGG19's forward and backward, and a NaN must
+        # not reach the optimizer (Adam's moments, L-BFGS's history) or a checkpoint.
+        if not torch.isfinite(losses["loss"]).item():
+            raise self._diverged(f"the loss became {losses['loss'].item()}", self.trainer.global_step)
+        # Copied into one buffer (no allocation per step; a new one when a stage changes the size).
+        if self.last_finite_image is None or self.last_finite_image.shape != self.image.shape:
+            self.last_finite_image = self.image.detach().clone()
+        else:
+            self.last_finite_image.copy_(self.image.detach())
+        self.last_finite_step = self.trainer.global_step
         self.log("train/loss", losses["loss"], prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"})
         if self.hparams.stage_steps:
@@ -307,6 +338,33 @@ class StyleTransfer(pl.LightningModule):
         if self.average is not None:
             self.average.update(self.image)
 
+    def check_finite_image(self) -> None:
+        """Raise ``NonFiniteLossError`` if the image (or its average) holds NaN or inf. Called before a
+        checkpoint or the result is written, not every step: an update that made the image non-finite
+        makes the next loss non-finite, which the per-step check catches."""
+        if not self.image_is_finite():
+            raise self._diverged("the image became non-finite", self.trainer.global_step)
+
+    def image_is_finite(self) -> bool:
+        images = [self.image] + ([self.average.value] if self.average is not None else [])
+        return all(bool(torch.isfinite(image).all().item()) for image in images)
+
+    def _diverged(self, what: str, step: int) -> NonFiniteLossError:
+        """The error for a non-finite loss or image, naming the likely causes and their options."""
+        hp = self.hparams
+        lr = hp.lr or DEFAULT_LR[hp.optimizer]
+        precision = str(self.trainer.precision)
+        fixes = f"a lower --model.lr (it is {lr:g})"
+        if hp.optimizer == "lbfgs":
+            fixes += " or --model.optimizer adam"
+        if precision not in ("32", "32-true", "64", "64-true"):
+            fixes += f" or --trainer.precision 32 (it is {precision}, which can overflow)"
+        return NonFiniteLossError(
+            f"{what} after {step} step{'' if step == 1 else 's'}: the optimisation diverged; "
+            f"start again with {fixes}",
+            step,
+        )
+
     # ---- checkpoints hold the image and the optimizer state, not the frozen VGG19 ---------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -314,8 +372,36 @@ class StyleTransfer(pl.LightningModule):
         for key in [k for k in state if k.startswith("vgg.")]:
             del state[key]
         checkpoint["nst_stage"] = self.stage
+        # Part of the inputs' fingerprint (the datamodule stores the rest): the stage sizes follow
+        # from it, so a state made for one schedule cannot continue another.
+        checkpoint["nst_stage_steps"] = list(self.hparams.stage_steps or [])
+        if self.image is not None:
+            self.check_finite_image()  # a NaN image must never replace the last good checkpoint
+
+    def check_resume(self, checkpoint: dict[str, Any], datamodule: Any, name: str = "the checkpoint") -> None:
+        """Refuse to resume from ``checkpoint`` if it was made for other inputs (see
+        ``StyleTransferData.check_resume``), another stage schedule or the other optimizer, whose
+        state it cannot use. (The CLI restores the model's options from the checkpoint, so the last
+        two matter to API users.)"""
+        new_run = f"or start a new run from its image with --model.init image --model.init_image {name}"
+        if datamodule is not None and hasattr(datamodule, "check_resume"):
+            datamodule.check_resume(checkpoint.get(type(datamodule).__qualname__, {}).get("fingerprint"), name)
+        saved_steps = checkpoint.get("nst_stage_steps")
+        if saved_steps is not None and list(saved_steps) != list(self.hparams.stage_steps or []):
+            raise UserError(
+                f"--model.stage_steps is {list(self.hparams.stage_steps or [])} but {name} was made with "
+                f"{list(saved_steps)}; resume with the same schedule, {new_run}"
+            )
+        saved = checkpoint.get("hyper_parameters", {}).get("optimizer")
+        if saved is not None and saved != self.hparams.optimizer:
+            raise UserError(
+                f"--model.optimizer is {self.hparams.optimizer} but {name} was made with {saved}, whose state "
+                f"{self.hparams.optimizer} cannot continue; resume with --model.optimizer {saved}, {new_run}"
+            )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None:  # resuming a run (not load_from_checkpoint)
+            self.check_resume(checkpoint, getattr(self._trainer, "datamodule", None))
         state = checkpoint["state_dict"]
         saved = state.get("image")
         stage = checkpoint.get("nst_stage", 0)
@@ -330,8 +416,8 @@ class StyleTransfer(pl.LightningModule):
                 if expected != saved.shape:
                     raise UserError(
                         f"the checkpoint's image is {saved.shape[-1]}x{saved.shape[-2]} (stage {stage}) but the "
-                        "inputs and --model.stage_steps give another size; resume with the same --data options "
-                        "or start a new run"
+                        "inputs and --model.stage_steps give another size; resume with the same --data options, "
+                        "or start a new run from its image with --model.init image --model.init_image CKPT"
                     )
                 self.image.data = torch.empty_like(saved)
             if "average.value" in state:
@@ -341,3 +427,23 @@ class StyleTransfer(pl.LightningModule):
         self.stage = stage
         # Put the (deterministic, frozen) VGG weights back so that the strict state-dict load passes.
         state.update({k: v for k, v in self.state_dict().items() if k.startswith("vgg.")})
+
+
+def load_init_image(source: str) -> Tensor:
+    """``--model.init_image``: an image (file, URL, ``builtin:``), or the
+    image of a ``.ckpt`` this program wrote (loaded with ``weights_only``): its averaged iterate when
+    it has one (that is its output), else its image, with non-finite pixels replaced."""
+    option = "--model.init_image"
+    if Path(source).suffix != ".ckpt":
+        return load_image(source, option=option)
+    checkpoint = load_checkpoint_file(source, option=option)
+    state = checkpoint["state_dict"]
+    image = state.get("image")
+    if not isinstance(image, Tensor) or image.dim() != 4 or tuple(image.shape[:2]) != (1, 3):
+        raise UserError(f"{option}: {source} holds no image of this program; give a .ckpt it wrote, or an image")
+    decay = checkpoint.get("hyper_parameters", {}).get("ema_decay")
+    count = state.get("average.count")
+    if decay and isinstance(count, Tensor) and count.item() > 0 and "average.value" in state:
+        image = state["average.value"] / (1 - decay ** count.item())
+    # L-BFGS images are unclamped, and a diverged one may hold NaN: start only from valid pixels.
+    return torch.nan_to_num(image.detach().float(), nan=0.5, posinf=1.0, neginf=0.0).clamp(0, 1)

@@ -7,6 +7,7 @@ import http.server
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,15 @@ def shared_weights() -> Path:
     path = shared_weights_path()
     if path is None:
         pytest.skip("real VGG19 weights not found (set NST_LIGHTNING_WEIGHTS or provide ../shared/weights)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def download_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test downloads into its own cache, never into the user's (~/.cache/nst_lightning);
+    subprocesses inherit it through the environment."""
+    path = tmp_path_factory.mktemp("download-cache")
+    monkeypatch.setenv("NST_LIGHTNING_CACHE", str(path))
     return path
 
 
@@ -64,20 +74,93 @@ def make_image(path: Path, size=(40, 30), color=(200, 60, 20), mode: str = "RGB"
     return path
 
 
+class Served(tuple):
+    """``(base_url, root_dir)``, plus ``hits``: how many times each ``/counted/NAME`` was requested."""
+
+    hits: dict[str, int]
+
+
 @pytest.fixture
 def http_server(tmp_path):
-    """Serve files from tmp_path/www on 127.0.0.1 during the test; yields the base URL."""
+    """Serve files from tmp_path/www on 127.0.0.1 during the test; yields ``(base URL, root)``."""
     root = tmp_path / "www"
     root.mkdir()
     handler = functools.partial(QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.hits = {}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    served = Served((f"http://127.0.0.1:{server.server_address[1]}", root))
+    served.hits = server.hits
+    yield served
     server.shutdown()
     server.server_close()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files, plus a few hostile endpoints:
+
+    - ``/redirect/N/NAME``: N redirects, then NAME; ``/loop``: redirects to itself forever;
+    - ``/to-file``: redirects to a ``file://`` URL;
+    - ``/to-ftp``: redirects to an ``ftp://`` URL (which urllib alone would follow);
+    - ``/stall``: accepts and never answers (for 3 s); ``/trickle``: an endless body, a byte at a time;
+    - ``/huge``: declares a 1 GB body; ``/counted/NAME``: NAME, counting requests in ``server.hits``.
+    """
+
+    def do_GET(self):
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "redirect":
+            hops, name = int(parts[1]), parts[2]
+            return self._redirect(f"/redirect/{hops - 1}/{name}" if hops > 1 else f"/{name}")
+        if parts[0] == "loop":
+            return self._redirect("/loop")
+        if parts[0] == "to-file":
+            return self._redirect("file:///etc/passwd")
+        if parts[0] == "to-ftp":
+            return self._redirect("ftp://127.0.0.1/a.png")
+        if parts[0] == "stall":
+            time.sleep(3)
+            return
+        if parts[0] == "trickle":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            for _ in range(300):
+                try:
+                    self.wfile.write(b"\x89")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.01)
+            return
+        if parts[0] == "huge":
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            return
+        if parts[0] == "counted":
+            self.server.hits[parts[1]] = self.server.hits.get(parts[1], 0) + 1
+            self.path = "/" + parts[1]
+        return super().do_GET()
+
+    def _redirect(self, location: str):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args):
         pass
+
+
+def user_error(run, capsys, *args: str) -> str:
+    """Run the CLI expecting a user error: exit code 2 and exactly one ``nst_lightning`` line on
+    stderr, which is returned."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run(*args)
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
+    assert len(lines) == 1, lines
+    return lines[0]
