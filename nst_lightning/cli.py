@@ -226,6 +226,8 @@ def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
     # eval mode on purpose, and the "batches" are step indices, so restarting them on resume is exact.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
+    # A deprecation raised inside Lightning 2.6's own code by this torch, on every run: nothing to act on here.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     try:
         with _sigterm_like_ctrl_c():
             return _run(args)
