@@ -253,7 +253,9 @@ def decode_image(data: bytes, long_side: int | None = None, source: str = "image
     if transpose is not None:
         image = image.transpose(transpose)
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    return array.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0).float().div(255)
+    # .contiguous(): NCHW in memory too, not a view with HWC strides (which convolutions would then
+    # silently run as channels_last, and which L-BFGS's flat views cannot take).
+    return array.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous()
 
 
 def load_image(source: str, long_side: int | None = None, option: str = "image", timeout: float = URL_TIMEOUT_S) -> Tensor:
