@@ -13,6 +13,9 @@ score a higher style loss by construction (they keep the photo's colours, not th
 
     python scripts/quality_evidence.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
         --examples ../shared/examples --variants default luminance histogram multiscale
+    python scripts/quality_evidence.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
+        --examples ../shared/examples --variants default blend style_scale_0.5 avg_pooling init_image \\
+        --styles starry_night --figure-name controls
 """
 
 from __future__ import annotations
@@ -37,16 +40,25 @@ VARIANTS: dict[str, list[str]] = {
     "histogram": ["--model.preserve_colors", "histogram"],
     # configs/multiscale.yaml: 1024 px in five stages (256, 362, 512, 724, 1024).
     "multiscale": ["--config", str(REPO / "configs" / "multiscale.yaml")],
+    # The other controls, shown for one painting each (--styles starry_night): two paintings blended
+    # 2:1 (the losses below are measured against the first alone), smaller strokes, the paper's
+    # average pooling, and a start from another picture instead of the photo.
+    "blend": ["--data.style", "[{examples}/{style}.jpg, {examples}/the_scream.jpg]", "--data.style_weights", "[2, 1]"],
+    "style_scale_0.5": ["--data.style_scale", "0.5"],
+    "avg_pooling": ["--model.pooling", "avg"],
+    "init_image": ["--model.init", "image", "--model.init_image", "{examples}/shipwreck.jpg"],
 }
 
 
 def command(args: argparse.Namespace, variant: str, style: str) -> list[str]:
+    options = [option.format(examples=args.examples, style=style) for option in VARIANTS[variant]]
+    if "--data.style" not in options:
+        options += ["--data.style", str(args.examples / f"{style}.jpg")]
     return [
         sys.executable, "-m", "nst_lightning", "fit", "--config", str(REPO / "configs" / "quick.yaml"),
-        *VARIANTS[variant],
+        *options,
         "--model.weights", str(args.weights),
         "--data.content", str(args.examples / "tubingen.jpg"),
-        "--data.style", str(args.examples / f"{style}.jpg"),
         "--trainer.logger.init_args.save_dir", str(args.work),
         "--trainer.logger.init_args.name", variant,
         "--trainer.logger.init_args.version", style,
@@ -113,10 +125,11 @@ def main() -> None:
     parser.add_argument("--examples", type=Path, required=True, help="folder with tubingen.jpg and the paintings")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="where the figures go")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nst_quality"), help="run directories")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:4], choices=list(VARIANTS))
     parser.add_argument("--styles", nargs="+", default=list(STYLES), choices=list(STYLES))
     parser.add_argument("--measure-size", type=int, default=256, help="long side at which losses are measured")
     parser.add_argument("--height", type=int, default=256, help="height of each panel in the figures")
+    parser.add_argument("--figure-name", help="file name stem of the figures (default: quality)")
     parser.add_argument("--no-run", action="store_true", help="only report and draw the runs already done")
     args = parser.parse_args()
     args.work, args.weights, args.examples = args.work.resolve(), args.weights.resolve(), args.examples.resolve()
@@ -146,8 +159,9 @@ def main() -> None:
         row = [panel(Image.open(photo), args.height, Image.open(args.examples / f"{style}.jpg"))]
         row += [panel(Image.open(results[v, style][0]), args.height) for v in args.variants if (v, style) in results]
         if len(row) > 1:
-            side_by_side(row, args.out / f"quality_{style}.jpg")
-            print(f"figure: {args.out / f'quality_{style}.jpg'} (photo, then {', '.join(v for v in args.variants if (v, style) in results)})")
+            name = f"quality_{style}.jpg" if args.figure_name is None else f"{args.figure_name}_{style}.jpg"
+            side_by_side(row, args.out / name)
+            print(f"figure: {args.out / name} (photo, then {', '.join(v for v in args.variants if (v, style) in results)})")
     for (variant, style), (result, _) in results.items():
         if variant == "multiscale":  # the full-size result on its own
             Image.open(result).convert("RGB").save(args.out / f"multiscale_{style}.jpg", quality=85, optimize=True)
