@@ -115,6 +115,14 @@ def test_runs_are_reproducible_from_the_seed_with_noise_init(run_cli, run_dir):
     assert not torch.equal(first, load_image(str(run_dir / "seed1/generated.png")))
 
 
+def test_detailed_scalars_are_logged_on_the_steps_the_logger_writes(run_cli, run_dir):
+    # Logged only where the Trainer writes them (a per-step saving); the same steps as train/loss.
+    run_cli("--trainer.max_steps", "7", "--trainer.log_every_n_steps", "3")
+    assert scalar_steps(run_dir) == [2, 5]
+    for tag in ("train/content_loss", "train/style_loss", "train/style_loss/conv3_1", "train/tv_loss"):
+        assert scalar_steps(run_dir, tag) == [2, 5]
+
+
 @pytest.mark.parametrize("memory_format, nhwc", [("auto", True), ("contiguous", False), ("channels_last", True)])
 def test_memory_format_auto_is_channels_last_on_cpu(run_cli, memory_format, nhwc):
     model = run_cli("--trainer.max_steps", "1", "--model.memory_format", memory_format).model
