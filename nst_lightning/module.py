@@ -92,9 +92,9 @@ class StyleTransfer(pl.LightningModule):
                 0.99: about the last 100 steps) instead of the last iterate, which removes Adam's step
                 noise; default: off.
             memory_format: Layout of VGG19's activations: ``channels_last`` (NHWC) or ``contiguous``
-                (NCHW). ``auto`` picks NHWC on a CPU (measured 1.3x faster per step with oneDNN) and on
-                a GPU under mixed precision (tensor-core kernels want it), NCHW for fp32 on a GPU. The
-                result is the same up to float rounding.
+                (NCHW). ``auto`` picks NHWC on a CPU (measured neutral in fp32 and 5-9% faster under
+                bf16-mixed with oneDNN, docs/performance.md) and on a GPU under mixed precision
+                (tensor-core kernels want it), NCHW for fp32 on a GPU. Same result up to float rounding.
         """
         super().__init__()
         self.save_hyperparameters()

@@ -72,6 +72,7 @@ LOG_EVERY = 10
 PLAIN, LIGHTNING = "(a) plain loop", "(b) Lightning, NCHW"
 PLAIN_CL, LIGHTNING_CL = "(a) plain + channels_last", "(b) Lightning, channels_last"
 LIGHTNING_DEFAULT, COMPILED = "(b) Lightning, defaults", "(a) plain + torch.compile"
+NAIVE = "(a0) naive loop: uncut, unfrozen VGG19"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Case:
     precision: str
     channels_last: Optional[bool] = False
     compile: bool = False
+    naive: bool = False  # the whole of vgg19().features, weights left trainable (plain loop only)
 
 
 # ---- the two ways --------------------------------------------------------------------------------
@@ -115,7 +117,13 @@ class PlainLoop:
     def __init__(self, case: Case, weights: str, device: torch.device) -> None:
         self.case, self.device = case, device
         content, style = (image.to(device) for image in load_images(case.size))
-        self.vgg = VGG19Features(list(CONTENT_LAYERS + STYLE_LAYERS), weights).to(device)
+        layers = list(CONTENT_LAYERS + STYLE_LAYERS) + (["pool5"] if case.naive else [])
+        self.vgg = VGG19Features(layers, weights).to(device)
+        if case.naive:
+            # What a first loop often does: all of vgg19().features (through pool5, 3 convolutions
+            # past conv5_1) with its weights left requiring grad, so backward also computes (and
+            # accumulates) a gradient for every weight.
+            self.vgg.features.requires_grad_(True)
         if case.channels_last:
             self.vgg.to(memory_format=torch.channels_last)
         with torch.no_grad():  # targets once, in fp32, as StyleTransfer.compute_targets
@@ -277,6 +285,8 @@ def ways_of(base: Case, args: argparse.Namespace, device: torch.device) -> dict[
     ways[LIGHTNING_DEFAULT] = ("lightning", replace(base, channels_last=None))
     if "on" in args.compile:
         ways[COMPILED] = ("plain", replace(base, compile=True))
+    if args.naive:
+        ways[NAIVE] = ("plain", replace(base, naive=True))
     return ways
 
 
@@ -592,6 +602,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "--compile", choices=["off", "on"], default="off",
         help="'on' adds the plain loop with its loss under torch.compile (minutes to compile on a small CPU)",
     )  # fmt: skip
+    parser.add_argument("--naive", action="store_true", help="add a plain loop over uncut VGG19 with trainable weights")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per run (default 50: one image log and five logger writes)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed window")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each way, alternated")
