@@ -7,7 +7,9 @@ weights, optimizer, precision and number of steps) two ways, alternately, after 
                  ``zero_grad(); loss.backward(); step()``, the pure functions of ``nst_lightning.losses``;
   (b) Lightning  ``StyleTransfer`` + ``StyleTransferData`` through ``Trainer.fit``, with the checkpoint,
                  image-logging and result callbacks and the TensorBoard logger that the CLI adds, at
-                 the CLI's default settings, with and without the progress bar.
+                 the CLI's default settings, progress bar on; in NCHW and NHWC layout and with
+                 the module's defaults (``memory_format: auto``).
+  (a0) naive     with ``--naive``: the plain loop over all of ``vgg19().features``, weights trainable.
 
 It prints markdown tables: seconds per step (median over repeats), the ratio b/a (median of the
 ratios of back-to-back runs, so that load from other processes cancels out as far as it can), and
@@ -15,7 +17,7 @@ peak memory per image size, each size measured in a fresh process. Speed does no
 weight values, so the untrained VGG19 (``--weights random``, the default) needs no download.
 
     python scripts/benchmark.py --quick                  # under a minute on 2 CPU cores
-    python scripts/benchmark.py --sizes 128 256          # the numbers in docs/performance.md
+    python scripts/benchmark.py --sizes 128 256 512 --steps 10 --warmup 2 --repeats 3   # docs/performance.md
     python scripts/benchmark.py --profile --sizes 128    # where Lightning's own time per step goes
 """
 
