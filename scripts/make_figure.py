@@ -51,6 +51,16 @@ def panel(image: Image.Image, height: int, inset: Image.Image | None = None) -> 
     return image
 
 
+def side_by_side(panels: list[Image.Image], path: Path, quality: int = 85) -> None:
+    """The panels in a row, 4 px apart on white, saved as a JPEG."""
+    figure = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), "white")
+    x = 0
+    for p in panels:
+        figure.paste(p, (x, 0))
+        x += p.width + 4
+    figure.save(path, quality=quality, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True, help="VGG19 state dict (.pth)")
@@ -73,12 +83,7 @@ def main() -> None:
         print(f"{style}: {args.size} px, {args.steps} steps, {seconds:.0f} s (whole run, startup included)")
         Image.open(result).convert("RGB").save(args.out / f"tubingen_{style}.jpg", quality=90)
         panels.append(panel(Image.open(result), height, inset=Image.open(args.examples / f"{style}.jpg")))
-    figure = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), height), "white")
-    x = 0
-    for p in panels:
-        figure.paste(p, (x, 0))
-        x += p.width + 4
-    figure.save(args.out / "figure2.jpg", quality=88, optimize=True)
+    side_by_side(panels, args.out / "figure2.jpg", quality=88)
     print(f"figure: {args.out / 'figure2.jpg'}")
 
 

@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from make_figure import panel, side_by_side  # scripts/ is on sys.path when this runs as a script
 
 STYLES = ("starry_night", "shipwreck", "the_scream")
 REPO = Path(__file__).resolve().parents[1]
@@ -100,23 +102,6 @@ class Meter:
             image = torch.nn.functional.interpolate(image, size=self.content.shape[-2:], mode="bicubic").clamp(0, 1)
         losses = self.model(image)
         return losses["content_loss"].item(), losses["style_loss"].item()
-
-
-def panel(image: Image.Image, height: int, label_inset: Image.Image | None = None) -> Image.Image:
-    image = ImageOps.contain(image.convert("RGB"), (10**6, height), Image.Resampling.LANCZOS)
-    if label_inset is not None:
-        small = ImageOps.expand(ImageOps.contain(label_inset.convert("RGB"), (height // 3, height // 3)), 2, "white")
-        image.paste(small, (0, image.height - small.height))
-    return image
-
-
-def side_by_side(panels: list[Image.Image], path: Path) -> None:
-    figure = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), "white")
-    x = 0
-    for p in panels:
-        figure.paste(p, (x, 0))
-        x += p.width + 4
-    figure.save(path, quality=85, optimize=True)
 
 
 def main() -> None:

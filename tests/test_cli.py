@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nst_lightning import StyleTransfer
 from nst_lightning.image_io import load_image
-from tests.conftest import CONFIGS, REPO, make_image
+from tests.conftest import CONFIGS, REPO, make_image, user_error
 
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 
@@ -192,11 +192,7 @@ def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
     (tmp_path / "notes.txt").write_text("not an image")
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(*args)
-    assert exit_info.value.code == 2
-    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
-    assert len(err_lines) == 1 and message in err_lines[0], err_lines
+    assert message in user_error(run_cli, capsys, *args)
     assert not (tmp_path / "lightning_logs").exists()
 
 
