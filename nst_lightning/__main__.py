@@ -12,10 +12,15 @@ def _stop_while_starting(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """``python -m nst_lightning`` and the ``nst-lightning`` command."""
     previous = {signum: signal.signal(signum, _stop_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)}
     from nst_lightning.cli import cli_main
 
     for signum, handler in previous.items():
         signal.signal(signum, handler)
     cli_main()
+
+
+if __name__ == "__main__":
+    main()

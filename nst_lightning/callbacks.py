@@ -1,4 +1,9 @@
-"""Callbacks that show the image as it forms, write the result and keep the run safe to stop.
+"""Callbacks: what cuts across the optimisation rather than defining it.
+
+- ``DivergenceGuard`` and ``LossLogger`` come with every ``StyleTransfer`` (its ``configure_callbacks``):
+  a NaN is stopped before the optimizer sees it, and the losses are logged.
+- ``ImageLogger``, ``SaveGeneratedImage`` and ``StepCheckpoint`` are the CLI's (and ``stylize``'s when
+  asked to keep a run): TensorBoard images, the result file, checkpoints.
 
 Stopping: SIGINT (Ctrl-C) and SIGTERM both stop training at the end of the current step, then a
 checkpoint and the current image are written (``StepCheckpoint``, ``SaveGeneratedImage``), so a resume
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
+import torch
 from jsonargparse.typing import PositiveInt
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -23,11 +29,25 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from nst_lightning.checkpoint_io import SafeCheckpointIO
-from nst_lightning.errors import NonFiniteLossError, RunInterrupted
+from nst_lightning.errors import NonFiniteLossError, RunInterrupted, param
 from nst_lightning.files import remove_stale_temporaries
 from nst_lightning.image_io import save_image
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# StepCheckpoint's settings in a run of the CLI (its --checkpoint.* defaults) and of stylize(log_dir=...).
+CHECKPOINT_DEFAULTS = {
+    "every_n_train_steps": 100,
+    "save_last": True,
+    "save_top_k": -1,  # keep each periodic checkpoint; each is ~3 image sizes
+    "filename": "step{step:06d}",
+    "auto_insert_metric_name": False,
+    # A resume writes into the same run: overwrite step files and last.ckpt rather than adding
+    # last-v1.ckpt, which `--ckpt_path last` would then not pick.
+    "enable_version_counter": False,
+    # Ctrl-C and SIGTERM save a checkpoint (never an error: see StepCheckpoint).
+    "save_on_exception": True,
+}
 
 
 def is_graceful_stop(exception: BaseException) -> bool:
@@ -47,6 +67,88 @@ def _tensorboard(trainer: pl.Trainer) -> Optional[Any]:
     return None
 
 
+def find_callback(trainer: pl.Trainer, kind: type) -> Optional[Any]:
+    return next((callback for callback in trainer.callbacks if isinstance(callback, kind)), None)
+
+
+def logger_writes_this_step(trainer: pl.Trainer) -> bool:
+    """Whether the Trainer writes this step's metrics to the logger: when (step + 1) is a multiple of
+    ``log_every_n_steps``, or on the last step. A copy of Lightning's own rule (its
+    ``should_update_logs`` is not public); tests/test_cli.py's
+    ``test_detailed_scalars_are_logged_on_the_steps_the_logger_writes`` pins that the two agree."""
+    every = trainer.log_every_n_steps
+    return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
+
+
+class LossLogger(pl.Callback):
+    """Logs ``train/loss`` every step (the progress bar shows it) and the loss's parts
+    (``train/content_loss``, ``train/style_loss``, ``train/style_loss/<layer>``, ``train/tv_loss``) on
+    the steps the logger writes: each ``log`` call costs ~0.1 ms of Python, noise next to a CPU step
+    but a real share of a millisecond GPU step (docs/performance.md)."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
+        pl_module.log("train/loss", outputs["loss"], prog_bar=True)
+        if logger_writes_this_step(trainer):
+            pl_module.log_dict({f"train/{name}": value for name, value in outputs.items() if name != "loss"})
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training at the first non-finite loss, before the optimizer can spread it (Adam's moments,
+    L-BFGS's history), and refuses to checkpoint a non-finite image; keeps the last image whose loss
+    was finite, which ``SaveGeneratedImage`` then writes as the result.
+
+    Costs one host-device synchronisation per step (reading whether the loss is finite), the only
+    one the optimisation has. The image is not checked every step: an update that makes it
+    non-finite makes the next loss non-finite.
+    """
+
+    def __init__(self) -> None:
+        self.last_finite_image: Optional[torch.Tensor] = None
+        self.last_finite_step: Optional[int] = None
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).item():
+            raise diverged(f"the loss became {loss.item()}", trainer)
+        # Copied into one buffer (no allocation per step; a new one when a stage changes the size).
+        image = pl_module.image.detach()
+        if self.last_finite_image is None or self.last_finite_image.shape != image.shape:
+            self.last_finite_image = image.clone()
+        else:
+            self.last_finite_image.copy_(image)
+        self.last_finite_step = trainer.global_step
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.check_image(trainer, pl_module)  # a NaN image must never replace the last good checkpoint
+
+    @staticmethod
+    def check_image(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Raise ``NonFiniteLossError`` if the image (or its average) holds NaN or inf."""
+        if not image_is_finite(pl_module):
+            raise diverged("the image became non-finite", trainer)
+
+
+def image_is_finite(pl_module: pl.LightningModule) -> bool:
+    average = getattr(pl_module, "average", None)
+    images = [pl_module.image] + ([average.value] if average is not None else [])
+    return all(bool(torch.isfinite(image).all().item()) for image in images)
+
+
+def diverged(what: str, trainer: pl.Trainer) -> NonFiniteLossError:
+    """The error for a non-finite loss or image, naming the likely causes and their options."""
+    step = trainer.global_step
+    optimizer = trainer.optimizers[0]
+    precision = str(trainer.precision)
+    fixes = f"a lower {param('model.lr')} (it is {optimizer.param_groups[0]['lr']:g})"
+    if isinstance(optimizer, torch.optim.LBFGS):
+        fixes += f" or {param('model.optimizer')} adam"
+    if precision not in ("32", "32-true", "64", "64-true"):
+        fixes += f" or {param('trainer.precision')} 32 (it is {precision}, which can overflow)"
+    return NonFiniteLossError(
+        f"{what} after {step} step{'' if step == 1 else 's'}: the optimisation diverged; start again with {fixes}",
+        step,
+    )
+
+
 class ImageLogger(pl.Callback):
     """Logs the content and style images once, and the generated image every ``every_n_steps``."""
 
@@ -64,7 +166,9 @@ class ImageLogger(pl.Callback):
             return
         datamodule = trainer.datamodule
         writer.add_image("input/content", datamodule.content_image[0], 0)
-        writer.add_image("input/style", datamodule.style_image[0], 0)
+        styles = datamodule.style_images
+        for number, style in enumerate(styles, start=1):  # every style of a blend, each at its own size
+            writer.add_image("input/style" if len(styles) == 1 else f"input/style/{number}", style[0], 0)
         self._log_generated(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
@@ -101,17 +205,19 @@ class SaveGeneratedImage(pl.Callback):
             remove_stale_temporaries(trainer.log_dir)  # left by a run killed while writing the image
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.check_finite_image()  # never write a NaN image as the result (on_exception then writes the last good one)
+        # Never write a NaN image as the result (on_exception then writes the last good one).
+        DivergenceGuard.check_image(trainer, pl_module)
         self._save(trainer, pl_module.result(), trainer.global_step)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if getattr(pl_module, "image", None) is None:
             return  # stopped before there was an image
         graceful = is_graceful_stop(exception)
-        if graceful and pl_module.image_is_finite():
+        guard = find_callback(trainer, DivergenceGuard)
+        if graceful and image_is_finite(pl_module):
             self._save(trainer, pl_module.result(), trainer.global_step)
-        elif (graceful or isinstance(exception, NonFiniteLossError)) and pl_module.last_finite_image is not None:
-            self._save(trainer, pl_module.result(pl_module.last_finite_image), pl_module.last_finite_step)
+        elif (graceful or isinstance(exception, NonFiniteLossError)) and guard and guard.last_finite_image is not None:
+            self._save(trainer, pl_module.result(guard.last_finite_image), guard.last_finite_step)
 
     def _save(self, trainer: pl.Trainer, image: Any, step: Optional[int]) -> None:
         if trainer.is_global_zero:
@@ -132,6 +238,10 @@ class StepCheckpoint(ModelCheckpoint):
       image, and after a refused resume it would overwrite the run's last good state.
     - Files: the Trainer's default ``TorchCheckpointIO`` is swapped for ``SafeCheckpointIO`` (a
       custom ``CheckpointIO`` plugin is left alone), and temporaries left by a killed run are removed.
+
+    Lightning has no public "save top-k and last now"; ``_save_now`` calls ``ModelCheckpoint``'s own
+    protected methods for it. Tests pin what that gives (a ``last.ckpt`` of the final step when
+    ``max_steps`` is no multiple of the interval, and on a signal), so an upgrade that changes them fails.
     """
 
     # Per-run state, set in on_train_start (no __init__ override: the CLI reads ModelCheckpoint's).

@@ -17,12 +17,12 @@ import pickle
 from typing import Any, Callable, Optional
 
 import torch
+from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.fabric.utilities.types import _PATH
-from fsspec.implementations.local import LocalFileSystem
 
-from nst_lightning.errors import UserError
+from nst_lightning.errors import UserError, param
 from nst_lightning.files import atomic_write
 
 
@@ -47,7 +47,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
             raise checkpoint_load_error(path, err) from None
 
 
-def load_checkpoint_file(path: _PATH, weights_only: bool = True, option: str = "--ckpt_path") -> dict[str, Any]:
+def load_checkpoint_file(path: _PATH, weights_only: bool = True, option: str = param("ckpt_path")) -> dict[str, Any]:
     """``torch.load`` a checkpoint to CPU (``weights_only`` unless asked otherwise); ``UserError`` naming
     ``option`` if it is missing, not a checkpoint, damaged or needs code to load."""
     try:
@@ -59,7 +59,7 @@ def load_checkpoint_file(path: _PATH, weights_only: bool = True, option: str = "
     return checkpoint
 
 
-def checkpoint_load_error(path: _PATH, err: Exception, option: str = "--ckpt_path") -> UserError:
+def checkpoint_load_error(path: _PATH, err: Exception, option: str = param("ckpt_path")) -> UserError:
     if isinstance(err, UserError):
         return err
     if isinstance(err, FileNotFoundError):

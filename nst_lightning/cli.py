@@ -18,17 +18,19 @@ import sys
 import threading
 import warnings
 from argparse import ArgumentError
-from typing import Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from nst_lightning.callbacks import ImageLogger, SaveGeneratedImage, StepCheckpoint
-from nst_lightning.checkpoint_io import checkpoint_load_error, load_checkpoint_file
+from nst_lightning.callbacks import CHECKPOINT_DEFAULTS, ImageLogger, SaveGeneratedImage, StepCheckpoint
+from nst_lightning.checkpoint_io import load_checkpoint_file
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import NonFiniteLossError, RunInterrupted, UserError
-from nst_lightning.module import StyleTransfer
+from nst_lightning.module import EXPECTED_WARNINGS, StyleTransfer
+from nst_lightning.resume import changed_options, check_resume, new_run_hint
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
 INT_MINIMUMS = {
@@ -57,22 +59,24 @@ class StyleTransferCLI(LightningCLI):
         # Always-on callbacks with their own config sections, so YAML can tune them without having
         # to restate the whole trainer.callbacks list.
         parser.add_lightning_class_args(StepCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.every_n_train_steps": 100,
-                "checkpoint.save_last": True,
-                "checkpoint.save_top_k": -1,  # keep each periodic checkpoint; each is ~3 image sizes
-                "checkpoint.filename": "step{step:06d}",
-                "checkpoint.auto_insert_metric_name": False,
-                # A resume writes into the same run: overwrite step files and last.ckpt rather than
-                # adding last-v1.ckpt, which `--ckpt_path last` would then not pick.
-                "checkpoint.enable_version_counter": False,
-                # Ctrl-C and SIGTERM save a checkpoint (never an error: see StepCheckpoint).
-                "checkpoint.save_on_exception": True,
-            }
-        )
+        parser.set_defaults({f"checkpoint.{name}": value for name, value in CHECKPOINT_DEFAULTS.items()})
         parser.add_lightning_class_args(ImageLogger, "image_logger")
         parser.add_lightning_class_args(SaveGeneratedImage, "result")
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then read ``--ckpt_path`` safely before LightningCLI does (it ``torch.load``s the file
+        for its hyperparameters right after this, and a damaged file must end in one line, not a
+        traceback); and remember the model options asked for, which LightningCLI then replaces with
+        the checkpoint's."""
+        super().parse_arguments(parser, args)
+        self.asked_model_options: dict[str, Any] = {}
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        self.asked_model_options = self.config[subcommand]["model"].as_dict()
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_file():
+            load_checkpoint_file(ckpt_path)
 
     def before_instantiate_classes(self) -> None:
         """Integer options typed by Lightning as plain ``int``: checked here, right after parsing and
@@ -88,7 +92,7 @@ class StyleTransferCLI(LightningCLI):
         self.datamodule.load()
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
-        self.model.check_run(self.datamodule, self.trainer.max_steps)
+        self.model.check_inputs(self.datamodule, self.trainer.max_steps)
         # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
         # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
         precision = str(self.config[self.subcommand].trainer.precision)
@@ -110,7 +114,21 @@ class StyleTransferCLI(LightningCLI):
         special = ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry")  # Lightning's own
         if resume_from is not None and not special and (ckpt_path != "last" or os.path.exists(resume_from)):
             checkpoint = load_checkpoint_file(resume_from)  # weights_only, whatever --weights_only says
-            self.model.check_resume(checkpoint, self.datamodule, name=str(resume_from))
+            check_resume(checkpoint, self.model, self.datamodule, name=str(resume_from))
+            self._refuse_changed_options(checkpoint, str(resume_from))
+
+    def _refuse_changed_options(self, checkpoint: dict[str, Any], name: str) -> None:
+        """A resume continues the checkpoint's optimisation, with its options: LightningCLI restores
+        them from an explicit ``--ckpt_path`` over the config (since 2.5.5), and the optimizer state
+        keeps its learning rate either way. A different value asked for would be ignored, or (with
+        ``--ckpt_path last``, which LightningCLI does not read) mixed with a state made for another
+        problem; so it is refused, naming each option with both values."""
+        changes = changed_options(checkpoint.get("hyper_parameters", {}), self.asked_model_options)
+        if changes:
+            raise UserError(
+                f"{name} was made with other model options ({'; '.join(changes)}); resume with the checkpoint's "
+                f"values, {new_run_hint(name)} --trainer.logger.init_args.version NEW_NAME"
+            )
 
     def _last_checkpoint(self) -> Optional[str]:
         """Where ``--ckpt_path last`` looks: the checkpoint callback's directory."""
@@ -120,15 +138,6 @@ class StyleTransferCLI(LightningCLI):
         directory = checkpoint.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
         return os.path.join(directory, f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
 
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI (2.5.5+) torch.loads --ckpt_path for its hyperparameters while parsing, before
-        # `before_fit`; a damaged file must end in one line there too, not a traceback.
-        try:
-            super()._parse_ckpt_path()
-        except Exception as err:
-            path = self.config[self.config.subcommand].get("ckpt_path")
-            raise checkpoint_load_error(path, err) from None
-
     def fit(self, model: StyleTransfer, **kwargs: Any) -> None:
         """``trainer.fit`` with safe loading by default and errors that say what was kept."""
         # Never execute code from a checkpoint, whatever --weights_only, the torch version or the
@@ -137,7 +146,7 @@ class StyleTransferCLI(LightningCLI):
         try:
             self.trainer.fit(model, **kwargs)
         except NonFiniteLossError as err:
-            raise UserError(f"{err}; {self._kept_after_divergence()}") from None
+            raise UserError(f"{err.message}; {self._kept_after_divergence()}") from None
         except RunInterrupted as err:
             err.kept = self._kept()
             raise
@@ -219,15 +228,16 @@ def _stopped_message(err: RunInterrupted) -> str:
     return f"nst_lightning: stopped at once by {name}, nothing saved since the last checkpoint; {err.kept}"
 
 
+def program_name() -> str:
+    """``nst-lightning`` when run as the installed command, else ``python -m nst_lightning``."""
+    return "nst-lightning" if Path(sys.argv[0]).name == "nst-lightning" else "python -m nst_lightning"
+
+
 def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line;
     SIGINT/SIGTERM with 130/143 and one line saying what was saved."""
-    # Two Lightning warnings that are wrong for an image-as-parameter module: the frozen VGG19 is in
-    # eval mode on purpose, and the "batches" are step indices, so restarting them on resume is exact.
-    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
-    # A deprecation raised inside Lightning 2.6's own code by this torch, on every run: nothing to act on here.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    for message in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     try:
         with _sigterm_like_ctrl_c():
             return _run(args)
@@ -250,12 +260,13 @@ def _run(args: Optional[list[str]]) -> StyleTransferCLI:
             save_config_kwargs={"overwrite": True},  # a resume writes config.yaml into the same run
             # exit_on_error=False: a bad option raises instead of printing the 90-line usage; we print
             # one line below.
-            parser_kwargs={"prog": "python -m nst_lightning", "exit_on_error": False},
+            parser_kwargs={"prog": program_name(), "exit_on_error": False},
         )
     except ArgumentError as err:
         message = " ".join(line.strip() for line in str(err).splitlines())
-        print(f"nst_lightning: error: {message}; see python -m nst_lightning fit --help", file=sys.stderr)
+        print(f"nst_lightning: error: {message}; see {program_name()} fit --help", file=sys.stderr)
         raise SystemExit(2) from None
     except (UserError, MisconfigurationException) as err:
-        print(f"nst_lightning: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        message = err.for_cli() if isinstance(err, UserError) else str(err)
+        print(f"nst_lightning: error: {message.strip().splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None

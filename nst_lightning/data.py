@@ -22,9 +22,10 @@ from jsonargparse.typing import PositiveInt
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nst_lightning.errors import UserError
+from nst_lightning.errors import UserError, param
 from nst_lightning.image_io import decode_image, read_source
-from nst_lightning.numbers import FiniteNonNegativeFloat, FinitePositiveFloat
+from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
+from nst_lightning.resume import new_run_hint
 
 # Four 2x poolings precede conv5_x: an image's short side must leave at least a 1x1 map there.
 MIN_SHORT_SIDE = 16
@@ -57,20 +58,21 @@ class StyleTransferData(pl.LightningDataModule):
         self.content = content
         self.styles = [style] if isinstance(style, str) else list(style)
         if not self.styles:
-            raise UserError("--data.style is an empty list; give at least one style image")
+            raise UserError(f"{param('data.style')} is an empty list; give at least one style image")
         weights = [1.0] * len(self.styles) if style_weights is None else [float(w) for w in style_weights]
         if len(weights) != len(self.styles):
             raise UserError(
-                f"--data.style_weights has {len(weights)} values for {len(self.styles)} style images; "
+                f"{param('data.style_weights')} has {len(weights)} values for {len(self.styles)} style images; "
                 "give one weight per style image"
             )
         if sum(weights) <= 0:
-            raise UserError("--data.style_weights are all zero; give at least one positive weight")
+            raise UserError(f"{param('data.style_weights')} are all zero; give at least one positive weight")
         self.style_weights = [w / sum(weights) for w in weights]
         self.image_size = int(image_size)
         self.style_scale = float(style_scale)
-        # At the final size, for the logger and API users; the first style stands for the blend.
+        # At the final size, for the logger and API users (style_image: the first of a blend).
         self.content_image: Optional[Tensor] = None
+        self.style_images: list[Tensor] = []
         self.style_image: Optional[Tensor] = None
         self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
         # Each source's bytes, read once: every stage's size is decoded from them, and the
@@ -86,8 +88,8 @@ class StyleTransferData(pl.LightningDataModule):
         one-line fix. The CLI calls this before the Trainer creates any file, so bad input leaves
         nothing behind."""
         if self.content_image is None:
-            content, styles = self.images(self.image_size)
-            self.content_image, self.style_image = content, styles[0]
+            self.content_image, self.style_images = self.images(self.image_size)
+            self.style_image = self.style_images[0]
 
     def _read(self, source: str, option: str) -> bytes:
         if source not in self._bytes:
@@ -98,15 +100,16 @@ class StyleTransferData(pl.LightningDataModule):
         """The content image with long side ``long_side`` and the style images at ``style_scale``
         times that, each resized from its source (Lanczos), cached per size."""
         if long_side not in self._cache:
-            content = decode_image(self._read(self.content, "--data.content"), long_side, self.content, "--data.content")
+            content_option, style_option = param("data.content"), param("data.style")
+            content = decode_image(self._read(self.content, content_option), long_side, self.content, content_option)
             style_side = max(1, round(self.style_scale * long_side))
-            styles = [decode_image(self._read(s, "--data.style"), style_side, s, "--data.style") for s in self.styles]
-            for image, option in [(content, "--data.content")] + [(s, "--data.style") for s in styles]:
+            styles = [decode_image(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
+            for image, option in [(content, content_option)] + [(s, style_option) for s in styles]:
                 if min(image.shape[-2:]) < MIN_SHORT_SIDE:
                     raise UserError(
                         f"{option}: resized to {image.shape[-1]}x{image.shape[-2]} pixels, its short side is "
-                        f"below VGG19's minimum of {MIN_SHORT_SIDE}; raise --data.image_size (or "
-                        "--data.style_scale), use fewer --model.stage_steps, or use a less elongated image"
+                        f"below VGG19's minimum of {MIN_SHORT_SIDE}; raise {param('data.image_size')} (or "
+                        f"{param('data.style_scale')}), use fewer {param('model.stage_steps')}, or use a less elongated image"
                     )
             self._cache[long_side] = (content, styles)
         return self._cache[long_side]
@@ -142,15 +145,15 @@ class StyleTransferData(pl.LightningDataModule):
         if not saved or "styles_sha256" not in saved:
             return
         now = self.fingerprint()
-        new_run = f"or start a new run from its image with --model.init image --model.init_image {checkpoint}"
+        new_run = new_run_hint(checkpoint)
         if saved["content_sha256"] != now["content_sha256"]:
             raise UserError(
-                f"--data.content {now['content']} is not the image {checkpoint} was made with "
+                f"{param('data.content')} {now['content']} is not the image {checkpoint} was made with "
                 f"({saved['content']}, sha256 {saved['content_sha256'][:12]}...); resume with that image, {new_run}"
             )
         if saved["styles_sha256"] != now["styles_sha256"]:
             raise UserError(
-                f"--data.style {now['styles']} is not what {checkpoint} was made with ({saved['styles']}); "
+                f"{param('data.style')} {now['styles']} is not what {checkpoint} was made with ({saved['styles']}); "
                 f"resume with the same style images in the same order, {new_run}"
             )
         if len(saved["style_weights"]) != len(now["style_weights"]) or not all(
@@ -158,14 +161,14 @@ class StyleTransferData(pl.LightningDataModule):
         ):
             weights = ", ".join(f"{w:.3g}" for w in saved["style_weights"])
             raise UserError(
-                f"--data.style_weights differ from those {checkpoint} was made with ({weights} after "
+                f"{param('data.style_weights')} differ from those {checkpoint} was made with ({weights} after "
                 f"normalising); resume with the same weights, {new_run}"
             )
         if list(saved["size"]) != now["size"] or not math.isclose(saved["style_scale"], now["style_scale"]):
             (h, w), (saved_h, saved_w) = now["size"], saved["size"]
             raise UserError(
-                f"--data.image_size {self.image_size} and --data.style_scale {self.style_scale:g} make the result "
-                f"{w}x{h} but {checkpoint} was made for {saved_w}x{saved_h} with --data.style_scale "
+                f"{param('data.image_size')} {self.image_size} and {param('data.style_scale')} {self.style_scale:g} make the result "
+                f"{w}x{h} but {checkpoint} was made for {saved_w}x{saved_h} with {param('data.style_scale')} "
                 f"{saved['style_scale']:g}; resume with the same sizes, {new_run} (it is resized)"
             )
 

@@ -1,18 +1,47 @@
-"""The exceptions that end a run on purpose.
+"""The exceptions that end a run on purpose, and how their messages name options.
 
 The CLI turns each into a single line on stderr (no traceback): a ``UserError`` exits with code 2
 and says what is wrong *and* which option or file to change; a ``RunInterrupted`` exits with
 128 + the signal number, as a shell reports a process ended by that signal.
+
+The code below the CLI names *parameters*, not command-line options: a message built with
+``param("model.lr")`` reads ``lr`` from Python (``str(err)``) and ``--model.lr`` on the command line
+(``err.for_cli()``), so the same check serves ``StyleTransfer(lr=...)``, ``stylize(lr=...)`` and
+``python -m nst_lightning fit --model.lr ...``.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 from typing import Optional
+
+# NUL cannot occur in a path, a URL or an option value, so a marked name never collides with them.
+_MARK = "\x00"
+_MARKED = re.compile(f"{_MARK}([A-Za-z_][\\w.]*){_MARK}")
+
+
+def param(name: str) -> str:
+    """A reference to the parameter ``name`` (``"model.lr"``, ``"data.content"``, ``"trainer.max_steps"``,
+    ``"ckpt_path"``) inside a ``UserError`` message."""
+    return f"{_MARK}{name}{_MARK}"
 
 
 class UserError(Exception):
     """A problem with the user's input or options, with the fix in the message."""
+
+    @property
+    def message(self) -> str:
+        """The message with its parameter references still marked (to build a longer one from)."""
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        # Python wording: the parameter's own name, as StyleTransfer(...) and stylize(...) take it.
+        return _MARKED.sub(lambda m: m[1].rsplit(".", 1)[-1], self.message)
+
+    def for_cli(self) -> str:
+        """The message as the CLI prints it: ``--model.lr``, ``--data.content``, ``--ckpt_path``."""
+        return _MARKED.sub(lambda m: f"--{m[1]}", self.message)
 
 
 class NonFiniteLossError(UserError):

@@ -17,14 +17,14 @@ import io
 import os
 import time
 import urllib.error
-import warnings
 import urllib.parse
 import urllib.request
+import warnings
 from importlib import resources
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from nst_lightning.errors import UserError
@@ -40,17 +40,6 @@ MAX_DOWNLOAD_BYTES = 64 * 2**20
 MAX_REDIRECTS = 5
 # PIL's own bomb guard warns at 89 Mpx and raises at twice that; raise at the warning level instead.
 MAX_PIXELS = 89_478_485
-# EXIF orientation -> the transpose that displays the image upright (as PIL's ImageOps.exif_transpose).
-_ORIENTATION = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-_EXIF_ORIENTATION_TAG = 0x0112
 
 
 def is_url(source: str) -> bool:
@@ -186,11 +175,11 @@ def _cached_download(url: str, option: str, timeout: float) -> bytes:
 
 
 def open_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Image.Image:
-    """Decode ``data`` to an RGB PIL image, at reduced scale where the format allows.
+    """Decode ``data`` to an upright RGB PIL image, at reduced scale where the format allows.
 
     A JPEG is decoded directly at 1/2, 1/4 or 1/8 scale when that still leaves at least twice
     ``long_side`` (so a 24-megapixel photo for a 512 px result never exists at full size in memory).
-    The EXIF orientation is not applied here (see ``decode_image``).
+    The EXIF orientation (phones store portraits sideways) is applied to that reduced image.
     """
     if not data:
         raise UserError(f"{option}: {source} is empty (0 bytes); give a JPEG, PNG or other image file")
@@ -204,6 +193,10 @@ def open_image(data: bytes, long_side: int | None = None, source: str = "image",
         if long_side is not None and image.format == "JPEG":
             image.draft("RGB", (2 * long_side, 2 * long_side))
         image.load()
+        try:
+            ImageOps.exif_transpose(image, in_place=True)
+        except Exception:  # a damaged EXIF block is no reason to refuse an image that decodes
+            pass
         return _to_rgb(image)
     except UserError:
         raise
@@ -232,26 +225,14 @@ def _bomb(source: str, option: str, size: str) -> UserError:
     )
 
 
-def _orientation(data: bytes) -> int:
-    try:
-        return int(Image.open(io.BytesIO(data)).getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # a damaged EXIF block is no reason to refuse an image that decodes
-        return 1
-
-
 def decode_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:
     """``data`` as ``[1, 3, H, W]`` in [0, 1], upright, its long side resized to ``long_side``."""
     image = open_image(data, long_side, source, option)
     if long_side is not None:
-        # Resize before rotating: the long side is the same either way, and only the small image
-        # is then copied by the transpose.
         scale = long_side / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         if size != image.size:
             image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    transpose = _ORIENTATION.get(_orientation(data))
-    if transpose is not None:
-        image = image.transpose(transpose)
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     # .contiguous(): NCHW in memory too, not a view with HWC strides (which convolutions would then
     # silently run as channels_last, and which L-BFGS's flat views cannot take).

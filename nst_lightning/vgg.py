@@ -18,20 +18,22 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from nst_lightning.errors import UserError
 
-# Blocks of VGG19's convolutional part: (block number, number of convolutions).
-_BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+# torchvision's layer configuration of VGG19 ("E"): channel counts for convolutions, "M" for pooling.
+VGG19_CONFIG = cfgs["E"]
 
 
-def _layer_indices() -> dict[str, int]:
-    """Map paper names to indices in torchvision's ``vgg19().features`` (conv, ReLU, ..., pool)."""
-    indices, i = {}, 0
-    for block, convs in _BLOCKS:
-        for conv in range(1, convs + 1):
+def _layer_indices(config: Sequence[int | str] = VGG19_CONFIG) -> dict[str, int]:
+    """Map paper names to indices in ``make_layers(config)``, torchvision's ``vgg19().features``: each
+    convolution is followed by its ReLU, each block ends with a pooling layer."""
+    indices, index, block, conv = {}, 0, 1, 1
+    for entry in config:
+        if entry == "M":
+            indices[f"pool{block}"] = index
+            index, block, conv = index + 1, block + 1, 1
+        else:
             # The paper's "conv" is the rectified output, i.e. the module after the convolution.
-            indices[f"conv{block}_{conv}"] = indices[f"relu{block}_{conv}"] = i + 1
-            i += 2
-        indices[f"pool{block}"] = i
-        i += 1
+            indices[f"conv{block}_{conv}"] = indices[f"relu{block}_{conv}"] = index + 1
+            index, conv = index + 2, conv + 1
     return indices
 
 
@@ -50,16 +52,14 @@ LayerName = Literal[
 assert set(get_args(LayerName)) == set(LAYER_INDEX)
 
 PoolingName = Literal["max", "avg"]
-# Average pooling outputs less than the max pooling VGG19 was trained with (of post-ReLU maps,
-# the mean of a 2x2 window is at most its max), and the loss compounds over the five pools: with the
-# shared Caffe-derived weights at 256 px, the mean activation of conv5_1 falls to 0.19x max-pooling's.
-# Biases then dominate the deeper layers and their features degrade. Our relative losses cancel a
-# uniform scale of a layer, not this change of shape, so each average pool is followed by a gain that
-# restores the trained operating point. Measured on Tuebingen, Starry Night and The Scream, a gain of
-# 1.4 keeps mean activations of conv2_1...conv4_2 within 0.85-1.2x of max pooling's (conv5_1 0.72-1.0x);
-# crowsonkb/style-transfer-pytorch uses 2.0 for torchvision's weights, which here overshoots 3x by
-# conv4_1. Gatys et al. (2015) swapped in average pooling without any gain (their VGG19 was rescaled
-# so that each filter's mean activation is 1, which we do not reproduce).
+# Average pooling outputs less than the max pooling VGG19 was trained with (of post-ReLU maps, the
+# mean of a 2x2 window is at most its max), and the loss compounds over the five pools: biases then
+# dominate the deeper layers and their features degrade. Our relative losses cancel a uniform scale of
+# a layer, not this change of shape, so each average pool is followed by a gain that restores the
+# trained operating point; 1.4 is measured (docs/quality.md, "Measurements behind the defaults").
+# crowsonkb/style-transfer-pytorch uses 2.0 for torchvision's weights. Gatys et al. (2015) swapped in
+# average pooling without any gain (their VGG19 was rescaled so that each filter's mean activation is
+# 1, which we do not reproduce).
 AVG_POOL_GAIN = 1.4
 
 # torchvision's input convention, used by both IMAGENET1K_V1 and the Caffe-derived shared weights.
@@ -72,12 +72,12 @@ def vgg19_features_architecture() -> nn.Sequential:
     return make_layers(cfgs["E"], batch_norm=False)
 
 
-def load_vgg19_features(weights: str) -> nn.Sequential:
+def load_vgg19_features(weights: str, option: str = "--model.weights") -> nn.Sequential:
     """Build torchvision's ``vgg19().features`` with ``weights``.
 
     ``weights`` is ``"IMAGENET1K_V1"`` (torchvision's weights API; downloaded once into the torch hub
     cache), ``"random"`` (untrained but deterministic, for offline smoke runs and tests), or the path
-    of a ``.pth`` state dict of a whole ``vgg19`` or of ``vgg19().features`` alone.
+    of a ``.pth`` state dict of a whole ``vgg19`` or of ``vgg19().features`` alone. Errors name ``option``.
     """
     if weights == "random":
         return _random_features()
@@ -88,11 +88,11 @@ def load_vgg19_features(weights: str) -> nn.Sequential:
             reason = str(getattr(err, "reason", err)).splitlines()[0]
             raise UserError(
                 f"could not download the VGG19 weights IMAGENET1K_V1 ({reason}); "
-                "give a local file instead with --model.weights PATH.pth "
+                f"give a local file instead with {option} PATH.pth "
                 "(a vgg19 or vgg19().features state dict)"
             ) from None
-        return _features_from_state(state, "IMAGENET1K_V1")
-    return _features_from_file(weights)
+        return _features_from_state(state, "IMAGENET1K_V1", option)
+    return _features_from_file(weights, option)
 
 
 def _random_features() -> nn.Sequential:
@@ -109,10 +109,10 @@ def _random_features() -> nn.Sequential:
     return features
 
 
-def _features_from_file(path: str) -> nn.Sequential:
+def _features_from_file(path: str, option: str) -> nn.Sequential:
     if not os.path.isfile(path):
         raise UserError(
-            f"--model.weights: no such file {path!r}; give a .pth VGG19 state dict, "
+            f"{option}: no such file {path!r}; give a .pth VGG19 state dict, "
             "'IMAGENET1K_V1' or 'random'"
         )
     try:
@@ -120,15 +120,15 @@ def _features_from_file(path: str) -> nn.Sequential:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt or non-torch file
         raise UserError(
-            f"--model.weights: {path!r} is not a loadable torch state dict "
+            f"{option}: {path!r} is not a loadable torch state dict "
             f"({type(err).__name__}); give a .pth VGG19 state dict"
         ) from None
     if not isinstance(state, dict):
-        raise UserError(f"--model.weights: {path!r} holds a {type(state).__name__}, not a state dict")
-    return _features_from_state(state, repr(path))
+        raise UserError(f"{option}: {path!r} holds a {type(state).__name__}, not a state dict")
+    return _features_from_state(state, repr(path), option)
 
 
-def _features_from_state(state: dict, source: str) -> nn.Sequential:
+def _features_from_state(state: dict, source: str, option: str) -> nn.Sequential:
     # A whole vgg19 state dict prefixes the convolutions with "features." and adds a classifier.
     if any(key.startswith("features.") for key in state):
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
@@ -138,7 +138,7 @@ def _features_from_state(state: dict, source: str) -> nn.Sequential:
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise UserError(
-            f"--model.weights: {source} is not a VGG19 state dict ({first[:200]}); "
+            f"{option}: {source} is not a VGG19 state dict ({first[:200]}); "
             "give a vgg19 or vgg19().features state dict"
         ) from None
     return features
@@ -160,14 +160,16 @@ class VGG19Features(nn.Module):
     to a dict of the named layers' activations. ``pooling="avg"`` replaces the max pooling layers by
     (gain-compensated) average pooling, as Gatys et al. (2015) did."""
 
-    def __init__(self, layers: Sequence[str], weights: str = "IMAGENET1K_V1", pooling: PoolingName = "max") -> None:
+    def __init__(
+        self, layers: Sequence[str], weights: str = "IMAGENET1K_V1", pooling: PoolingName = "max", option: str = "--model.weights"
+    ) -> None:
         super().__init__()
         unknown = sorted(set(layers) - set(LAYER_INDEX))
         if unknown:
             raise UserError(f"unknown VGG19 layer(s) {unknown}; known names: {', '.join(LAYER_INDEX)}")
         self.layers = list(dict.fromkeys(layers))
         deepest = max(LAYER_INDEX[name] for name in self.layers)
-        self.features = load_vgg19_features(weights)[: deepest + 1]
+        self.features = load_vgg19_features(weights, option)[: deepest + 1]
         if pooling == "avg":
             for index, module in enumerate(self.features):
                 if isinstance(module, nn.MaxPool2d):

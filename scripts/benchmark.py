@@ -4,7 +4,8 @@ One process runs the same Gatys et al. (2015) optimisation (same VGG19 layers, i
 weights, optimizer, precision and number of steps) two ways, alternately, after a warm-up:
 
   (a) plain      a PyTorch loop written below: frozen ``VGG19Features``, targets computed once,
-                 ``zero_grad(); loss.backward(); step()``, the pure functions of ``nst_lightning.losses``;
+                 ``zero_grad(); loss.backward(); step()``, the loss of ``nst_lightning.losses.weighted_losses``
+                 (the very function ``StyleTransfer.forward`` calls);
   (b) Lightning  ``StyleTransfer`` + ``StyleTransferData`` through ``Trainer.fit``, with the checkpoint,
                  image-logging and result callbacks and the TensorBoard logger that the CLI adds, at
                  the CLI's default settings, progress bar on; in NCHW and NHWC layout and with
@@ -51,8 +52,10 @@ from lightning.pytorch.profilers import SimpleProfiler
 from torch import Tensor, nn
 
 from nst_lightning import ImageLogger, SaveGeneratedImage, StepCheckpoint, StyleTransfer, StyleTransferData
-from nst_lightning.losses import content_loss, gram_matrix, style_loss
+from nst_lightning.callbacks import CHECKPOINT_DEFAULTS
+from nst_lightning.losses import LossWeights, weighted_losses
 from nst_lightning.module import DEFAULT_LR, DEFAULT_STYLE_LAYERS
+from nst_lightning.style_statistics import GramStatistic
 from nst_lightning.vgg import VGG19Features
 
 CONTENT = "builtin:tubingen"
@@ -64,7 +67,6 @@ CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
 LBFGS_HISTORY = 100
 # The CLI's defaults for work that happens every few steps (nst_lightning/cli.py).
-CHECKPOINT_EVERY = 100
 IMAGE_EVERY = 50
 LOG_EVERY = 10
 
@@ -131,8 +133,10 @@ class PlainLoop:
         with torch.no_grad():  # targets once, in fp32, as StyleTransfer.compute_targets
             content_features = self.vgg(self._layout(content))
             style_features = self.vgg(self._layout(style))
+        self.weights = LossWeights.from_options(CONTENT_LAYERS, STYLE_LAYERS, None, CONTENT_WEIGHT, STYLE_WEIGHT, 0.0)
+        self.statistic = GramStatistic()
         self.content_targets = {name: content_features[name].float() for name in CONTENT_LAYERS}
-        self.style_targets = {name: gram_matrix(style_features[name]) for name in STYLE_LAYERS}
+        self.style_targets = {name: self.statistic.target(style_features[name]) for name in STYLE_LAYERS}
         # The parameter keeps the default layout even with channels_last: L-BFGS flattens it with .view(-1).
         self.image = nn.Parameter(content.clone())
         self.optimizer = make_optimizer(case.optimizer, self.image)
@@ -147,9 +151,8 @@ class PlainLoop:
         # Lightning's bf16-mixed is autocast around training_step; the losses switch it off themselves.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             features = self.vgg(self._layout(self.image))
-        content = sum(content_loss(features[n], self.content_targets[n]) for n in CONTENT_LAYERS) / len(CONTENT_LAYERS)
-        style = sum(style_loss(features[n], self.style_targets[n]) for n in STYLE_LAYERS) / len(STYLE_LAYERS)
-        return CONTENT_WEIGHT * content + STYLE_WEIGHT * style
+        losses = weighted_losses(features, self.image, self.content_targets, self.style_targets, self.weights, self.statistic)
+        return losses["loss"]
 
     def _closure(self) -> Tensor:
         self.optimizer.zero_grad()
@@ -211,15 +214,7 @@ class StepTimer(pl.Callback):
 
 def cli_callbacks() -> list[pl.Callback]:
     """The callbacks nst_lightning.cli adds, with the CLI's default settings."""
-    checkpoint = StepCheckpoint(
-        every_n_train_steps=CHECKPOINT_EVERY,
-        save_last=True,
-        save_top_k=-1,
-        filename="step{step:06d}",
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    return [checkpoint, ImageLogger(every_n_steps=IMAGE_EVERY), SaveGeneratedImage()]
+    return [StepCheckpoint(**CHECKPOINT_DEFAULTS), ImageLogger(every_n_steps=IMAGE_EVERY), SaveGeneratedImage()]
 
 
 def fit_lightning(

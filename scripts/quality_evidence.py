@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
-
 from make_figure import panel, side_by_side  # scripts/ is on sys.path when this runs as a script
+from PIL import Image
 
 STYLES = ("starry_night", "shipwreck", "the_scream")
 REPO = Path(__file__).resolve().parents[1]

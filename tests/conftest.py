@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from nst_lightning.cli import cli_main
-
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
-DEBUG_CONFIG = str(CONFIGS / "debug.yaml")
-
-
-def shared_weights_path() -> Path | None:
-    """Real ImageNet VGG19 weights for quality tests: $NST_LIGHTNING_WEIGHTS, else ../shared/weights."""
-    candidates = [os.environ.get("NST_LIGHTNING_WEIGHTS"), REPO.parent / "shared/weights/vgg19_features_tvnorm.pth"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
+from tests.helpers import DEBUG_CONFIG, shared_weights_path
 
 
 @pytest.fixture
@@ -62,16 +48,6 @@ def run_cli(tmp_path, monkeypatch):
 def run_dir(tmp_path) -> Path:
     """Where configs/debug.yaml writes its run when started in tmp_path."""
     return tmp_path / "lightning_logs" / "debug"
-
-
-def make_image(path: Path, size=(40, 30), color=(200, 60, 20), mode: str = "RGB", **save_kwargs) -> Path:
-    """A small test image with a gradient so that its Gram matrices are not degenerate."""
-    image = Image.new("RGB", size, color)
-    for x in range(size[0]):
-        for y in range(size[1]):
-            image.putpixel((x, y), ((color[0] + 5 * x) % 256, (color[1] + 7 * y) % 256, color[2]))
-    image.convert(mode).save(path, **save_kwargs)
-    return path
 
 
 class Served(tuple):
@@ -152,15 +128,3 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def user_error(run, capsys, *args: str) -> str:
-    """Run the CLI expecting a user error: exit code 2 and exactly one ``nst_lightning`` line on
-    stderr, which is returned."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        run(*args)
-    assert exit_info.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
-    assert len(lines) == 1, lines
-    return lines[0]

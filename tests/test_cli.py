@@ -11,27 +11,12 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nst_lightning import StyleTransfer
 from nst_lightning.image_io import load_image
-from tests.conftest import CONFIGS, REPO, make_image, user_error
+from tests.helpers import CONFIGS, REPO, checkpoint, events, make_image, scalar_steps, user_error
 
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
-
-
-def events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
-    accumulator.Reload()
-    return accumulator
-
-
-def scalar_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
-    return [event.step for event in events(run_dir).Scalars(tag)]
-
-
-def checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def test_fit_writes_image_checkpoints_and_tensorboard(run_cli, run_dir, capsys):

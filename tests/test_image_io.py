@@ -16,7 +16,7 @@ from nst_lightning import image_io
 from nst_lightning.errors import UserError
 from nst_lightning.files import atomic_write
 from nst_lightning.image_io import BUILTIN_IMAGES, load_image, open_image, save_image
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 
 def png_bytes(width: int, height: int, bit_depth: int, color_type: int, rows: bytes = b"") -> bytes:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +10,7 @@ from nst_lightning.color import match_color_histogram, rgb_to_yiq
 from nst_lightning.image_io import load_image
 from nst_lightning.losses import gram_matrix
 from nst_lightning.vgg import ScaledAvgPool2d
-from tests.conftest import make_image, user_error
-from tests.test_cli import checkpoint, events
+from tests.helpers import checkpoint, events, make_image, user_error
 
 STYLES = "[builtin:starry_night,builtin:the_scream]"
 

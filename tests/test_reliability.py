@@ -20,13 +20,9 @@ from PIL import Image
 from nst_lightning.checkpoint_io import SafeCheckpointIO
 from nst_lightning.image_io import load_image
 from nst_lightning.module import StyleTransfer
-from tests.conftest import DEBUG_CONFIG, REPO, make_image, user_error
+from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, user_error
 
 STEPS = 30  # long enough to be killed mid-run: the first checkpoint comes at step 2
-
-
-def checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from nst_lightning.ema import IterateAverage
-from nst_lightning.schedule import resize_adam_state, resize_image, stage_of_step, stage_sizes
+from nst_lightning.iterate_average import IterateAverage
+from nst_lightning.multiscale import resize_adam_state, resize_image, stage_of_step, stage_sizes
 
 
 def test_stage_sizes_grow_by_sqrt2_to_the_final_size():
