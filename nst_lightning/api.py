@@ -73,7 +73,11 @@ def stylize(
             f"stylize() got unexpected keyword argument(s) {', '.join(unknown)}; options are "
             f"{', '.join(sorted(model_names | data_names))}, max_steps, seed, accelerator, precision, log_dir"
         )
-    with tempfile.TemporaryDirectory(prefix="nst_stylize_") as inputs:
+    # The caller's random state is left as it was; within, seeded as the CLI's seed_everything seeds
+    # a run (before the model is built), so the same options give the CLI's result.
+    with tempfile.TemporaryDirectory(prefix="nst_stylize_") as inputs, torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         data = StyleTransferData(
             content=_as_source(content, Path(inputs) / "content.png"),
@@ -94,11 +98,9 @@ def stylize(
             enable_model_summary=False,
             log_every_n_steps=max(1, min(10, max_steps)),
         )
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        with warnings.catch_warnings():
             for message in EXPECTED_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)
-            if seed is not None:
-                torch.manual_seed(seed)
             trainer.fit(model, datamodule=data)
         return to_pil(model.result())
 

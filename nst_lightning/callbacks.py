@@ -83,8 +83,8 @@ def logger_writes_this_step(trainer: pl.Trainer) -> bool:
 class LossLogger(pl.Callback):
     """Logs ``train/loss`` every step (the progress bar shows it) and the loss's parts
     (``train/content_loss``, ``train/style_loss``, ``train/style_loss/<layer>``, ``train/tv_loss``) on
-    the steps the logger writes: each ``log`` call costs ~0.1 ms of Python, noise next to a CPU step
-    but a real share of a millisecond GPU step (docs/performance.md)."""
+    the steps the logger writes: each ``log`` call costs Python time per step, noise next to a CPU
+    step but a real share of a millisecond GPU step (measured in docs/performance.md)."""
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
         pl_module.log("train/loss", outputs["loss"], prog_bar=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,6 +172,7 @@ def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
         (["--model.style_weight", "-1"], 'Parser key "model.style_weight"'),
         (["--model.tv_weight", "-0.1"], 'Parser key "model.tv_weight"'),
         (["--model.optimizer", "sgd"], 'Parser key "model.optimizer"'),
+        (["--model.style_loss", "l2"], 'Parser key "model.style_loss"'),
         (["--model.weights", "nowhere.pth"], "--model.weights: no such file"),
         (["--data.image_size", "8"], "below VGG19's minimum"),
     ],
@@ -207,9 +209,48 @@ def test_every_config_parses(run_cli, capsys, config):
     assert first_line.startswith("# ") and len(first_line) > 20  # each config says why it exists
 
 
+@pytest.mark.parametrize("how", ["last", "path"])
+def test_resume_with_changed_model_options_is_refused_naming_each(run_cli, run_dir, capsys, how):
+    run_cli()
+    ckpt = "last" if how == "last" else str(run_dir / "checkpoints" / "last.ckpt")
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    line = user_error(
+        run_cli, capsys, "--ckpt_path", ckpt, "--trainer.max_steps", "6", "--model.style_weight", "20", "--model.lr", "0.1"
+    )
+    assert "was made with other model options" in line
+    assert "--model.lr is 0.1 here but the checkpoint was made with None; the resumed run keeps None" in line
+    assert "--model.style_weight is 20.0 here but the checkpoint was made with 10.0" in line
+    assert "--model.init image --model.init_image" in line
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
+    run_cli("--ckpt_path", ckpt, "--trainer.max_steps", "6")  # the same options resume
+
+
+def test_every_blended_style_is_shown_in_tensorboard(run_cli, run_dir):
+    run_cli("--trainer.max_steps", "1", "--data.style", "[builtin:starry_night,builtin:the_scream]")
+    assert {"input/style/1", "input/style/2"} <= set(events(run_dir).Tags()["images"])
+
+
+def test_installed_command_runs_the_cli():
+    command = shutil.which("nst-lightning")
+    if command is None:
+        pytest.skip("nst-lightning is not on PATH (install the package with pip install -e .)")
+    result = subprocess.run([command, "fit", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "usage: nst-lightning" in result.stdout and "--model.style_loss" in result.stdout
+
+
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "--model.style_weight" in result.stdout and "--data.content" in result.stdout
     assert "usage: python -m nst_lightning" in result.stdout
+
+
+def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():
+    # StepCheckpoint saves "now" (at the end, on a signal) through ModelCheckpoint's protected methods:
+    # Lightning has no public way. If an upgrade renames them, this says so before any run fails.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for name in ("_should_skip_saving_checkpoint", "_monitor_candidates", "_save_topk_checkpoint", "_save_last_checkpoint"):
+        assert callable(getattr(ModelCheckpoint, name, None)), f"ModelCheckpoint.{name} is gone: see StepCheckpoint._save_now"

@@ -91,6 +91,13 @@ def test_averaged_iterates_are_the_output(run_cli, run_dir):
     assert not torch.allclose(saved, model.image.detach().clamp(0, 1), atol=1 / 255)
 
 
+def test_wasserstein_style_loss_through_the_cli(run_cli, run_dir):
+    cli = run_cli("--model.style_loss", "wasserstein", "--model.lr", "0.05")
+    assert set(cli.model.style_targets["conv1_1"]) >= {"mean", "second_moment", "covariance_sqrt"}
+    losses = [e.value for e in events(run_dir).Scalars("train/style_loss")]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+
 def test_average_pooling_runs_and_lowers_the_loss(run_cli, run_dir):
     cli = run_cli("--model.pooling", "avg")
     pools = [m for m in cli.model.vgg.features if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
