@@ -55,7 +55,7 @@ from nst_lightning import ImageLogger, SaveGeneratedImage, StepCheckpoint, Style
 from nst_lightning.callbacks import CHECKPOINT_DEFAULTS
 from nst_lightning.losses import LossWeights, weighted_losses
 from nst_lightning.module import DEFAULT_LR, DEFAULT_STYLE_LAYERS
-from nst_lightning.style_statistics import GramStatistic
+from nst_lightning.style_statistics import STYLE_STATISTICS
 from nst_lightning.vgg import VGG19Features
 
 CONTENT = "builtin:tubingen"
@@ -90,6 +90,7 @@ class Case:
     channels_last: Optional[bool] = False
     compile: bool = False
     naive: bool = False  # the whole of vgg19().features, weights left trainable (plain loop only)
+    style_loss: str = "gram"  # StyleTransfer's style_loss
 
 
 # ---- the two ways --------------------------------------------------------------------------------
@@ -134,9 +135,11 @@ class PlainLoop:
             content_features = self.vgg(self._layout(content))
             style_features = self.vgg(self._layout(style))
         self.weights = LossWeights.from_options(CONTENT_LAYERS, STYLE_LAYERS, None, CONTENT_WEIGHT, STYLE_WEIGHT, 0.0)
-        self.statistic = GramStatistic()
+        self.statistic = STYLE_STATISTICS[case.style_loss]()
         self.content_targets = {name: content_features[name].float() for name in CONTENT_LAYERS}
-        self.style_targets = {name: self.statistic.target(style_features[name]) for name in STYLE_LAYERS}
+        self.style_targets = {
+            name: self.statistic.blend([self.statistic.target(style_features[name])], [1.0]) for name in STYLE_LAYERS
+        }
         # The parameter keeps the default layout even with channels_last: L-BFGS flattens it with .view(-1).
         self.image = nn.Parameter(content.clone())
         self.optimizer = make_optimizer(case.optimizer, self.image)
@@ -249,6 +252,7 @@ def fit_lightning(
             content_weight=CONTENT_WEIGHT,
             style_weight=STYLE_WEIGHT,
             optimizer=case.optimizer,
+            style_loss=case.style_loss,
             memory_format={None: "auto", True: "channels_last", False: "contiguous"}[case.channels_last],
             lbfgs_history=LBFGS_HISTORY,
         )
@@ -342,7 +346,7 @@ def timing_rows(base: Case, pixels: tuple[int, int], times: dict[str, list[float
         reference = same_layout.get(name)
         overhead = ratio_summary(seconds, times[reference]) if reference in times else ""
         rows.append(
-            f"| {base.size} ({pixels[1]}x{pixels[0]}) | {base.optimizer} | {base.precision} | {name} "
+            f"| {base.size} ({pixels[1]}x{pixels[0]}) | {optimizer_cell(base)} | {base.precision} | {name} "
             f"| {statistics.median(seconds):.4f} | {ratio} | {overhead} |"
         )
     return rows
@@ -575,14 +579,20 @@ def machine_description(device: torch.device) -> str:
     )
 
 
+def optimizer_cell(case: Case) -> str:
+    """The optimizer, and the style loss where it is not the default."""
+    return case.optimizer if case.style_loss == "gram" else f"{case.optimizer}, {case.style_loss}"
+
+
 def build_cases(args: argparse.Namespace) -> list[Case]:
     """The base case (NCHW, eager) of every size x optimizer x precision asked for; ``ways_of`` adds
     the layouts and compilation to each."""
     return [
-        Case(size, optimizer, precision)
+        Case(size, optimizer, precision, style_loss=style_loss)
         for size in args.sizes
         for optimizer in args.optimizer
         for precision in args.precision
+        for style_loss in args.style_loss
     ]
 
 
@@ -591,6 +601,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", help="long sides in pixels (default: 128 256 512; 1024 more on a GPU)")
     parser.add_argument("--optimizer", nargs="+", choices=["adam", "lbfgs"], default=["adam"], help="optimizers to time")
     parser.add_argument("--precision", nargs="+", choices=["32", "bf16-mixed"], default=["32"], help="precisions to time")
+    parser.add_argument(
+        "--style-loss", nargs="+", choices=sorted(STYLE_STATISTICS), default=["gram"], help="style losses to time"
+    )
     parser.add_argument(
         "--channels-last", choices=["off", "on"], default="on",
         help="'on' (default) adds the NHWC plain loop (and NHWC Lightning where that is not its default)",

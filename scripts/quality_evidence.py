@@ -16,6 +16,8 @@ score a higher style loss by construction (they keep the photo's colours, not th
     python scripts/quality_evidence.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
         --examples ../shared/examples --variants default blend style_scale_0.5 avg_pooling init_image \\
         --styles starry_night --figure-name controls
+    python scripts/quality_evidence.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
+        --examples ../shared/examples --variants default wasserstein --figure-name style_loss
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ VARIANTS: dict[str, list[str]] = {
     "style_scale_0.5": ["--data.style_scale", "0.5"],
     "avg_pooling": ["--model.pooling", "avg"],
     "init_image": ["--model.init", "image", "--model.init_image", "{examples}/shipwreck.jpg"],
+    # The other style statistic: mean and covariance compared by the 2-Wasserstein distance.
+    "wasserstein": ["--model.style_loss", "wasserstein"],
 }
 
 
@@ -83,24 +87,29 @@ def run(args: argparse.Namespace, variant: str, style: str) -> tuple[Path, float
 
 
 class Meter:
-    """Content and style losses of any image against one fixed set of targets per style."""
+    """Content and style losses of any image against one fixed set of targets per style: the style
+    loss as Gram matrices (the default) and as the 2-Wasserstein distance, whatever the result's options."""
 
     def __init__(self, weights: Path, examples: Path, size: int) -> None:
         from nst_lightning import StyleTransfer
         from nst_lightning.image_io import load_image
 
         self.load_image, self.size, self.examples = load_image, size, examples
-        self.model = StyleTransfer(weights=str(weights)).eval()  # the defaults: conv4_2, conv1_1...conv5_1
+        # The defaults: conv4_2, conv1_1...conv5_1, equal layer weights.
+        self.models = [StyleTransfer(weights=str(weights), style_loss=loss).eval() for loss in ("gram", "wasserstein")]
         self.content = load_image(str(examples / "tubingen.jpg"), size)
 
     @torch.no_grad()
-    def __call__(self, result: Path, style: str) -> tuple[float, float]:
-        self.model.compute_targets(self.content, self.load_image(str(self.examples / f"{style}.jpg"), self.size))
+    def __call__(self, result: Path, style: str) -> tuple[float, float, float]:
+        """Content loss, Gram style loss, Wasserstein style loss."""
         image = self.load_image(str(result), self.size)
         if image.shape != self.content.shape:  # a 1-pixel rounding difference of the aspect
             image = torch.nn.functional.interpolate(image, size=self.content.shape[-2:], mode="bicubic").clamp(0, 1)
-        losses = self.model(image)
-        return losses["content_loss"].item(), losses["style_loss"].item()
+        losses = []
+        for model in self.models:
+            model.compute_targets(self.content, self.load_image(str(self.examples / f"{style}.jpg"), self.size))
+            losses.append(model(image))
+        return losses[0]["content_loss"].item(), losses[0]["style_loss"].item(), losses[1]["style_loss"].item()
 
 
 def main() -> None:
@@ -128,18 +137,21 @@ def main() -> None:
                 results[variant, style] = done
 
     meter = Meter(args.weights, args.examples, args.measure_size)
-    print(f"\n| style | variant | size (px) | run time (s) | content loss | style loss |  (measured at {args.measure_size} px)")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"\n| style | variant | size (px) | run time (s) | content loss | style loss (Gram) | style loss (Wasserstein) |"
+        f"  (measured at {args.measure_size} px)"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     photo = args.examples / "tubingen.jpg"
     for style in args.styles:
-        c, s = meter(photo, style)
-        print(f"| {style} | the photo itself | - | - | {c:.3f} | {s:.3f} |")
+        c, s, w = meter(photo, style)
+        print(f"| {style} | the photo itself | - | - | {c:.3f} | {s:.3f} | {w:.3f} |")
         for variant in args.variants:
             if (variant, style) in results:
                 result, seconds = results[variant, style]
-                c, s = meter(result, style)
+                c, s, w = meter(result, style)
                 size = max(Image.open(result).size)
-                print(f"| {style} | {variant} | {size} | {seconds:.0f} | {c:.3f} | {s:.3f} |")
+                print(f"| {style} | {variant} | {size} | {seconds:.0f} | {c:.3f} | {s:.3f} | {w:.3f} |")
         row = [panel(Image.open(photo), args.height, Image.open(args.examples / f"{style}.jpg"))]
         row += [panel(Image.open(results[v, style][0]), args.height) for v in args.variants if (v, style) in results]
         if len(row) > 1:
