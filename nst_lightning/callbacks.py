@@ -109,6 +109,8 @@ class DivergenceGuard(pl.Callback):
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).item():
             raise diverged(f"the loss became {loss.item()}", trainer)
+        if self.last_finite_step == trainer.global_step and self.last_finite_image is not None:
+            return  # a tiled step backpropagates once per tile: the image is the same
         # Copied into one buffer (no allocation per step; a new one when a stage changes the size).
         image = pl_module.image.detach()
         if self.last_finite_image is None or self.last_finite_image.shape != image.shape:
@@ -150,26 +152,38 @@ def diverged(what: str, trainer: pl.Trainer) -> NonFiniteLossError:
 
 
 class ImageLogger(pl.Callback):
-    """Logs the content and style images once, and the generated image every ``every_n_steps``."""
+    """Logs the content and style images once, and the generated image every ``every_n_steps``, each
+    as a preview no larger than ``max_side`` (the full-size result is ``generated.png``)."""
 
-    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50, max_side: PositiveInt = 1024) -> None:
         """
         Args:
             every_n_steps: Log the generated image to TensorBoard every this many optimisation steps
                 (and at the start and end). Each image is a PNG in the event file, so not every step.
+            max_side: Long side, in pixels, above which logged images are scaled down (antialiased):
+                a large print would otherwise add a PNG of tens of MB to the event file at every log.
         """
         self.every_n_steps = int(every_n_steps)
+        self.max_side = int(max_side)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run logged these already
             return
         datamodule = trainer.datamodule
-        writer.add_image("input/content", datamodule.content_image[0], 0)
+        writer.add_image("input/content", self.preview(datamodule.content_image), 0)
         styles = datamodule.style_images
         for number, style in enumerate(styles, start=1):  # every style of a blend, each at its own size
-            writer.add_image("input/style" if len(styles) == 1 else f"input/style/{number}", style[0], 0)
+            writer.add_image("input/style" if len(styles) == 1 else f"input/style/{number}", self.preview(style), 0)
         self._log_generated(trainer, pl_module)
+
+    def preview(self, image: torch.Tensor) -> torch.Tensor:
+        """``[1, 3, H, W]`` as ``[3, h, w]`` with its long side at most ``max_side``."""
+        scale = self.max_side / max(image.shape[-2:])
+        if scale < 1:
+            size = [max(1, round(side * scale)) for side in image.shape[-2:]]
+            image = torch.nn.functional.interpolate(image.float(), size=size, mode="bilinear", antialias=True).clamp(0, 1)
+        return image[0]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         if trainer.global_step % self.every_n_steps == 0:
@@ -179,11 +193,10 @@ class ImageLogger(pl.Callback):
         if trainer.global_step % self.every_n_steps != 0:
             self._log_generated(trainer, pl_module)
 
-    @staticmethod
-    def _log_generated(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _log_generated(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard(trainer)
         if writer is not None:
-            writer.add_image("generated", pl_module.result()[0], trainer.global_step)
+            writer.add_image("generated", self.preview(pl_module.result()), trainer.global_step)
 
 
 class SaveGeneratedImage(pl.Callback):

@@ -31,6 +31,7 @@ from nst_lightning.multiscale import CoarseToFine, check_schedule, stage_sizes
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
 from nst_lightning.resume import check_same_optimizer, load_start_image
 from nst_lightning.style_statistics import STYLE_STATISTICS, StyleLossName
+from nst_lightning.tiling import TiledLoss
 from nst_lightning.vgg import LayerName, PoolingName, VGG19Features
 
 DEFAULT_STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -66,6 +67,8 @@ class StyleTransfer(pl.LightningModule):
         stage_steps: Optional[list[PositiveInt]] = None,
         ema_decay: Optional[OpenUnitInterval] = None,
         memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
+        activation_checkpointing: bool = False,
+        tile_size: Optional[PositiveInt] = None,
     ) -> None:
         """
         Args:
@@ -109,6 +112,13 @@ class StyleTransfer(pl.LightningModule):
                 (NCHW). ``auto`` picks NHWC on a CPU and on a GPU under mixed precision (where the fast
                 kernels want it), NCHW for fp32 on a GPU (docs/performance.md). Same result up to
                 float rounding.
+            activation_checkpointing: Keep only each VGG19 block's input and the used layers'
+                outputs for the backward pass and recompute the rest: less memory for more time per
+                step (measured in docs/performance.md), the same result. For sizes that do not fit.
+            tile_size: Compute each step in tiles of about this many pixels a side (with a halo of
+                VGG19's receptive field around each), so that memory no longer grows with the image but
+                with the tile; the gradient is the untiled one up to float rounding (``tiling.py``).
+                Default: untiled.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -126,7 +136,12 @@ class StyleTransfer(pl.LightningModule):
                 else f"{param('model.init_image')} is set but {param('model.init')} is {init}; add {param('model.init')} image"
             )
         layers = list(content_layers) + list(style_layers)
-        self.vgg = VGG19Features(layers, weights, pooling=pooling, option=param("model.weights"))
+        self.vgg = VGG19Features(
+            layers, weights, pooling=pooling, option=param("model.weights"), activation_checkpointing=activation_checkpointing
+        )
+        # Tiled steps backpropagate tile by tile, which Lightning's manual optimization allows.
+        self.automatic_optimization = tile_size is None
+        self.tiled_loss = TiledLoss(self.vgg, self.loss_weights, self.style_statistic, tile_size) if tile_size else None
         self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
         self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
         # Computed once per size (at the start and at each stage change), never per step; not
@@ -193,14 +208,20 @@ class StyleTransfer(pl.LightningModule):
             styles, content = [match_luminance(s, content) for s in styles], gray(content)
         elif self.hparams.preserve_colors == "histogram":
             styles = [match_color_histogram(s, content) for s in styles]
-        statistic, layers = self.style_statistic, self.loss_weights.style_layers
+        statistic, content_layers, style_layers = self.style_statistic, self.loss_weights.content_layers, self.loss_weights.style_layers
         with torch.autocast(device_type=self.device.type, enabled=False):
-            features = self.vgg(content)
-            self.content_targets = {name: features[name].float() for name in self.loss_weights.content_layers}
-            # One style image's features at a time: a blend of large paintings stays small in memory.
-            per_style = [{n: statistic.target(f[n]) for n in layers} for f in map(self.vgg, styles)]
+            self.content_targets = self._measure(content, content_layers, [])[0]
+            # One style image at a time: a blend of large paintings stays small in memory.
+            per_style = [self._measure(s, [], style_layers)[1] for s in styles]
         blend = blend_weights or [1.0 / len(styles)] * len(styles)
-        self.style_targets = {n: statistic.blend([t[n] for t in per_style], blend) for n in layers}
+        self.style_targets = {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers}
+
+    def _measure(self, image: Tensor, content_layers: Any, style_layers: Any) -> tuple[dict, dict]:
+        """Features of ``content_layers`` and style statistics of ``style_layers``; tiled if tiling."""
+        if self.tiled_loss is not None:
+            return self.tiled_loss.measure(image, content_layers, style_layers)
+        features = self.vgg(image)
+        return {n: features[n].float() for n in content_layers}, {n: self.style_statistic.target(features[n]) for n in style_layers}
 
     def _datamodule(self) -> Any:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -227,12 +248,32 @@ class StyleTransfer(pl.LightningModule):
     def forward(self, image: Optional[Tensor] = None) -> dict[str, Tensor]:
         """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
         image = self.image if image is None else image
-        # Luminance-only transfer (Gatys et al. 2017): VGG19 sees the luminance as a grey image.
-        features = self.vgg(gray(image) if self.hparams.preserve_colors == "luminance" else image)
+        features = self.vgg(self._vgg_input(image))
         return weighted_losses(features, image, self.content_targets, self.style_targets, self.loss_weights, self.style_statistic)
 
+    def _vgg_input(self, image: Tensor) -> Tensor:
+        # Luminance-only transfer (Gatys et al. 2017): VGG19 sees the luminance as a grey image.
+        return gray(image) if self.hparams.preserve_colors == "luminance" else image
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
-        return self()  # "loss" is optimised; LossLogger logs it and its parts
+        if self.automatic_optimization:
+            return self()  # "loss" is optimised; LossLogger logs it and its parts
+        optimizer, losses = self.optimizers(), {}
+
+        def closure() -> Tensor:  # evaluated once per step by Adam and by L-BFGS (max_iter=1) alike
+            optimizer.zero_grad()
+            if len(self.tiled_loss.tiles(*self.image.shape[-2:])) == 1:  # e.g. an early coarse-to-fine stage
+                untiled = self()
+                self.manual_backward(untiled["loss"])
+                losses.update({name: value.detach() for name, value in untiled.items()})
+            else:
+                targets = (self.image, self.content_targets, self.style_targets)
+                losses.update(self.tiled_loss.losses_and_backward(*targets, self.manual_backward, self._vgg_input))
+            return losses["loss"]
+
+        optimizer.step(closure=closure)
+        self._after_step()
+        return losses
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         lr = self.hparams.lr or DEFAULT_LR[self.hparams.optimizer]
@@ -250,6 +291,9 @@ class StyleTransfer(pl.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
+        self._after_step()
+
+    def _after_step(self) -> None:
         if self.hparams.optimizer == "adam":
             # Keep pixels valid after each Adam step (before any checkpoint sees them). Not for L-BFGS,
             # whose curvature estimate a projection would corrupt; its output is clamped when saved.

@@ -8,7 +8,9 @@ A ``StyleStatistic`` has three parts, so that a new style loss is one class here
   statistic to a region (Gatys et al. 2017's guided Gram matrices).
 - ``blend(targets, blend_weights)``: one target from several style images' (blended styles).
 - ``loss(features, target, weights)``: the dimensionless distance between the generated image's
-  features and a blended target; 0 at the target.
+  features and a blended target; 0 at the target. It is ``distance(target(features, weights), target)``:
+  every statistic here is an average over positions, so the statistic of a whole image is the
+  position-weighted ``mix`` of its parts' (which the tiled path relies on, ``tiling.py``).
 
 A target is whatever its statistic needs (the Gram matrix itself; a dict of tensors for the
 Wasserstein loss). Everything is computed in
@@ -33,12 +35,17 @@ class StyleStatistic(Protocol):
 
     def blend(self, targets: Sequence[Target], blend_weights: Sequence[float]) -> Target: ...
 
+    def distance(self, statistic: Target, target: Target) -> Tensor: ...
+
     def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None) -> Tensor: ...
 
 
-def _weighted_sum(values: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
-    """Right for statistics that are averages over positions: a blend is the mixture of positions."""
-    return sum(w * v for w, v in zip(weights, values))
+def mix(statistics: Sequence[Target], weights: Sequence[float]) -> Target:
+    """The weighted sum of statistics (tensors, or dicts of tensors): for averages over positions, the
+    statistic of the mixture of their positions (a blend of styles, or an image from its tiles)."""
+    if isinstance(statistics[0], dict):
+        return {key: mix([s[key] for s in statistics], weights) for key in statistics[0]}
+    return sum(w * s for w, s in zip(weights, statistics))
 
 
 class GramStatistic:
@@ -51,10 +58,13 @@ class GramStatistic:
         return gram_matrix(features, weights)
 
     def blend(self, targets: Sequence[Tensor], blend_weights: Sequence[float]) -> Tensor:
-        return _weighted_sum(targets, blend_weights)
+        return mix(targets, blend_weights)
+
+    def distance(self, statistic: Tensor, target: Tensor) -> Tensor:
+        return relative_squared_error(statistic, target)
 
     def loss(self, features: Tensor, target: Tensor, weights: Optional[Tensor] = None) -> Tensor:
-        return relative_squared_error(gram_matrix(features, weights), target)
+        return self.distance(self.target(features, weights), target)
 
 
 class _TraceSqrtm(torch.autograd.Function):
@@ -119,7 +129,7 @@ class WassersteinStatistic:
     RIDGE = 1e-5
 
     def blend(self, targets: Sequence[Target], blend_weights: Sequence[float]) -> Target:
-        blended = {key: _weighted_sum([t[key] for t in targets], blend_weights) for key in ("mean", "second_moment")}
+        blended = mix(targets, blend_weights)
         mean = blended["mean"].double()
         covariance = blended["second_moment"].double() - torch.outer(mean, mean)
         ridge = self.RIDGE * torch.trace(covariance).clamp_min(1e-12) / len(mean)
@@ -132,8 +142,10 @@ class WassersteinStatistic:
         return blended
 
     def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None) -> Tensor:
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            moments = self.target(features, weights)
+        return self.distance(self.target(features, weights), target)
+
+    def distance(self, moments: Target, target: Target) -> Tensor:
+        with torch.autocast(device_type=moments["mean"].device.type, enabled=False):
             mean = moments["mean"].double()
             covariance = moments["second_moment"].double() - torch.outer(mean, mean)
             covariance = covariance + target["ridge"] * torch.eye(len(mean), dtype=covariance.dtype, device=covariance.device)

@@ -13,6 +13,7 @@ from typing import Literal, Sequence, get_args
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.models import VGG19_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
@@ -158,10 +159,20 @@ class ScaledAvgPool2d(nn.AvgPool2d):
 class VGG19Features(nn.Module):
     """Frozen VGG19 cut after the deepest of ``layers``; ``forward`` maps an RGB image in [0, 1]
     to a dict of the named layers' activations. ``pooling="avg"`` replaces the max pooling layers by
-    (gain-compensated) average pooling, as Gatys et al. (2015) did."""
+    (gain-compensated) average pooling, as Gatys et al. (2015) did.
+
+    ``activation_checkpointing`` keeps, while gradients are being taken, only each block's input and
+    the named layers' outputs, and recomputes the rest of a block during backward
+    (``torch.utils.checkpoint``, non-reentrant): less memory for more time (docs/performance.md).
+    The result is the same."""
 
     def __init__(
-        self, layers: Sequence[str], weights: str = "IMAGENET1K_V1", pooling: PoolingName = "max", option: str = "--model.weights"
+        self,
+        layers: Sequence[str],
+        weights: str = "IMAGENET1K_V1",
+        pooling: PoolingName = "max",
+        option: str = "--model.weights",
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         unknown = sorted(set(layers) - set(LAYER_INDEX))
@@ -185,6 +196,15 @@ class VGG19Features(nn.Module):
         for name in self.layers:
             self._wanted.setdefault(LAYER_INDEX[name], []).append(name)
         self.channels_last = False
+        self.activation_checkpointing = activation_checkpointing
+        # The blocks that checkpointing recomputes: each ends with a pooling layer (or the cut).
+        ends = [i + 1 for i, module in enumerate(self.features) if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))]
+        ends = [end for end in ends if end < len(self.features)] + [len(self.features)]
+        self.blocks = list(zip([0] + ends[:-1], ends))
+
+    def layer_index(self, name: str) -> int:
+        """The index in ``features`` of the module whose output is the layer ``name``."""
+        return LAYER_INDEX[name]
 
     def use_channels_last(self, enabled: bool) -> None:
         """Run the convolutions in NHWC layout (weights and activations). Same result up to float
@@ -201,9 +221,21 @@ class VGG19Features(nn.Module):
         if self.channels_last:
             # The image parameter itself stays NCHW: L-BFGS takes flat views of it and its gradient.
             x = x.contiguous(memory_format=torch.channels_last)
-        out = {}
-        for index, module in enumerate(self.features):
-            x = module(x)
-            for name in self._wanted.get(index, ()):
-                out[name] = x
+        out: dict[str, Tensor] = {}
+        checkpointing = self.activation_checkpointing and torch.is_grad_enabled() and x.requires_grad
+        for start, end in self.blocks if checkpointing else [(0, len(self.features))]:
+            names = [name for index in range(start, end) for name in self._wanted.get(index, ())]
+            if checkpointing:
+                x, *recorded = checkpoint(self._run, x, start, end, use_reentrant=False)
+            else:
+                x, *recorded = self._run(x, start, end)
+            out.update(zip(names, recorded))
         return out
+
+    def _run(self, x: Tensor, start: int, end: int) -> tuple[Tensor, ...]:
+        """Layers ``start`` to ``end - 1`` on ``x``: their output, then each named layer's, in order."""
+        recorded = []
+        for index in range(start, end):
+            x = self.features[index](x)
+            recorded += [x] * len(self._wanted.get(index, ()))
+        return (x, *recorded)

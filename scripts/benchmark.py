@@ -91,6 +91,8 @@ class Case:
     compile: bool = False
     naive: bool = False  # the whole of vgg19().features, weights left trainable (plain loop only)
     style_loss: str = "gram"  # StyleTransfer's style_loss
+    activation_checkpointing: bool = False  # StyleTransfer's (and the plain loop's VGG19's)
+    tile_size: Optional[int] = None  # StyleTransfer's (Lightning only: the plain loop is the untiled reference)
 
 
 # ---- the two ways --------------------------------------------------------------------------------
@@ -123,7 +125,7 @@ class PlainLoop:
         self.case, self.device = case, device
         content, style = (image.to(device) for image in load_images(case.size))
         layers = list(CONTENT_LAYERS + STYLE_LAYERS) + (["pool5"] if case.naive else [])
-        self.vgg = VGG19Features(layers, weights).to(device)
+        self.vgg = VGG19Features(layers, weights, activation_checkpointing=case.activation_checkpointing).to(device)
         if case.naive:
             # What a first loop often does: all of vgg19().features (through pool5, 3 convolutions
             # past conv5_1) with its weights left requiring grad, so backward also computes (and
@@ -253,6 +255,8 @@ def fit_lightning(
             style_weight=STYLE_WEIGHT,
             optimizer=case.optimizer,
             style_loss=case.style_loss,
+            activation_checkpointing=case.activation_checkpointing,
+            tile_size=case.tile_size,
             memory_format={None: "auto", True: "channels_last", False: "contiguous"}[case.channels_last],
             lbfgs_history=LBFGS_HISTORY,
         )
@@ -588,7 +592,10 @@ def build_cases(args: argparse.Namespace) -> list[Case]:
     """The base case (NCHW, eager) of every size x optimizer x precision asked for; ``ways_of`` adds
     the layouts and compilation to each."""
     return [
-        Case(size, optimizer, precision, style_loss=style_loss)
+        Case(
+            size, optimizer, precision, style_loss=style_loss,
+            activation_checkpointing=args.activation_checkpointing, tile_size=args.tile_size,
+        )  # fmt: skip
         for size in args.sizes
         for optimizer in args.optimizer
         for precision in args.precision
@@ -601,6 +608,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", help="long sides in pixels (default: 128 256 512; 1024 more on a GPU)")
     parser.add_argument("--optimizer", nargs="+", choices=["adam", "lbfgs"], default=["adam"], help="optimizers to time")
     parser.add_argument("--precision", nargs="+", choices=["32", "bf16-mixed"], default=["32"], help="precisions to time")
+    parser.add_argument(
+        "--activation-checkpointing", action="store_true", help="every way with --model.activation_checkpointing"
+    )
+    parser.add_argument(
+        "--tile-size", type=int, help="Lightning's ways with --model.tile_size N (b/a is then the cost of tiling)"
+    )
     parser.add_argument(
         "--style-loss", nargs="+", choices=sorted(STYLE_STATISTICS), default=["gram"], help="style losses to time"
     )

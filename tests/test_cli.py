@@ -230,6 +230,15 @@ def test_every_blended_style_is_shown_in_tensorboard(run_cli, run_dir):
     assert {"input/style/1", "input/style/2"} <= set(events(run_dir).Tags()["images"])
 
 
+def test_tensorboard_images_are_previews_no_larger_than_max_side(run_cli, run_dir):
+    run_cli("--trainer.max_steps", "2", "--image_logger.max_side", "24")
+    accumulator = events(run_dir)
+    for tag in ("generated", "input/content", "input/style"):
+        image = accumulator.Images(tag)[-1]
+        assert max(image.width, image.height) == 24, tag
+    assert Image.open(run_dir / "generated.png").size == (48, 36)  # the result itself is full size
+
+
 def test_installed_command_runs_the_cli():
     command = shutil.which("nst-lightning")
     if command is None:

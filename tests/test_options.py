@@ -98,6 +98,49 @@ def test_wasserstein_style_loss_through_the_cli(run_cli, run_dir):
     assert len(losses) == 4 and losses[-1] < losses[0]
 
 
+def test_activation_checkpointing_gives_the_same_image(run_cli, run_dir):
+    run_cli("--model.activation_checkpointing", "true")
+    run_cli("--trainer.logger.init_args.version", "plain")
+    recomputed, plain = load_image(str(run_dir / "generated.png")), load_image(str(run_dir / "plain" / "generated.png"))
+    assert torch.allclose(recomputed, plain, atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--model.optimizer", "lbfgs"],
+        ["--model.stage_steps", "[2,2]", "--model.ema_decay", "0.5", "--trainer.max_steps", "6"],
+        ["--model.preserve_colors", "luminance", "--model.tv_weight", "0.1", "--model.style_loss", "wasserstein",
+         "--trainer.max_steps", "1"],
+        ["--trainer.precision", "bf16-mixed", "--trainer.max_steps", "1"],
+    ],
+    ids=["adam", "lbfgs", "multiscale-ema", "luminance-tv-wasserstein", "bf16"],
+)
+def test_a_tiled_run_gives_the_untiled_image(run_cli, run_dir, options):
+    run_cli("--data.image_size", "64", *options)
+    tiled = run_cli("--data.image_size", "64", "--model.tile_size", "16", "--trainer.logger.init_args.version", "tiled", *options)
+    assert not tiled.model.automatic_optimization and len(tiled.model.tiled_loss.tiles(48, 64)) == 12
+    untiled, tiled = load_image(str(run_dir / "generated.png")), load_image(str(run_dir / "tiled" / "generated.png"))
+    # The gradients agree to float rounding (tests/test_tiling.py), but Adam divides each pixel's
+    # gradient by its own running size: where a gradient is ~1e-6 of the largest, rounding can flip
+    # its sign and move that pixel by a whole step (0.02 = 5/255). So: almost every value within
+    # 8-bit rounding, and the image as a whole the same.
+    difference = (tiled - untiled).abs()
+    assert (difference > 1.5 / 255).float().mean() < 0.01 and difference.mean() < 0.25 / 255
+    assert checkpoint(run_dir / "tiled" / "checkpoints" / "last.ckpt")["global_step"] == checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+
+
+def test_a_tiled_run_resumes_as_it_would_have_gone_on(run_cli, run_dir):
+    tiled = ("--data.image_size", "64", "--model.tile_size", "16")
+    run_cli(*tiled, "--trainer.max_steps", "3")
+    run_cli(*tiled, "--trainer.max_steps", "5", "--ckpt_path", "last")
+    run_cli(*tiled, "--trainer.max_steps", "5", "--trainer.logger.init_args.version", "straight")
+    assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["optimizer_states"][0]["state"][0]["step"].item() == 5
+    resumed, straight = load_image(str(run_dir / "generated.png")), load_image(str(run_dir / "straight" / "generated.png"))
+    assert torch.allclose(resumed, straight, atol=1 / 255)
+
+
 def test_average_pooling_runs_and_lowers_the_loss(run_cli, run_dir):
     cli = run_cli("--model.pooling", "avg")
     pools = [m for m in cli.model.vgg.features if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
@@ -123,6 +166,7 @@ def test_init_from_an_image_resized_to_the_content(run_cli, tmp_path):
         (["--model.stage_steps", "[1,1,1]", "--trainer.max_steps", "9"], "below VGG19's minimum"),
         (["--model.stage_steps", "[0]"], 'Parser key "model.stage_steps"'),
         (["--model.ema_decay", "1"], 'Parser key "model.ema_decay"'),
+        (["--model.tile_size", "0"], 'Parser key "model.tile_size"'),
         (["--model.pooling", "l2"], 'Parser key "model.pooling"'),
         (["--model.preserve_colors", "yes"], 'Parser key "model.preserve_colors"'),
         (["--data.style_scale", "0"], 'Parser key "data.style_scale"'),

@@ -1,0 +1,238 @@
+"""Exact tiled optimisation: the whole image's loss and gradient, computed tile by tile.
+
+Every loss here is a sum over feature positions, and the style loss depends on the whole image only
+through statistics that are averages over positions (``style_statistics``). So one evaluation is
+two passes over tiles, and its gradient is the untiled one, up to float rounding:
+
+1. Without gradients, each tile's VGG19 features give its part of each style layer's statistic
+   (mixed by the share of positions it owns) and of the content loss. The whole image's statistics
+   give the loss, and ``dL/dS``, the gradient of each layer's loss with respect to its statistic.
+2. With gradients, each tile backpropagates a surrogate ``<dL/dS, S_tile> + content part``, whose
+   gradient with respect to the tile's features is exactly the true one, given the fixed statistics.
+   The gradients of the tiles' crops add up in the image's gradient.
+
+Each feature position is *owned* by one tile: a tile's inner region is a block of a grid aligned to
+the deepest layer's stride (so that every pooling window is the same in the tile as in the whole
+image), and the tile is read with a halo at least as wide as that layer's receptive field reaches,
+so that the features it owns do not see the crop's edge. This is the scheme of Galerne et al.,
+"Scaling Painting Style Transfer" (2024), written for this project's losses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nst_lightning.losses import LossWeights, total_variation_loss
+from nst_lightning.style_statistics import StyleStatistic, mix
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """Where a layer's positions come from: position ``p`` reads input pixels
+    ``[p * stride - left, p * stride + right]`` (for its full receptive field)."""
+
+    stride: int
+    left: int
+    right: int
+
+
+def layer_geometry(features: nn.Sequential) -> list[LayerGeometry]:
+    """The geometry of the output of each module of a VGG ``features`` stack (3x3 convolutions with
+    padding 1, ReLUs, 2x2 poolings with stride 2)."""
+    stride, left, right, out = 1, 0, 0, []
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            reach = (module.kernel_size[0] // 2) * stride
+            left, right = left + reach, right + reach
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            right += stride  # a 2x2 window starting at 2p reaches one position further
+            stride *= 2
+        out.append(LayerGeometry(stride, left, right))
+    return out
+
+
+@dataclass(frozen=True)
+class Tile:
+    """``inner``: the pixels whose features this tile owns, ``crop``: what it reads (``inner`` plus the
+    halo, cut at the image's edges); both ``(y0, y1, x0, x1)``."""
+
+    inner: tuple[int, int, int, int]
+    crop: tuple[int, int, int, int]
+
+
+def halo_and_alignment(geometries: list[LayerGeometry]) -> tuple[int, int]:
+    """The halo (pixels read around a tile) and the grid the tiles are aligned to, for these layers.
+
+    A tile owns the positions ``[x0 / stride, x1 / stride)`` of a layer; the first reads from
+    ``x0 - left``, the last up to ``x1 - stride + right``. So the halo must reach ``left`` before the
+    tile and ``right - stride + 1`` after it: 70 and 70 px for conv5_1 (80 on the 16 px grid)."""
+    align = max(g.stride for g in geometries)
+    reach = max(max(g.left, g.right - g.stride + 1) for g in geometries)
+    return math.ceil(reach / align) * align, align
+
+
+def tile_grid(height: int, width: int, tile_size: int, halo: int, align: int) -> list[Tile]:
+    """Tiles whose inner regions partition the image, ``tile_size`` rounded down to the grid (at least
+    one grid step), the last row and column taking the rest."""
+    step = max(align, tile_size // align * align)
+
+    def cuts(length: int) -> list[tuple[int, int]]:
+        starts = list(range(0, length, step))
+        if len(starts) > 1 and length - starts[-1] < align:  # no sliver narrower than the grid
+            starts.pop()
+        return [(start, starts[k + 1] if k + 1 < len(starts) else length) for k, start in enumerate(starts)]
+
+    return [
+        Tile((y0, y1, x0, x1), (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo)))
+        for y0, y1 in cuts(height)
+        for x0, x1 in cuts(width)
+    ]
+
+
+class TiledLoss:
+    """The loss of ``losses.weighted_losses`` and its gradient for an image of any size, in tiles of
+    about ``tile_size`` pixels a side: memory is that of one tile with its halo, plus the image-sized
+    tensors (the image, its gradient, the optimizer state, the content targets)."""
+
+    def __init__(self, vgg: Any, weights: LossWeights, statistic: StyleStatistic, tile_size: int) -> None:
+        self.vgg, self.weights, self.statistic, self.tile_size = vgg, weights, statistic, tile_size
+        self.layers = list(dict.fromkeys([*weights.content_layers, *weights.style_layers]))
+        geometry = layer_geometry(vgg.features)
+        self.geometry = {name: geometry[vgg.layer_index(name)] for name in self.layers}
+        self.halo, self.align = halo_and_alignment(list(self.geometry.values()))
+
+    def tiles(self, height: int, width: int) -> list[Tile]:
+        return tile_grid(height, width, self.tile_size, self.halo, self.align)
+
+    def owned(self, tile: Tile, name: str, size: tuple[int, int]) -> tuple[slice, slice]:
+        """The part of ``name``'s feature map of ``tile``'s crop that the tile owns, for an image of
+        ``size``; the last tile of a row or column takes the image's last (floored) positions."""
+        s = self.geometry[name].stride
+        (y0, y1, x0, x1), (cy0, _, cx0, _) = tile.inner, tile.crop
+        end_y = size[0] // s if y1 == size[0] else y1 // s
+        end_x = size[1] // s if x1 == size[1] else x1 // s
+        return slice(y0 // s - cy0 // s, end_y - cy0 // s), slice(x0 // s - cx0 // s, end_x - cx0 // s)
+
+    @torch.no_grad()
+    def measure(self, image: Tensor, content_layers: Sequence[str], style_layers: Sequence[str]) -> tuple[dict, dict]:
+        """The features of ``content_layers`` (whole maps, assembled from the parts the tiles own) and
+        the style statistics of ``style_layers`` (mixed from the tiles'), as one untiled pass would
+        give them, in memory for one tile: targets of an image of any size."""
+        size = tuple(image.shape[-2:])
+        features: dict[str, Tensor] = {}
+        parts: dict[str, list] = {name: [] for name in style_layers}
+        counts: dict[str, list[int]] = {name: [] for name in style_layers}
+        for tile in self.tiles(*size):
+            tile_features = self._features(image, tile, lambda x: x)
+            for name in content_layers:
+                s, (ys, xs), (cy0, _, cx0, _) = self.geometry[name].stride, self.owned(tile, name, size), tile.crop
+                owned = tile_features[name][..., ys, xs].float()
+                if name not in features:
+                    features[name] = owned.new_empty((*owned.shape[:2], size[0] // s, size[1] // s))
+                features[name][..., ys.start + cy0 // s: ys.stop + cy0 // s, xs.start + cx0 // s: xs.stop + cx0 // s] = owned
+            for name in style_layers:
+                ys, xs = self.owned(tile, name, size)
+                owned = tile_features[name][..., ys, xs]
+                parts[name].append(self.statistic.target(owned))
+                counts[name].append(owned.shape[-2] * owned.shape[-1])
+        statistics = {name: mix(parts[name], [n / sum(counts[name]) for n in counts[name]]) for name in style_layers}
+        return features, statistics
+
+    def losses_and_backward(
+        self,
+        image: Tensor,
+        content_targets: Mapping[str, Tensor],
+        style_targets: Mapping[str, Any],
+        backward: Callable[[Tensor], None],
+        vgg_input: Callable[[Tensor], Tensor] = lambda image: image,
+    ) -> dict[str, Tensor]:
+        """The losses of ``image`` (detached, as ``weighted_losses`` names them), after calling
+        ``backward`` on surrogates whose gradients add up to the loss's gradient in ``image.grad``."""
+        size = tuple(image.shape[-2:])
+        tiles = self.tiles(*size)
+        w = self.weights
+        # Pass 1: the whole image's statistics and content errors, tile by tile.
+        parts: dict[str, list] = {name: [] for name in w.style_layers}
+        shares: dict[str, list[float]] = {name: [] for name in w.style_layers}
+        content_error = {name: 0.0 for name in w.content_layers}
+        with torch.no_grad():
+            for tile in tiles:
+                features = self._features(image, tile, vgg_input)
+                for name in w.style_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    owned = features[name][..., ys, xs]
+                    parts[name].append(self.statistic.target(owned))
+                    shares[name].append(owned.shape[-2] * owned.shape[-1])
+                for name in w.content_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    target = self._target_part(content_targets[name], tile, name, size)
+                    content_error[name] += float((features[name][..., ys, xs].float() - target).pow(2).sum())
+        # The loss, and each style layer's gradient with respect to its statistic.
+        gradients, per_layer = {}, {}
+        for name in w.style_layers:
+            total = sum(shares[name])
+            statistic = _detached_leaf(mix(parts[name], [n / total for n in shares[name]]))
+            with torch.enable_grad():
+                per_layer[name] = self.statistic.distance(statistic, style_targets[name])
+                leaves = list(statistic.values()) if isinstance(statistic, dict) else [statistic]
+                grads = torch.autograd.grad(per_layer[name], leaves, allow_unused=True)
+            gradients[name] = (dict(zip(statistic, grads)) if isinstance(statistic, dict) else grads[0], total)
+        norms = {name: content_targets[name].float().pow(2).sum().clamp_min(1e-12) for name in w.content_layers}
+        zero = image.new_zeros((), dtype=torch.float32)
+        content = sum((content_error[n] / norms[n] for n in w.content_layers), zero) / max(len(w.content_layers), 1)
+        style = sum((w.style_layers[n] * per_layer[n] for n in w.style_layers), zero)
+        tv = total_variation_loss(image.detach()) if w.tv > 0 else zero
+        # Pass 2: each tile's surrogate, whose gradient is its share of the true one.
+        for tile in tiles:
+            with torch.enable_grad():
+                features = self._features(image, tile, vgg_input)
+                surrogate = zero.clone()
+                for name in w.style_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    owned = features[name][..., ys, xs]
+                    gradient, total = gradients[name]
+                    part = self.statistic.target(owned)
+                    fraction = owned.shape[-2] * owned.shape[-1] / total
+                    surrogate = surrogate + w.style * w.style_layers[name] * fraction * _inner(gradient, part)
+                for name in w.content_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    target = self._target_part(content_targets[name], tile, name, size)
+                    error = (features[name][..., ys, xs].float() - target).pow(2).sum() / norms[name]
+                    surrogate = surrogate + w.content * error / max(len(w.content_layers), 1)
+                backward(surrogate)
+        if w.tv > 0:
+            with torch.enable_grad():
+                backward(w.tv * total_variation_loss(image))
+        total = w.content * content + w.style * style + w.tv * tv
+        losses = {"loss": total, "content_loss": content, "style_loss": style, "tv_loss": tv}
+        losses.update({f"style_loss/{n}": loss.detach() for n, loss in per_layer.items()})
+        return {name: value.detach() for name, value in losses.items()}
+
+    def _features(self, image: Tensor, tile: Tile, vgg_input: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+        cy0, cy1, cx0, cx1 = tile.crop
+        return self.vgg(vgg_input(image[..., cy0:cy1, cx0:cx1]))
+
+    def _target_part(self, target: Tensor, tile: Tile, name: str, size: tuple[int, int]) -> Tensor:
+        """The part of a whole-image content target that ``tile`` owns."""
+        s = self.geometry[name].stride
+        ys, xs = self.owned(tile, name, size)
+        (cy0, _, cx0, _) = tile.crop
+        return target[..., ys.start + cy0 // s: ys.stop + cy0 // s, xs.start + cx0 // s: xs.stop + cx0 // s].float()
+
+
+def _detached_leaf(statistic: Any) -> Any:
+    if isinstance(statistic, dict):
+        return {key: value.detach().requires_grad_() for key, value in statistic.items()}
+    return statistic.detach().requires_grad_()
+
+
+def _inner(gradient: Any, part: Any) -> Tensor:
+    """``<gradient, part>`` summed over every entry (tensors, or dicts of tensors)."""
+    if isinstance(part, dict):
+        return sum((_inner(gradient[key], part[key]) for key in part if gradient[key] is not None), part[next(iter(part))].new_zeros(()))
+    return (gradient.to(part.dtype) * part).sum()
