@@ -118,6 +118,11 @@ class TiledLoss:
         end_x = size[1] // s if x1 == size[1] else x1 // s
         return slice(y0 // s - cy0 // s, end_y - cy0 // s), slice(x0 // s - cx0 // s, end_x - cx0 // s)
 
+    def owned_in_image(self, tile: Tile, name: str, size: tuple[int, int]) -> tuple[slice, slice]:
+        """The same positions as ``owned``, in the whole image's feature map."""
+        s, (ys, xs), (cy0, _, cx0, _) = self.geometry[name].stride, self.owned(tile, name, size), tile.crop
+        return slice(ys.start + cy0 // s, ys.stop + cy0 // s), slice(xs.start + cx0 // s, xs.stop + cx0 // s)
+
     @torch.no_grad()
     def measure(self, image: Tensor, content_layers: Sequence[str], style_layers: Sequence[str]) -> tuple[dict, dict]:
         """The features of ``content_layers`` (whole maps, assembled from the parts the tiles own) and
@@ -130,11 +135,12 @@ class TiledLoss:
         for tile in self.tiles(*size):
             tile_features = self._features(image, tile, lambda x: x)
             for name in content_layers:
-                s, (ys, xs), (cy0, _, cx0, _) = self.geometry[name].stride, self.owned(tile, name, size), tile.crop
+                ys, xs = self.owned(tile, name, size)
                 owned = tile_features[name][..., ys, xs].float()
                 if name not in features:
+                    s = self.geometry[name].stride
                     features[name] = owned.new_empty((*owned.shape[:2], size[0] // s, size[1] // s))
-                features[name][..., ys.start + cy0 // s: ys.stop + cy0 // s, xs.start + cx0 // s: xs.stop + cx0 // s] = owned
+                features[name][(..., *self.owned_in_image(tile, name, size))] = owned
             for name in style_layers:
                 ys, xs = self.owned(tile, name, size)
                 owned = tile_features[name][..., ys, xs]
@@ -219,10 +225,7 @@ class TiledLoss:
 
     def _target_part(self, target: Tensor, tile: Tile, name: str, size: tuple[int, int]) -> Tensor:
         """The part of a whole-image content target that ``tile`` owns."""
-        s = self.geometry[name].stride
-        ys, xs = self.owned(tile, name, size)
-        (cy0, _, cx0, _) = tile.crop
-        return target[..., ys.start + cy0 // s: ys.stop + cy0 // s, xs.start + cx0 // s: xs.stop + cx0 // s].float()
+        return target[(..., *self.owned_in_image(tile, name, size))].float()
 
 
 def _detached_leaf(statistic: Any) -> Any:
