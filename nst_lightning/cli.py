@@ -30,7 +30,7 @@ from nst_lightning.checkpoint_io import load_checkpoint_file
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import NonFiniteLossError, RunInterrupted, UserError
 from nst_lightning.module import EXPECTED_WARNINGS, StyleTransfer
-from nst_lightning.resume import changed_options, check_resume, new_run_hint
+from nst_lightning.resume import HOW_NOT_WHAT, changed_options, check_resume, new_run_hint
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
 INT_MINIMUMS = {
@@ -80,8 +80,14 @@ class StyleTransferCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Integer options typed by Lightning as plain ``int``: checked here, right after parsing and
-        before anything is built, so the error names the option as the user wrote it."""
+        before anything is built, so the error names the option as the user wrote it. And on resume,
+        the options that only change how a step is computed take the value asked for, not the
+        checkpoint's (which LightningCLI has just put in the config)."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if self.subcommand and config.get("ckpt_path"):
+            for key in HOW_NOT_WHAT:
+                if key in self.asked_model_options:
+                    config["model"][key] = self.asked_model_options[key]
         for key, minimum in INT_MINIMUMS.items():
             value = config.get(key)
             if value is not None and value < minimum:

@@ -46,14 +46,20 @@ def check_resume(checkpoint: Mapping[str, Any], model: Any, datamodule: Any, nam
     check_same_optimizer(checkpoint, model.hparams.optimizer, name)
 
 
+# Options that change how a step is computed, not what is optimised (the same result up to rounding):
+# a resume may change them, e.g. to tile a run that no longer fits.
+HOW_NOT_WHAT = ("memory_format", "activation_checkpointing", "tile_size")
+
+
 def changed_options(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
     """One line per model option whose value ``asked`` differs from the checkpoint's ``saved``
-    hyperparameters, which a resume uses (LightningCLI restores them over the config and flags)."""
+    hyperparameters, which a resume uses (LightningCLI restores them over the config and flags),
+    except those in ``HOW_NOT_WHAT``."""
     return [
         f"{param('model.' + key)} is {asked[key]!r} here but the checkpoint was made with {saved[key]!r}; "
         f"the resumed run keeps {saved[key]!r}"
         for key in sorted(set(saved) & set(asked))
-        if not key.startswith("_") and _comparable(saved[key]) != _comparable(asked[key])
+        if not key.startswith("_") and key not in HOW_NOT_WHAT and _comparable(saved[key]) != _comparable(asked[key])
     ]
 
 

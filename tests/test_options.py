@@ -141,6 +141,18 @@ def test_a_tiled_run_resumes_as_it_would_have_gone_on(run_cli, run_dir):
     assert torch.allclose(resumed, straight, atol=1 / 255)
 
 
+def test_a_resume_may_switch_tiling_on(run_cli, run_dir, capsys):
+    # How a step is computed (tile_size, activation_checkpointing, memory_format) may change on resume:
+    # e.g. to tile a run that no longer fits. What is optimised may not (test_cli.py).
+    run_cli("--data.image_size", "64", "--trainer.max_steps", "3")
+    cli = run_cli("--data.image_size", "64", "--trainer.max_steps", "5", "--model.tile_size", "16",
+                  "--model.activation_checkpointing", "true", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))  # fmt: skip
+    assert cli.model.tiled_loss is not None and cli.model.vgg.activation_checkpointing
+    saved = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert saved["global_step"] == 5 and saved["hyper_parameters"]["tile_size"] == 16
+    assert "manual optimization" not in capsys.readouterr().err
+
+
 def test_average_pooling_runs_and_lowers_the_loss(run_cli, run_dir):
     cli = run_cli("--model.pooling", "avg")
     pools = [m for m in cli.model.vgg.features if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
