@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nst_lightning import CoarseToFine, DivergenceGuard, LossLogger, StyleTransfer, StyleTransferData
 from nst_lightning.errors import UserError
@@ -17,11 +17,33 @@ from nst_lightning.losses import content_loss, gram_matrix, relative_squared_err
 from nst_lightning.style_statistics import WassersteinStatistic
 from tests.helpers import checkpoint
 
-FIXTURES = Path(__file__).parent / "fixtures"
-# Written by the code before the core was split (commit bc8b108): the debug config with
-# --model.stage_steps [2,2] --model.ema_decay 0.5 --data.image_size 64 --trainer.max_steps 6
-# --checkpoint.every_n_train_steps 3, saved after step 3 (stage 1 of 0..2).
-OLD_CHECKPOINT = FIXTURES / "before_issue9_multiscale_step3.ckpt"
+# The checkpoint format before the core was split (commit bc8b108) differs from today's only in the
+# hyperparameters added since: checked against a checkpoint that commit wrote (same top-level keys,
+# callback states, loops, stage keys and optimizer state; identical image, average and count for the
+# same run). So a checkpoint of today's without them is one of that format.
+NEW_OPTIONS = ("style_loss", "activation_checkpointing", "tile_size")
+MULTISCALE = dict(weights="random", stage_steps=[2, 2], ema_decay=0.5)
+
+
+@pytest.fixture
+def old_checkpoint(tmp_path) -> Path:
+    """A mid-schedule checkpoint (step 3 of 6, stage 1, with EMA) in the format of bc8b108."""
+    model = StyleTransfer(**MULTISCALE)
+    every_3 = ModelCheckpoint(dirpath=tmp_path, filename="step{step}", every_n_train_steps=3, save_top_k=-1, auto_insert_metric_name=False)
+    trainer = pl.Trainer(
+        max_steps=6, accelerator="cpu", logger=False, callbacks=[every_3],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        trainer.fit(model, datamodule=StyleTransferData(image_size=64))
+    path = tmp_path / "step3.ckpt"
+    state = checkpoint(path)
+    for name in NEW_OPTIONS:
+        del state["hyper_parameters"][name]
+    torch.save(state, path)
+    return path
 
 
 def fit(model: StyleTransfer, steps: int = 2, image_size: int = 48, ckpt_path: str | None = None) -> pl.Trainer:
@@ -91,35 +113,34 @@ def test_errors_name_python_parameters():
         StyleTransfer(weights="nowhere.pth")
 
 
-def test_a_checkpoint_written_before_the_redesign_resumes(tmp_path):
+def test_a_checkpoint_of_the_format_before_the_redesign_resumes(old_checkpoint):
+    saved = checkpoint(old_checkpoint)
+    assert saved["nst_stage"] == 1 and saved["global_step"] == 3 and not set(NEW_OPTIONS) & set(saved["hyper_parameters"])
     # The same run straight through, with today's code ...
-    options = dict(weights="random", stage_steps=[2, 2], ema_decay=0.5)
-    straight = StyleTransfer(**options)
+    straight = StyleTransfer(**MULTISCALE)
     with torch.random.fork_rng():
         torch.manual_seed(0)
         fit(straight, steps=6, image_size=64)
-    # ... and resumed from the old checkpoint of step 3 (mid-stage 1), through the Trainer API.
-    old = shutil.copy(OLD_CHECKPOINT, tmp_path / "old.ckpt")
-    resumed = StyleTransfer(**options)
-    trainer = fit(resumed, steps=6, image_size=64, ckpt_path=str(old))
+    # ... and resumed from the old-format checkpoint of step 3 (mid-stage 1), through the Trainer API.
+    resumed = StyleTransfer(**MULTISCALE)
+    trainer = fit(resumed, steps=6, image_size=64, ckpt_path=str(old_checkpoint))
     assert trainer.global_step == 6
     assert torch.allclose(resumed.result(), straight.result(), atol=1 / 255)
-    assert checkpoint(old)["nst_stage"] == 1  # the fixture is what it says
 
 
-def test_load_from_checkpoint_of_an_old_checkpoint_gives_its_image_without_warnings():
+def test_load_from_checkpoint_of_an_old_checkpoint_gives_its_image_without_warnings(old_checkpoint):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = StyleTransfer.load_from_checkpoint(OLD_CHECKPOINT, weights_only=True)
+        model = StyleTransfer.load_from_checkpoint(old_checkpoint, weights_only=True)
     assert not [w for w in caught if "vgg." in str(w.message)]  # no "keys missing" warning for VGG19's weights
-    saved = checkpoint(OLD_CHECKPOINT)["state_dict"]
+    saved = checkpoint(old_checkpoint)["state_dict"]
     assert torch.equal(model.image.detach(), saved["image"])
     assert model.result().shape == (1, 3, 34, 45)
 
 
-def test_a_checkpoint_without_an_image_is_refused(tmp_path):
+def test_a_checkpoint_without_an_image_is_refused(tmp_path, old_checkpoint):
     bad = tmp_path / "bad.ckpt"
-    state = checkpoint(OLD_CHECKPOINT)
+    state = checkpoint(old_checkpoint)
     del state["state_dict"]["image"]
     torch.save(state, bad)
     with pytest.raises(UserError, match="holds no image"):
