@@ -70,14 +70,18 @@ class StyleTransferData(pl.LightningDataModule):
         self.style_weights = [w / sum(weights) for w in weights]
         self.image_size = int(image_size)
         self.style_scale = float(style_scale)
-        # At the final size, for the logger and API users (style_image: the first of a blend).
+        # At the final size, for the logger and API users.
         self.content_image: Optional[Tensor] = None
         self.style_images: list[Tensor] = []
-        self.style_image: Optional[Tensor] = None
         self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
         # Each source's bytes, read once: every stage's size is decoded from them, and the
         # fingerprint hashes them (a URL is downloaded once, not once per stage).
         self._bytes: dict[str, bytes] = {}
+
+    @property
+    def style_image(self) -> Optional[Tensor]:
+        """The (first) style image at the final size."""
+        return self.style_images[0] if self.style_images else None
 
     @property
     def style(self) -> Union[str, list[str]]:
@@ -89,7 +93,6 @@ class StyleTransferData(pl.LightningDataModule):
         nothing behind."""
         if self.content_image is None:
             self.content_image, self.style_images = self.images(self.image_size)
-            self.style_image = self.style_images[0]
 
     def _read(self, source: str, option: str) -> bytes:
         if source not in self._bytes:

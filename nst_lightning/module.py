@@ -264,13 +264,8 @@ class StyleTransfer(pl.LightningModule):
 
         def closure() -> Tensor:  # evaluated once per step by Adam and by L-BFGS (max_iter=1) alike
             optimizer.zero_grad()
-            if len(self.tiled_loss.tiles(*self.image.shape[-2:])) == 1:  # e.g. an early coarse-to-fine stage
-                untiled = self()
-                self.manual_backward(untiled["loss"])
-                losses.update({name: value.detach() for name, value in untiled.items()})
-            else:
-                targets = (self.image, self.content_targets, self.style_targets)
-                losses.update(self.tiled_loss.losses_and_backward(*targets, self.manual_backward, self._vgg_input))
+            targets = (self.image, self.content_targets, self.style_targets)
+            losses.update(self.tiled_loss.losses_and_backward(*targets, self.manual_backward, self._vgg_input))
             return losses["loss"]
 
         optimizer.step(closure=closure)

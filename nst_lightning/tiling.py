@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from nst_lightning.losses import LossWeights, total_variation_loss
+from nst_lightning.losses import LossWeights, total_variation_loss, weighted_losses
 from nst_lightning.style_statistics import StyleStatistic, mix
 
 
@@ -161,6 +161,11 @@ class TiledLoss:
         ``backward`` on surrogates whose gradients add up to the loss's gradient in ``image.grad``."""
         size = tuple(image.shape[-2:])
         tiles = self.tiles(*size)
+        if len(tiles) == 1:  # e.g. an early coarse-to-fine stage: one pass, as untiled
+            with torch.enable_grad():
+                losses = weighted_losses(self.vgg(vgg_input(image)), image, content_targets, style_targets, self.weights, self.statistic)
+                backward(losses["loss"])
+            return {name: value.detach() for name, value in losses.items()}
         w = self.weights
         # Pass 1: the whole image's statistics and content errors, tile by tile.
         parts: dict[str, list] = {name: [] for name in w.style_layers}
