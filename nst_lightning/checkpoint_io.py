@@ -32,7 +32,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote: fsspec's way
-        atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+        atomic_write(path, lambda handle: torch.save(checkpoint, handle), needed=_tensor_bytes(checkpoint))
 
     def load_checkpoint(
         self,
@@ -84,3 +84,14 @@ def checkpoint_load_error(path: _PATH, err: Exception, option: str = param("ckpt
         f"{option}: {path} is damaged, truncated or not a checkpoint ({detail}); "
         "give a complete .ckpt file this program wrote"
     )
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a checkpoint: nearly all of its size."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
