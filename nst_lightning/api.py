@@ -27,7 +27,8 @@ from torch import Tensor
 from nst_lightning.callbacks import CHECKPOINT_DEFAULTS, ImageLogger, SaveGeneratedImage, StepCheckpoint
 from nst_lightning.data import StyleTransferData
 from nst_lightning.image_io import to_pil
-from nst_lightning.module import EXPECTED_WARNINGS, StyleTransfer
+from nst_lightning.module import EXPECTED_WARNINGS, NoAdvertisements, StyleTransfer
+from nst_lightning.run_lock import RunLock
 
 ImageLike = Union[str, Path, Image.Image, Tensor]
 
@@ -92,12 +93,14 @@ def stylize(
             devices=1,
             precision=precision,
             logger=TensorBoardLogger(str(log_dir), name="", version="", default_hp_metric=False) if keep else False,
-            callbacks=[StepCheckpoint(**CHECKPOINT_DEFAULTS), ImageLogger(), SaveGeneratedImage()] if keep else [],
+            # RunLock first: no other callback writes before the run holds its directory.
+            callbacks=[RunLock(log_dir), StepCheckpoint(**CHECKPOINT_DEFAULTS), ImageLogger(), SaveGeneratedImage()] if keep else [],
             enable_checkpointing=keep,
             enable_progress_bar=progress_bar,
             enable_model_summary=False,
             log_every_n_steps=max(1, min(10, max_steps)),
         )
+        NoAdvertisements.install()
         with warnings.catch_warnings():
             for message in EXPECTED_WARNINGS:
                 warnings.filterwarnings("ignore", message=message)

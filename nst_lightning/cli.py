@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -29,8 +30,10 @@ from nst_lightning.callbacks import CHECKPOINT_DEFAULTS, ImageLogger, SaveGenera
 from nst_lightning.checkpoint_io import load_checkpoint_file
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import NonFiniteLossError, RunInterrupted, UserError
-from nst_lightning.module import EXPECTED_WARNINGS, StyleTransfer
+from nst_lightning.files import DISK_ERRNOS, WriteFailed, describe_write_failure
+from nst_lightning.module import EXPECTED_WARNINGS, NoAdvertisements, StyleTransfer
 from nst_lightning.resume import HOW_NOT_WHAT, changed_options, check_resume, new_run_hint
+from nst_lightning.run_lock import RunLock
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
 INT_MINIMUMS = {
@@ -95,18 +98,33 @@ class StyleTransferCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""
-        self.datamodule.load()
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
-        self.model.check_inputs(self.datamodule, self.trainer.max_steps)
         # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
         # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
         precision = str(self.config[self.subcommand].trainer.precision)
+        self.model.check_inputs(self.datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, precision)
         if self.model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
             raise UserError(
                 "--model.optimizer lbfgs cannot run with --trainer.precision 16-mixed (its GradScaler "
                 "does not support L-BFGS); use bf16-mixed, 32, or --model.optimizer adam"
             )
+        # One writer per run directory, from here (inputs are good: nothing is written for bad ones)
+        # to the end; a second run aimed at it, or a resume of a run still going, stops here.
+        if self.trainer.log_dir is not None:
+            lock = RunLock(self.trainer.log_dir).acquire()
+            self.trainer.callbacks.insert(0, lock)  # released when the fit ends, however it ends
+            try:
+                self._check_existing_run()
+            except BaseException:
+                lock.release()
+                if lock.created_directory:
+                    shutil.rmtree(lock.directory, ignore_errors=True)  # it held nothing but the lock
+                raise
+        else:
+            self._check_existing_run()
+
+    def _check_existing_run(self) -> None:
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         last = self._last_checkpoint()
         if ckpt_path is None and last is not None and os.path.exists(last):
@@ -153,6 +171,11 @@ class StyleTransferCLI(LightningCLI):
             self.trainer.fit(model, **kwargs)
         except NonFiniteLossError as err:
             raise UserError(f"{err.message}; {self._kept_after_divergence()}") from None
+        except OSError as err:  # a full disk, a quota, a failing filesystem: no traceback, what is kept
+            if err.errno not in DISK_ERRNOS:
+                raise
+            what = str(err) if isinstance(err, WriteFailed) else describe_write_failure(err.filename or self.trainer.log_dir, err)
+            raise UserError(f"{what}; {self._last_good_checkpoint()}") from None
         except RunInterrupted as err:
             err.kept = self._kept()
             raise
@@ -174,6 +197,12 @@ class StyleTransferCLI(LightningCLI):
             if isinstance(callback, SaveGeneratedImage) and callback.path is not None:
                 return callback
         return None
+
+    def _last_good_checkpoint(self) -> str:
+        last = self._last_checkpoint()
+        if last is not None and os.path.exists(last):
+            return f"the last good checkpoint, {last}, is intact: free some space and continue with --ckpt_path last"
+        return "no checkpoint had been written yet: free some space and start again"
 
     def _kept(self) -> str:
         """What a stopped run leaves to go on from, for the one-line message."""
@@ -244,6 +273,7 @@ def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
     SIGINT/SIGTERM with 130/143 and one line saying what was saved."""
     for message in EXPECTED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    NoAdvertisements.install()
     try:
         with _sigterm_like_ctrl_c():
             return _run(args)

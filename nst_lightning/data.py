@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from nst_lightning.errors import UserError, param
-from nst_lightning.image_io import decode_image, read_source
+from nst_lightning.image_io import decode_pixels, header_size, pixels_to_float, read_source
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
 from nst_lightning.resume import new_run_hint
 
@@ -70,18 +70,29 @@ class StyleTransferData(pl.LightningDataModule):
         self.style_weights = [w / sum(weights) for w in weights]
         self.image_size = int(image_size)
         self.style_scale = float(style_scale)
-        # At the final size, for the logger and API users.
-        self.content_image: Optional[Tensor] = None
-        self.style_images: list[Tensor] = []
+        # Decoded inputs, 8-bit (3 bytes a pixel, not 12: a large print's inputs stay small), per
+        # long side; `images()` hands out float copies, which the module keeps only while it
+        # computes the targets.
         self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
+        self._loaded = False
         # Each source's bytes, read once: every stage's size is decoded from them, and the
         # fingerprint hashes them (a URL is downloaded once, not once per stage).
         self._bytes: dict[str, bytes] = {}
 
     @property
+    def content_image(self) -> Optional[Tensor]:
+        """The content image at the final size (a float copy), once loaded."""
+        return pixels_to_float(self._cache[self.image_size][0]) if self._loaded else None
+
+    @property
+    def style_images(self) -> list[Tensor]:
+        """The style images at the final size (float copies), once loaded."""
+        return [pixels_to_float(s) for s in self._cache[self.image_size][1]] if self._loaded else []
+
+    @property
     def style_image(self) -> Optional[Tensor]:
         """The (first) style image at the final size."""
-        return self.style_images[0] if self.style_images else None
+        return self.style_images[0] if self._loaded else None
 
     @property
     def style(self) -> Union[str, list[str]]:
@@ -91,8 +102,9 @@ class StyleTransferData(pl.LightningDataModule):
         """Read, check and resize the images at the final size (once); raises ``UserError`` with a
         one-line fix. The CLI calls this before the Trainer creates any file, so bad input leaves
         nothing behind."""
-        if self.content_image is None:
-            self.content_image, self.style_images = self.images(self.image_size)
+        if not self._loaded:
+            self._decoded(self.image_size)
+            self._loaded = True
 
     def _read(self, source: str, option: str) -> bytes:
         if source not in self._bytes:
@@ -101,12 +113,30 @@ class StyleTransferData(pl.LightningDataModule):
 
     def images(self, long_side: int) -> tuple[Tensor, list[Tensor]]:
         """The content image with long side ``long_side`` and the style images at ``style_scale``
-        times that, each resized from its source (Lanczos), cached per size."""
+        times that, each resized from its source (Lanczos), as floats in [0, 1] (new tensors)."""
+        content, styles = self._decoded(long_side)
+        return pixels_to_float(content), [pixels_to_float(s) for s in styles]
+
+    def size(self, long_side: int) -> tuple[int, int]:
+        """``(height, width)`` of the content image at ``long_side``."""
+        return tuple(self._decoded(long_side)[0].shape[-2:])
+
+    def header_sizes(self, long_side: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+        """``(height, width)`` of the content image at ``long_side`` and of each style image, read from
+        the files' headers without decoding them (within a pixel): for the memory estimate, which
+        must refuse a size that cannot fit before it is decoded."""
+        content_option, style_option = param("data.content"), param("data.style")
+        content = header_size(self._read(self.content, content_option), long_side, self.content, content_option)
+        style_side = max(1, round(self.style_scale * long_side))
+        return content, [header_size(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
+
+    def _decoded(self, long_side: int) -> tuple[Tensor, list[Tensor]]:
+        """The 8-bit inputs at ``long_side``, decoded once and checked."""
         if long_side not in self._cache:
             content_option, style_option = param("data.content"), param("data.style")
-            content = decode_image(self._read(self.content, content_option), long_side, self.content, content_option)
+            content = decode_pixels(self._read(self.content, content_option), long_side, self.content, content_option)
             style_side = max(1, round(self.style_scale * long_side))
-            styles = [decode_image(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
+            styles = [decode_pixels(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
             for image, option in [(content, content_option)] + [(s, style_option) for s in styles]:
                 if min(image.shape[-2:]) < MIN_SHORT_SIDE:
                     raise UserError(
@@ -129,7 +159,7 @@ class StyleTransferData(pl.LightningDataModule):
             # Of the bytes, not of the decoded pixels: stable across Pillow versions, and the same for
             # a URL and a downloaded copy of it.
             "content_sha256": _sha256(self._bytes[self.content]),
-            "size": list(self.content_image.shape[-2:]),
+            "size": list(self.size(self.image_size)),
             "styles": list(self.styles),
             "styles_sha256": [_sha256(self._bytes[s]) for s in self.styles],
             "style_weights": list(self.style_weights),

@@ -218,6 +218,27 @@ def open_image(data: bytes, long_side: int | None = None, source: str = "image",
         ) from None
 
 
+def header_size(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> tuple[int, int]:
+    """``(height, width)`` that ``decode_pixels`` gives, read from the header alone (no pixel is
+    decoded; a JPEG's reduced-scale decoding can make it differ by a pixel): so that a size that
+    cannot fit in memory is refused before it is decoded. Unreadable data raises ``open_image``'s error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:
+        image = open_image(data, long_side, source, option)  # raises the one-line error it deserves
+        width, height, orientation = image.width, image.height, 1
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees (ImageOps.exif_transpose)
+        width, height = height, width
+    if long_side is None:
+        return height, width
+    scale = long_side / max(width, height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def _bomb(source: str, option: str, size: str) -> UserError:
     return UserError(
         f"{option}: {source} declares {size}, more than the limit of {MAX_PIXELS:,} "
@@ -227,6 +248,16 @@ def _bomb(source: str, option: str, size: str) -> UserError:
 
 def decode_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:
     """``data`` as ``[1, 3, H, W]`` in [0, 1], upright, its long side resized to ``long_side``."""
+    return pixels_to_float(decode_pixels(data, long_side, source, option))
+
+
+def pixels_to_float(pixels: Tensor) -> Tensor:
+    """8-bit ``[1, 3, H, W]`` pixels as floats in [0, 1] (exactly ``value / 255``)."""
+    return pixels.float().div_(255)
+
+
+def decode_pixels(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:
+    """As ``decode_image``, but 8-bit (``uint8``): a quarter of the memory, for keeping inputs."""
     image = open_image(data, long_side, source, option)
     if long_side is not None:
         scale = long_side / max(image.size)
@@ -236,7 +267,7 @@ def decode_image(data: bytes, long_side: int | None = None, source: str = "image
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     # .contiguous(): NCHW in memory too, not a view with HWC strides (which convolutions would then
     # silently run as channels_last, and which L-BFGS's flat views cannot take).
-    return array.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous()
+    return array.view(image.height, image.width, 3).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def load_image(source: str, long_side: int | None = None, option: str = "image", timeout: float = URL_TIMEOUT_S) -> Tensor:
@@ -264,7 +295,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def to_pil(image: Tensor) -> Image.Image:
     """``[1, 3, H, W]`` or ``[3, H, W]`` in [0, 1] to an 8-bit RGB PIL image."""
-    image = image.detach().float().clamp(0, 1).squeeze(0).mul(255).round().to(torch.uint8)
+    # One float copy (clamp), then in place: a large print's result is hundreds of MB as floats.
+    image = image.detach().float().clamp(0, 1).squeeze(0).mul_(255).round_().to(torch.uint8)
     return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
 
 

@@ -14,12 +14,15 @@ One training step is one forward/backward pass, for Adam and for L-BFGS alike (`
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import OpenUnitInterval, PositiveInt
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from nst_lightning.callbacks import DivergenceGuard, LossLogger
@@ -27,6 +30,7 @@ from nst_lightning.color import ColorMode, gray, match_color_histogram, match_lu
 from nst_lightning.errors import UserError, param
 from nst_lightning.iterate_average import IterateAverage
 from nst_lightning.losses import LossWeights, weighted_losses
+from nst_lightning.memory import MIN_AUTO_TILE, MemoryModel, memory_model, plan
 from nst_lightning.multiscale import CoarseToFine, check_schedule, stage_sizes
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
 from nst_lightning.resume import check_same_optimizer, load_start_image
@@ -46,6 +50,23 @@ EXPECTED_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*Using ModelCheckpoint with manual optimization.*",
 )
+
+
+class NoAdvertisements(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger/litmodels" lines, printed on every run:
+    a run's output is the progress bar, this program's own lines and real warnings. Installed on
+    Lightning's rank-zero logger by the CLI and ``stylize``."""
+
+    LOGGER = "lightning.pytorch.utilities.rank_zero"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+    @classmethod
+    def install(cls) -> None:
+        logger = logging.getLogger(cls.LOGGER)
+        if not any(isinstance(f, cls) for f in logger.filters):
+            logger.addFilter(cls())
 
 
 class StyleTransfer(pl.LightningModule):
@@ -71,6 +92,8 @@ class StyleTransfer(pl.LightningModule):
         memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
         activation_checkpointing: bool = False,
         tile_size: Optional[PositiveInt] = None,
+        max_memory_gb: Optional[FinitePositiveFloat] = None,
+        check_memory: bool = True,
     ) -> None:
         """
         Args:
@@ -121,6 +144,12 @@ class StyleTransfer(pl.LightningModule):
                 VGG19's receptive field around each), so that memory no longer grows with the image but
                 with the tile; the gradient is the untiled one up to float rounding (``tiling.py``).
                 Default: untiled.
+            max_memory_gb: A memory budget (the process's peak resident memory on a CPU, allocated
+                GPU memory on a GPU) from which the tile size is chosen, at each coarse-to-fine stage:
+                untiled where the whole image fits, else the largest tile that does (``memory.py``).
+                Capped by the memory available. Not with ``tile_size``.
+            check_memory: Refuse, before anything large is allocated, a run whose estimated memory
+                exceeds what the device has available, saying what would fit. ``false`` tries anyway.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -141,9 +170,24 @@ class StyleTransfer(pl.LightningModule):
         self.vgg = VGG19Features(
             layers, weights, pooling=pooling, option=param("model.weights"), activation_checkpointing=activation_checkpointing
         )
+        if tile_size is not None and max_memory_gb is not None:
+            raise UserError(
+                f"{param('model.tile_size')} and {param('model.max_memory_gb')} are both set; give one: "
+                "a tile size, or a budget that chooses it"
+            )
         # Tiled steps backpropagate tile by tile, which Lightning's manual optimization allows.
-        self.automatic_optimization = tile_size is None
-        self.tiled_loss = TiledLoss(self.vgg, self.loss_weights, self.style_statistic, tile_size) if tile_size else None
+        self.automatic_optimization = tile_size is None and max_memory_gb is None
+        self.tiled_loss = None
+        if not self.automatic_optimization:  # a budget sets the tile size per stage (`plan_memory`)
+            self.tiled_loss = TiledLoss(self.vgg, self.loss_weights, self.style_statistic, tile_size or 0)
+            if tile_size is not None and tile_size < self.tiled_loss.align:
+                raise UserError(
+                    f"{param('model.tile_size')} {tile_size} is below the smallest tile these layers allow, "
+                    f"{self.tiled_loss.align} px (tiles are aligned to the deepest layer's stride); give at "
+                    f"least {self.tiled_loss.align}, 512 or more for speed, or {param('model.max_memory_gb')} to choose it"
+                )
+        self._memory_budget: Optional[float] = None  # bytes the run may add, with max_memory_gb
+        self._memory_model: Optional[MemoryModel] = None
         self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
         self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
         # Computed once per size (at the start and at each stage change), never per step; not
@@ -169,13 +213,50 @@ class StyleTransfer(pl.LightningModule):
             if self.hparams.ema_decay is not None:
                 self.average = IterateAverage(self.image, self.hparams.ema_decay)
 
-    def check_inputs(self, datamodule: Any, max_steps: Optional[int]) -> None:
+    def check_inputs(self, datamodule: Any, max_steps: Optional[int], device: Optional[torch.device] = None, precision: Optional[str] = None) -> None:
         """Fail early, with one line, on inputs that would fail mid-run (the CLI calls this before it
-        writes any file): unreadable images, a bad stage schedule, an unreadable ``init_image``."""
+        writes any file): unreadable images, a bad stage schedule, an unreadable ``init_image``, a
+        size that does not fit in memory (on ``device``, default the Trainer's)."""
+        # First, from the images' headers: a size that cannot fit is refused before it is decoded.
+        self.plan_memory(datamodule, device or self.trainer.strategy.root_device, precision or str(self.trainer.precision))
         datamodule.load()
         check_schedule(self.hparams.stage_steps or [], max_steps, datamodule)
         if self.hparams.init == "image" and self._start_image is None:
             self._start_image = load_start_image(self.hparams.init_image)  # each size resizes it
+
+    def plan_memory(self, datamodule: Any, device: torch.device, precision: str) -> None:
+        """Refuse a run that cannot fit (``memory.py``'s estimate against the memory available), or
+        with ``max_memory_gb``, set the budget the tile size is chosen from."""
+        (height, width), _ = datamodule.header_sizes(datamodule.image_size)
+        tiled = self.tiled_loss
+        self._memory_model = self.memory_model(datamodule, precision)
+        self._memory_budget = plan(
+            self._memory_model,
+            height,
+            width,
+            device,
+            halo=tiled.halo if tiled else 0,
+            align=tiled.align if tiled else 16,
+            tile_size=self.hparams.tile_size,
+            max_memory_gb=self.hparams.max_memory_gb,
+            check=self.hparams.check_memory,
+            bf16_model=None if "16" in precision else self.memory_model(datamodule, "bf16-mixed"),
+        )
+
+    def memory_model(self, datamodule: Any, precision: str) -> MemoryModel:
+        """``memory.py``'s estimate for this run's options and inputs under ``precision``."""
+        content, styles = datamodule.header_sizes(datamodule.image_size)
+        return memory_model(
+            self.vgg.features,
+            [self.vgg.layer_index(n) for n in self.loss_weights.content_layers],
+            optimizer=self.hparams.optimizer,
+            lbfgs_history=self.hparams.lbfgs_history,
+            ema=self.hparams.ema_decay is not None,
+            luminance=self.hparams.preserve_colors == "luminance",
+            precision=precision,
+            activation_checkpointing=self.hparams.activation_checkpointing,
+            style_pixel_ratio=sum(map(math.prod, styles)) / math.prod(content),
+        )
 
     def _initial_image(self, content: Tensor) -> Tensor:
         if self.hparams.init == "content":
@@ -195,8 +276,18 @@ class StyleTransfer(pl.LightningModule):
     def refresh_targets(self) -> None:
         """Targets for the image's current size, from the inputs the datamodule resizes from source."""
         datamodule = self._datamodule()
+        if self._memory_budget is not None:
+            self._choose_tile_size(*self.image.shape[-2:])
         content, styles = datamodule.images(max(self.image.shape[-2:]))
         self.compute_targets(content, styles, datamodule.style_weights)
+
+    def _choose_tile_size(self, height: int, width: int) -> None:
+        """With ``max_memory_gb``: untiled if this size fits the budget, else the largest tile that does."""
+        tiled = self.tiled_loss
+        tile = self._memory_model.largest_tile(height, width, self._memory_budget, tiled.halo, tiled.align)
+        tiled.tile_size = tile or math.ceil(MIN_AUTO_TILE / tiled.align) * tiled.align
+        how = "untiled" if tiled.tile_size >= max(height, width) else f"in tiles of {tiled.tile_size} px"
+        rank_zero_info(f"{width}x{height}: {how}, for a memory budget of {self.hparams.max_memory_gb:g} GB")
 
     @torch.no_grad()
     def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> None:
@@ -205,7 +296,8 @@ class StyleTransfer(pl.LightningModule):
         styles = [style] if isinstance(style, Tensor) else list(style)
         content = content.to(self.device, torch.float32)
         styles = [s.to(self.device, torch.float32) for s in styles]
-        self.content_colors = content
+        # Kept only where the result needs it: a whole-image tensor of 12 bytes a pixel.
+        self.content_colors = content if self.hparams.preserve_colors == "luminance" else None
         if self.hparams.preserve_colors == "luminance":
             styles, content = [match_luminance(s, content) for s in styles], gray(content)
         elif self.hparams.preserve_colors == "histogram":

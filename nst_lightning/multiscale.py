@@ -67,7 +67,7 @@ def resize_adam_state(state: dict, size: tuple[int, int], pixel_ratio: float) ->
 
 def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamodule: Any) -> None:
     """Fail early, with one line, on a schedule that would fail mid-run: no steps left for the final
-    size, or a stage whose images are too small for VGG19 (``datamodule.images`` checks that)."""
+    size, or a stage whose images are too small for VGG19 (``datamodule.size`` checks that)."""
     if max_steps is not None and max_steps >= 0 and sum(stage_steps) >= max_steps:
         raise UserError(
             f"{param('model.stage_steps')} add up to {sum(stage_steps)} steps, leaving none of "
@@ -75,7 +75,7 @@ def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamod
             f"or lower {param('model.stage_steps')}"
         )
     for long_side in stage_sizes(datamodule.image_size, len(stage_steps) + 1):
-        datamodule.images(long_side)
+        datamodule.size(long_side)
 
 
 class CoarseToFine(pl.Callback):
@@ -122,7 +122,7 @@ class CoarseToFine(pl.Callback):
     def image_shape(self, datamodule: Any, scale_index: int) -> tuple[int, int]:
         """``(H, W)`` of the image at stage ``scale_index``: the content image's at that long side."""
         long_side = stage_sizes(datamodule.image_size, len(self.stage_steps) + 1)[scale_index]
-        return tuple(datamodule.images(long_side)[0].shape[-2:])
+        return datamodule.size(long_side)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         # Top-level keys, as checkpoints made before this callback existed have them.

@@ -48,7 +48,7 @@ def check_resume(checkpoint: Mapping[str, Any], model: Any, datamodule: Any, nam
 
 # Options that change how a step is computed, not what is optimised (the same result up to rounding):
 # a resume may change them, e.g. to tile a run that no longer fits.
-HOW_NOT_WHAT = ("memory_format", "activation_checkpointing", "tile_size")
+HOW_NOT_WHAT = ("memory_format", "activation_checkpointing", "tile_size", "max_memory_gb", "check_memory")
 
 
 def changed_options(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:

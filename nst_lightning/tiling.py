@@ -198,10 +198,14 @@ class TiledLoss:
         content = sum((content_error[n] / norms[n] for n in w.content_layers), zero) / max(len(w.content_layers), 1)
         style = sum((w.style_layers[n] * per_layer[n] for n in w.style_layers), zero)
         tv = total_variation_loss(image.detach()) if w.tv > 0 else zero
-        # Pass 2: each tile's surrogate, whose gradient is its share of the true one.
+        # Pass 2: each tile's surrogate, whose gradient is its share of the true one. Each crop is a
+        # leaf of its own whose gradient is added into the image's: backpropagating through a slice
+        # of the image would allocate a zero gradient the size of the whole image for every tile.
         for tile in tiles:
+            cy0, cy1, cx0, cx1 = tile.crop
+            crop = image.detach()[..., cy0:cy1, cx0:cx1].clone().requires_grad_()
             with torch.enable_grad():
-                features = self._features(image, tile, vgg_input)
+                features = self.vgg(vgg_input(crop))
                 surrogate = zero.clone()
                 for name in w.style_layers:
                     ys, xs = self.owned(tile, name, size)
@@ -216,6 +220,9 @@ class TiledLoss:
                     error = (features[name][..., ys, xs].float() - target).pow(2).sum() / norms[name]
                     surrogate = surrogate + w.content * error / max(len(w.content_layers), 1)
                 backward(surrogate)
+            if image.grad is None:
+                image.grad = torch.zeros_like(image)
+            image.grad[..., cy0:cy1, cx0:cx1] += crop.grad
         if w.tv > 0:
             with torch.enable_grad():
                 backward(w.tv * total_variation_loss(image))

@@ -175,6 +175,10 @@ def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
         (["--model.style_loss", "l2"], 'Parser key "model.style_loss"'),
         (["--model.weights", "nowhere.pth"], "--model.weights: no such file"),
         (["--data.image_size", "8"], "below VGG19's minimum"),
+        (["--data.image_size", "60000"], "result needs about"),  # refused before it is decoded
+        (["--model.tile_size", "8"], "--model.tile_size 8 is below the smallest tile these layers allow, 16 px"),
+        (["--model.tile_size", "256", "--model.max_memory_gb", "4"], "are both set; give one"),
+        (["--model.max_memory_gb", "0.2"], "--model.max_memory_gb 0.2 is too small for a 48x36 result"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
@@ -263,3 +267,16 @@ def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():
 
     for name in ("_should_skip_saving_checkpoint", "_monitor_candidates", "_save_topk_checkpoint", "_save_last_checkpoint"):
         assert callable(getattr(ModelCheckpoint, name, None)), f"ModelCheckpoint.{name} is gone: see StepCheckpoint._save_now"
+
+
+def test_a_run_prints_only_its_own_lines_and_lightnings_facts(tmp_path):
+    # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings: the output of a
+    # run is the progress bar (off here), this program's lines and Lightning's device facts.
+    result = subprocess.run(
+        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--trainer.enable_progress_bar", "false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    allowed = ("Seed set to", "GPU available:", "TPU available:", "`Trainer.fit` stopped:", "generated image:")
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines and all(line.startswith(allowed) for line in lines), lines

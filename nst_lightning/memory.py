@@ -1,0 +1,252 @@
+"""How much memory a run needs, estimated before anything large is allocated, and the tile size a
+memory budget allows.
+
+A step's peak memory is two parts (docs/performance.md, "Memory model"):
+
+- **whole-image state**, bytes per pixel of the result: the image and its gradient (12 + 12 in
+  fp32), the optimizer's state (Adam's two moments: 24; L-BFGS's history: 24 per remembered step),
+  the average of the iterates (12), the last finite image (12), the content targets (4 bytes per
+  channel and position of each content layer: 32 for ``conv4_2``), the 8-bit inputs (3 per image);
+- **VGG19's working set** for what one pass sees (the whole image, or one tile with its halo): the
+  activations kept for backward and the gradients and temporaries of the backward pass. It is
+  proportional to the pixels and to ``sum(channels / stride^2)`` over the network up to its cut
+  (320 channels a pixel through ``conv5_1``), times ``WORKING_BYTES_PER_CHANNEL``, measured.
+
+The estimate is of the memory a run adds to what the process holds when it starts (Python, torch
+and VGG19's weights: about 0.9 GB on a CPU), and is checked against measurement by
+``tests/test_memory.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from nst_lightning.errors import UserError, param
+
+# Bytes of working set per activation channel and pixel (fp32, no checkpointing), fitted to peak
+# RSS on a CPU at 512 and 1024 px (docs/performance.md): about 2.2 x the 4 bytes an activation
+# takes, for the backward's gradients and the convolutions' temporaries.
+WORKING_BYTES_PER_CHANNEL = 8.8
+# Under bf16-mixed the activations are bfloat16 but each convolution keeps a cast copy of its input.
+BF16_WORKING_RATIO = 0.65
+# Activation checkpointing per VGG block: -35% of the per-pixel peak (docs/performance.md).
+CHECKPOINTING_WORKING_RATIO = 0.65
+# The smallest tile an automatic choice makes: below it a step costs over ~7x an untiled one.
+MIN_AUTO_TILE = 128
+GB = 1e9
+
+
+def activation_channels(features: nn.Sequential) -> float:
+    """``sum(channels / stride^2)`` over the convolutions' and poolings' outputs of ``features``:
+    the activations per input pixel (in-place ReLUs add none)."""
+    total, stride, channels = 0.0, 1, 3
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            channels = module.out_channels
+            total += channels / stride**2
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride *= 2
+            total += channels / stride**2
+    return total
+
+
+def layer_channels(features: nn.Sequential, index: int) -> tuple[int, int]:
+    """``(channels, stride)`` of the output of ``features[index]``."""
+    stride, channels = 1, 3
+    for module in features[: index + 1]:
+        if isinstance(module, nn.Conv2d):
+            channels = module.out_channels
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride *= 2
+    return channels, stride
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Bytes per pixel of a run's whole-image state and of VGG19's working set."""
+
+    state_per_pixel: float
+    working_per_pixel: float
+
+    def estimate(self, height: int, width: int, crop: Optional[tuple[int, int]] = None) -> float:
+        """Bytes the run adds at its peak, for a ``height`` x ``width`` result whose passes each see
+        ``crop`` pixels (``None``: the whole image, untiled)."""
+        seen = (crop[0] * crop[1]) if crop else height * width
+        tile_extra = 24 * seen if crop else 0  # a tiled pass's crop and its gradient
+        return self.state_per_pixel * height * width + (self.working_per_pixel * seen + tile_extra)
+
+    def largest_tile(self, height: int, width: int, budget: float, halo: int, align: int) -> Optional[int]:
+        """The largest tile size (a multiple of ``align``, at least ``MIN_AUTO_TILE``) whose estimate
+        fits ``budget`` bytes; ``max(height, width)`` if the untiled run fits; ``None`` if none does."""
+        if self.estimate(height, width) <= budget:
+            return max(height, width)
+        tile = (max(height, width) // align) * align
+        smallest = math.ceil(MIN_AUTO_TILE / align) * align
+        while tile >= smallest:
+            if self.estimate(height, width, crop_of(tile, height, width, halo, align)) <= budget:
+                return tile
+            tile -= align
+        return None
+
+
+def crop_of(tile: int, height: int, width: int, halo: int, align: int) -> tuple[int, int]:
+    """The largest crop a pass reads with ``tile``: a tile (up to ``align`` - 1 px longer at the end of
+    a row) with its halo on both sides, cut at the image's edges."""
+    step = max(align, tile // align * align)
+    return min(height, step + align - 1 + 2 * halo), min(width, step + align - 1 + 2 * halo)
+
+
+def memory_model(
+    features: nn.Sequential,
+    content_layer_indices: Sequence[int],
+    *,
+    optimizer: str,
+    lbfgs_history: int,
+    ema: bool,
+    luminance: bool,
+    precision: str,
+    activation_checkpointing: bool,
+    style_pixel_ratio: float,
+) -> MemoryModel:
+    """The model for a run of these options; ``style_pixel_ratio`` is the style images' pixels (all
+    of them) per result pixel."""
+    optimizer_state = 24 * lbfgs_history + 36 if optimizer == "lbfgs" else 24
+    content_targets = 0.0
+    for index in content_layer_indices:
+        channels, stride = layer_channels(features, index)
+        content_targets += 4 * channels / stride**2
+    state = 12 + 12 + optimizer_state + (12 if ema else 0) + 12 + content_targets + 3 * (1 + style_pixel_ratio)
+    state += 12 if luminance else 0
+    working = WORKING_BYTES_PER_CHANNEL * activation_channels(features)
+    if "bf16" in precision or "16" in precision:
+        working *= BF16_WORKING_RATIO
+    if activation_checkpointing:
+        working *= CHECKPOINTING_WORKING_RATIO
+    return MemoryModel(state, working)
+
+
+def available_bytes(device: torch.device) -> Optional[float]:
+    """Memory a run may still take on ``device``: the GPU's free memory, or on a CPU the kernel's
+    MemAvailable, capped by a cgroup limit (containers, SLURM); ``None`` where it cannot be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free)
+    if device.type != "cpu":
+        return None
+    limits = []
+    try:
+        with open("/proc/meminfo") as meminfo:
+            limits += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
+    except OSError:
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as limit, open("/sys/fs/cgroup/memory.current") as current:
+            text = limit.read().strip()
+            if text != "max":
+                limits.append(int(text) - int(current.read().strip()))
+    except (OSError, ValueError):
+        pass
+    if not limits and hasattr(os, "sysconf"):
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError):
+            pass
+    return float(min(limits)) if limits else None
+
+
+def process_bytes(device: torch.device) -> float:
+    """What this process holds now on ``device`` (resident memory on a CPU)."""
+    if device.type == "cuda":
+        return float(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def gb(n: float) -> str:
+    """``n`` bytes, readably: ``54.6 GB``, ``350 MB``."""
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 1e6:.0f} MB"
+
+
+def largest_long_side(fits: Callable[[int, int], bool], height: int, width: int) -> int:
+    """The largest long side (of this aspect, at most the current one) for which ``fits(h, w)``; 0 if
+    none from 16 px up."""
+    long_side = max(height, width)
+
+    def shape(side: int) -> tuple[int, int]:
+        return max(1, round(height * side / long_side)), max(1, round(width * side / long_side))
+
+    low, high = 15, long_side
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(*shape(middle)) else (low, middle - 1)
+    return low if low >= 16 else 0
+
+
+def plan(
+    model: MemoryModel,
+    height: int,
+    width: int,
+    device: torch.device,
+    *,
+    halo: int,
+    align: int,
+    tile_size: Optional[int],
+    max_memory_gb: Optional[float],
+    check: bool,
+    bf16_model: Optional[MemoryModel] = None,
+) -> Optional[float]:
+    """Check that a ``height`` x ``width`` run fits on ``device`` and return, with ``max_memory_gb``,
+    the bytes it may add (the budget, capped by what is available); raise ``UserError`` naming what
+    would fit otherwise. ``bf16_model``: the same run under bf16-mixed, to suggest it if it fits."""
+    available = available_bytes(device) if check else None
+    holds = process_bytes(device)
+    if max_memory_gb is not None:
+        limit = max_memory_gb * GB - holds
+        if available is not None:
+            limit = min(limit, available)
+        if model.largest_tile(height, width, limit, halo, align) is None:
+            smallest = math.ceil(MIN_AUTO_TILE / align) * align
+
+            def fits(h: int, w: int) -> bool:
+                return model.largest_tile(h, w, limit, halo, align) is not None
+
+            need = model.estimate(height, width, crop_of(smallest, height, width, halo, align))
+            side = largest_long_side(fits, height, width)
+            there = "" if available is None else f"; {gb(holds + available)} is available to this process now"
+            raise UserError(
+                f"{param('model.max_memory_gb')} {max_memory_gb:g} is too small for a {width}x{height} result: even "
+                f"{smallest} px tiles need about {gb(holds + need)} ({gb(model.state_per_pixel * height * width)} of it "
+                f"for whole-image tensors){there}; raise it"
+                + (f", or lower {param('data.image_size')} to {side}" if side else "")
+            )
+        return limit
+    if available is None:
+        return None
+    crop = crop_of(tile_size, height, width, halo, align) if tile_size else None
+    need = model.estimate(height, width, crop)
+    if need <= available:
+        return None
+    ways = []
+    side = largest_long_side(lambda h, w: model.estimate(h, w, crop_of(tile_size, h, w, halo, align) if tile_size else None) <= available, height, width)
+    if side:
+        ways.append(f"{param('data.image_size')} {side}")
+    if bf16_model is not None and bf16_model.estimate(height, width, crop) <= available:
+        ways.append(f"{param('trainer.precision')} bf16-mixed")
+    if model.largest_tile(height, width, available, halo, align) is not None:
+        ways.append(f"{param('model.max_memory_gb')} {math.floor((holds + available) / GB)} (tiles)")
+    how = f"in {tile_size} px tiles" if tile_size else "untiled"
+    raise UserError(
+        f"a {width}x{height} result needs about {gb(need)} of memory ({how}) on top of the {gb(holds)} this "
+        f"process holds, but {gb(available)} is available on {device.type}; use "
+        + (" or ".join(ways) if ways else "a smaller image")
+        + f", or {param('model.check_memory')} false to try anyway"
+    )
