@@ -15,11 +15,23 @@ def _stop_while_starting(signum: int, frame: object) -> None:
 def main() -> None:
     """``python -m nst_lightning`` and the ``nst-lightning`` command."""
     previous = {signum: signal.signal(signum, _stop_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)}
-    from nst_lightning.cli import cli_main
+    from nst_lightning.cli import cli_main, exit_on_signal
 
     for signum, handler in previous.items():
         signal.signal(signum, handler)
-    cli_main()
+    try:
+        cli_main(exit_on_signals=True)
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        exit_on_signal()
+    # Everything is written, fsynced and closed by now (checkpoints, image, events, the run's lock).
+    # Python's own shutdown would next restore the default signal handlers and spend a moment
+    # finalising torch: a Ctrl-C or SIGTERM then would kill the finished program by the signal.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import threading
 import warnings
 from argparse import ArgumentError
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
@@ -174,7 +174,13 @@ class StyleTransferCLI(LightningCLI):
         except OSError as err:  # a full disk, a quota, a failing filesystem: no traceback, what is kept
             if err.errno not in DISK_ERRNOS:
                 raise
-            what = str(err) if isinstance(err, WriteFailed) else describe_write_failure(err.filename or self.trainer.log_dir, err)
+            if isinstance(err, WriteFailed):
+                what = str(err)
+            elif err.filename:
+                what = describe_write_failure(err.filename, err)
+            else:  # TensorBoard's event writer (a thread of its own) does not say which file
+                directory = self.trainer.log_dir or "."
+                what = describe_write_failure(directory, err, what=f"into {directory} (the TensorBoard event file)")
             raise UserError(f"{what}; {self._last_good_checkpoint()}") from None
         except RunInterrupted as err:
             err.kept = self._kept()
@@ -268,24 +274,43 @@ def program_name() -> str:
     return "nst-lightning" if Path(sys.argv[0]).name == "nst-lightning" else "python -m nst_lightning"
 
 
-def cli_main(args: Optional[list[str]] = None) -> StyleTransferCLI:
+def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> StyleTransferCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line;
-    SIGINT/SIGTERM with 130/143 and one line saying what was saved."""
+    SIGINT/SIGTERM with 130/143 and one line saying what was saved. ``exit_on_signals`` (the program,
+    not an embedding process): once the run has ended, a signal ends the process (``exit_on_signal``)."""
+    ending = exit_on_signal if exit_on_signals else (lambda: None)
     for message in EXPECTED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     NoAdvertisements.install()
     try:
         with _sigterm_like_ctrl_c():
-            return _run(args)
+            return _run(args, ending)
     except RunInterrupted as err:
+        ending()
         print(_stopped_message(err), file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt:
+        ending()
         print("nst_lightning: stopped by SIGINT outside training; nothing was saved", file=sys.stderr)
         raise SystemExit(128 + signal.SIGINT) from None
 
 
-def _run(args: Optional[list[str]]) -> StyleTransferCLI:
+def exit_on_signal() -> None:
+    """From here to the process's end (the run is over: saved, stopped or refused), SIGINT or SIGTERM
+    ends it with one line and 128 + N, never with a traceback or a death by the signal."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _stop_while_exiting)
+
+
+def _stop_while_exiting(signum: int, frame: Any) -> None:
+    # Python's shutdown (threads, TensorBoard's writer, torch) takes a moment after a run.
+    print(f"nst_lightning: stopped by {signal.Signals(signum).name} while exiting", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+def _run(args: Optional[list[str]], ending: Callable[[], None]) -> StyleTransferCLI:
     try:
         return StyleTransferCLI(
             StyleTransfer,
@@ -299,10 +324,12 @@ def _run(args: Optional[list[str]]) -> StyleTransferCLI:
             parser_kwargs={"prog": program_name(), "exit_on_error": False},
         )
     except ArgumentError as err:
+        ending()
         message = " ".join(line.strip() for line in str(err).splitlines())
         print(f"nst_lightning: error: {message}; see {program_name()} fit --help", file=sys.stderr)
         raise SystemExit(2) from None
     except (UserError, MisconfigurationException) as err:
+        ending()
         message = err.for_cli() if isinstance(err, UserError) else str(err)
         print(f"nst_lightning: error: {message.strip().splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None

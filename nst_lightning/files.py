@@ -35,14 +35,19 @@ class WriteFailed(OSError):
         return str(self.strerror)
 
 
-def describe_write_failure(path: str | os.PathLike, err: OSError, written: int = 0, needed: int = 0) -> str:
-    """One clause: what could not be written, where, why, and the space it needed and there is."""
+def describe_write_failure(path: str | os.PathLike, err: OSError, written: int = 0, needed: int = 0, what: str = "") -> str:
+    """One clause: what could not be written (``what``, default ``path``), where, why, and the space it
+    needed and there is."""
+    directory = Path(path) if Path(path).is_dir() else Path(path).parent
     try:
-        free = f"{_amount(shutil.disk_usage(Path(path).parent).free)} free there"
+        free = f"{_amount(shutil.disk_usage(directory).free)} free there"
     except OSError:
         free = "free space unknown"
-    amount = f"about {_amount(needed)} needed" if needed else f"{_amount(written)} written when it failed"
-    return f"could not write {path}: {err.strerror or err} ({amount}, {free})"
+    if needed:
+        free = f"about {_amount(needed)} needed, {free}"
+    elif written:
+        free = f"{_amount(written)} written when it failed, {free}"
+    return f"could not write {what or path}: {err.strerror or err} ({free})"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], needed: int = 0) -> Path:

@@ -10,7 +10,8 @@ A step's peak memory is two parts (docs/performance.md, "Memory model"):
 - **VGG19's working set** for what one pass sees (the whole image, or one tile with its halo): the
   activations kept for backward and the gradients and temporaries of the backward pass. It is
   proportional to the pixels and to ``sum(channels / stride^2)`` over the network up to its cut
-  (320 channels a pixel through ``conv5_1``), times ``WORKING_BYTES_PER_CHANNEL``, measured.
+  (320 channels a pixel through ``conv5_1``), times ``WORKING_BYTES_PER_CHANNEL``, measured;
+- a **fixed** part, measured (``FIXED_BYTES``).
 
 The estimate is of the memory a run adds to what the process holds when it starts (Python, torch
 and VGG19's weights: about 0.9 GB on a CPU), and is checked against measurement by
@@ -33,10 +34,18 @@ from nst_lightning.errors import UserError, param
 # RSS on a CPU at 512 and 1024 px (docs/performance.md): about 2.2 x the 4 bytes an activation
 # takes, for the backward's gradients and the convolutions' temporaries.
 WORKING_BYTES_PER_CHANNEL = 8.8
-# Under bf16-mixed the activations are bfloat16 but each convolution keeps a cast copy of its input.
-BF16_WORKING_RATIO = 0.65
+# Under bf16-mixed the activations are bfloat16 but the backward's temporaries are not all halved:
+# measured 0.7 (the slope 1.9 instead of 2.7 GB/Mpx, 384 to 896 px).
+BF16_WORKING_RATIO = 0.7
+# What a run adds whatever its size (Lightning's loop, oneDNN's reordered weights; under bf16-mixed
+# also the weights' bfloat16 copies): the intercepts of the measured peaks, 384 to 896 px.
+FIXED_BYTES = 50e6
+FIXED_BYTES_BF16 = 130e6
 # Activation checkpointing per VGG block: -35% of the per-pixel peak (docs/performance.md).
 CHECKPOINTING_WORKING_RATIO = 0.65
+# A budget chooses tiles whose estimate is within this share of it: the estimate is within about
+# 15% of the measured peak at large sizes, either way (docs/performance.md).
+BUDGET_MARGIN = 0.9
 # The smallest tile an automatic choice makes: below it a step costs over ~7x an untiled one.
 MIN_AUTO_TILE = 128
 GB = 1e9
@@ -73,13 +82,14 @@ class MemoryModel:
 
     state_per_pixel: float
     working_per_pixel: float
+    fixed: float = 0.0
 
     def estimate(self, height: int, width: int, crop: Optional[tuple[int, int]] = None) -> float:
         """Bytes the run adds at its peak, for a ``height`` x ``width`` result whose passes each see
         ``crop`` pixels (``None``: the whole image, untiled)."""
         seen = (crop[0] * crop[1]) if crop else height * width
         tile_extra = 24 * seen if crop else 0  # a tiled pass's crop and its gradient
-        return self.state_per_pixel * height * width + (self.working_per_pixel * seen + tile_extra)
+        return self.fixed + self.state_per_pixel * height * width + (self.working_per_pixel * seen + tile_extra)
 
     def largest_tile(self, height: int, width: int, budget: float, halo: int, align: int) -> Optional[int]:
         """The largest tile size (a multiple of ``align``, at least ``MIN_AUTO_TILE``) whose estimate
@@ -123,12 +133,12 @@ def memory_model(
         content_targets += 4 * channels / stride**2
     state = 12 + 12 + optimizer_state + (12 if ema else 0) + 12 + content_targets + 3 * (1 + style_pixel_ratio)
     state += 12 if luminance else 0
-    working = WORKING_BYTES_PER_CHANNEL * activation_channels(features)
-    if "bf16" in precision or "16" in precision:
-        working *= BF16_WORKING_RATIO
+    working, fixed = WORKING_BYTES_PER_CHANNEL * activation_channels(features), FIXED_BYTES
+    if "16" in precision:  # bf16-mixed, 16-mixed
+        working, fixed = working * BF16_WORKING_RATIO, FIXED_BYTES_BF16
     if activation_checkpointing:
         working *= CHECKPOINTING_WORKING_RATIO
-    return MemoryModel(state, working)
+    return MemoryModel(state, working, fixed)
 
 
 def available_bytes(device: torch.device) -> Optional[float]:
@@ -210,7 +220,7 @@ def plan(
     available = available_bytes(device) if check else None
     holds = process_bytes(device)
     if max_memory_gb is not None:
-        limit = max_memory_gb * GB - holds
+        limit = BUDGET_MARGIN * max_memory_gb * GB - holds
         if available is not None:
             limit = min(limit, available)
         if model.largest_tile(height, width, limit, halo, align) is None:

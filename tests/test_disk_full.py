@@ -111,3 +111,47 @@ def test_a_real_full_disk_mid_run(tmp_path):
             checkpoint(last)  # whole and loadable
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_result_image_that_does_not_fit(run_cli, run_dir, capsys, monkeypatch):
+    from PIL import Image
+
+    real_save = Image.Image.save
+
+    def no_space(self, fp, *args, **kwargs):
+        if isinstance(fp, io.BytesIO):  # TensorBoard encoding a preview in memory
+            return real_save(self, fp, *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", no_space)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli()
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"nst_lightning: error: could not write {os.path.join('lightning_logs', 'debug', 'generated.png')}: No space left on device")
+    assert "the last good checkpoint" in line and "last.ckpt, is intact" in line
+    assert not (run_dir / "generated.png").exists() and temporaries(run_dir) == []
+
+
+def test_an_event_file_that_does_not_fit(run_cli, run_dir, capsys, monkeypatch):
+    # TensorBoard writes its events in a thread of its own, which hands the error to the next write.
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    written = []
+    real_write = RecordWriter.write
+
+    def write(self, data):
+        if len(written) >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(len(data))
+        return real_write(self, data)
+
+    monkeypatch.setattr(RecordWriter, "write", write)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--trainer.max_steps", "30")
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("nst_lightning: error: could not write into ") and "(the TensorBoard event file): No space left on device" in line, line
+    assert "is intact" in line or "no checkpoint had been written yet" in line
