@@ -124,12 +124,15 @@ def test_the_heartbeat_keeps_a_lock_fresh(tmp_path, monkeypatch):
 
 
 RACE = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from nst_lightning.errors import UserError
 from nst_lightning.run_lock import RunLock
-directory, start = Path(sys.argv[1]), float(sys.argv[2])
-time.sleep(max(0.0, start - time.time()))
+directory = Path(sys.argv[1])
+(directory / "ready").mkdir(exist_ok=True)
+(directory / "ready" / str(os.getpid())).touch()
+while not (directory / "go").exists():  # all start together, once every interpreter is ready
+    time.sleep(0.001)
 try:
     lock = RunLock(directory).acquire()
 except UserError:
@@ -147,8 +150,9 @@ lock.release()
 
 def test_a_stale_lock_is_taken_over_by_exactly_one_of_many(tmp_path):
     write_foreign_lock(tmp_path, "gone-host", age_s=10_000)
-    start_at = time.time() + 3.0  # after every interpreter has started
-    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path), str(start_at)], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path)], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    wait_for(lambda: len(list((tmp_path / "ready").glob("*"))) == 6 if (tmp_path / "ready").exists() else False)
+    (tmp_path / "go").touch()
     outputs = [racer.communicate(timeout=120)[0].strip() for racer in racers]
     assert sorted(outputs) == ["held 1"] + ["refused"] * 5, outputs
     assert not (tmp_path / LOCK_NAME).exists()
