@@ -124,8 +124,10 @@ MEASURE = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize(
     "options",
-    [{"image_size": 384}, {"image_size": 640}, {"image_size": 640, "tile_size": 256}, {"image_size": 384, "precision": "bf16-mixed"}, {"image_size": 640, "precision": "bf16-mixed"}],
-    ids=["384", "640", "640-tiled", "384-bf16", "640-bf16"],
+    # Not smaller: below ~0.2 Mpx what the allocator keeps from the warm-up run moves the peak by
+    # +-60 MB (a bf16 run at 384 px measured 285-343 MB).
+    [{"image_size": 512}, {"image_size": 768}, {"image_size": 768, "tile_size": 256}, {"image_size": 512, "precision": "bf16-mixed"}, {"image_size": 768, "precision": "bf16-mixed"}],
+    ids=["512", "768", "768-tiled", "512-bf16", "768-bf16"],
 )
 def test_the_estimate_is_within_25_percent_of_the_measured_peak(options):
     from nst_lightning.data import StyleTransferData
