@@ -35,7 +35,7 @@ from nst_lightning.multiscale import CoarseToFine, check_schedule, stage_sizes
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
 from nst_lightning.resume import check_same_optimizer, load_start_image
 from nst_lightning.style_statistics import STYLE_STATISTICS, StyleLossName
-from nst_lightning.tiling import TiledLoss
+from nst_lightning.tiling import TiledLoss, vgg_halo_and_alignment
 from nst_lightning.vgg import LayerName, PoolingName, VGG19Features
 
 DEFAULT_STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -228,15 +228,16 @@ class StyleTransfer(pl.LightningModule):
         """Refuse a run that cannot fit (``memory.py``'s estimate against the memory available), or
         with ``max_memory_gb``, set the budget the tile size is chosen from."""
         (height, width), _ = datamodule.header_sizes(datamodule.image_size)
-        tiled = self.tiled_loss
+        # The tiles' geometry also for an untiled run, whose refusal may suggest tiles.
+        halo, align = vgg_halo_and_alignment(self.vgg, self.vgg.layers)
         self._memory_model = self.memory_model(datamodule, precision)
         self._memory_budget = plan(
             self._memory_model,
             height,
             width,
             device,
-            halo=tiled.halo if tiled else 0,
-            align=tiled.align if tiled else 16,
+            halo=halo,
+            align=align,
             tile_size=self.hparams.tile_size,
             max_memory_gb=self.hparams.max_memory_gb,
             check=self.hparams.check_memory,

@@ -76,6 +76,12 @@ def halo_and_alignment(geometries: list[LayerGeometry]) -> tuple[int, int]:
     return math.ceil(reach / align) * align, align
 
 
+def vgg_halo_and_alignment(vgg: Any, layers: Sequence[str]) -> tuple[int, int]:
+    """``halo_and_alignment`` for these layers of a ``VGG19Features``."""
+    geometry = layer_geometry(vgg.features)
+    return halo_and_alignment([geometry[vgg.layer_index(name)] for name in layers])
+
+
 def tile_grid(height: int, width: int, tile_size: int, halo: int, align: int) -> list[Tile]:
     """Tiles whose inner regions partition the image, ``tile_size`` rounded down to the grid (at least
     one grid step), the last row and column taking the rest."""

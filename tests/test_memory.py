@@ -145,3 +145,28 @@ def test_the_estimate_is_within_25_percent_of_the_measured_peak(options):
     crop = crop_of(tiled.tile_size, height, width, tiled.halo, tiled.align) if tiled else None
     estimate = model.estimate(height, width, crop)
     assert abs(estimate - measured) / measured < 0.25, f"estimate {estimate / 1e6:.0f} MB, measured {measured / 1e6:.0f} MB"
+
+
+def test_a_budget_tiles_only_the_stages_that_need_it(monkeypatch):
+    # A budget between the two stages' untiled estimates (with the process's own memory taken as 0 and
+    # plenty available): the first stage runs untiled, the final one in tiles, and both finish.
+    import logging
+
+    from nst_lightning import stylize
+
+    monkeypatch.setattr("nst_lightning.memory.process_bytes", lambda device: 0.0)
+    monkeypatch.setattr("nst_lightning.memory.available_bytes", lambda device: 100e9)
+    options = dict(weights="random", content_layers=["conv2_1"], style_layers=["conv1_1", "conv2_1"], stage_steps=[1], progress_bar=False)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info writes
+    logger.addHandler(handler)
+    try:
+        result = stylize("builtin:tubingen", "builtin:starry_night", image_size=256, max_steps=3, max_memory_gb=0.12, **options)
+    finally:
+        logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records if "memory budget" in r.getMessage()]
+    assert lines[0] == "181x136: untiled, for a memory budget of 0.12 GB"
+    assert lines[1].startswith("256x192: in tiles of ") and int(lines[1].split()[4]) < 256, lines
+    assert result.size == (256, 192)
