@@ -260,6 +260,24 @@ def _sigterm_like_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+@contextlib.contextmanager
+def _disk_errors_quiet_in_threads() -> Iterator[None]:
+    """TensorBoard writes its event file in a thread, which on a full disk prints its traceback and
+    hands the error to the main thread's next write; that one ends the run with one line. So a disk
+    error in a thread is not printed; any other error still is."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_ERRNOS):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 def _stopped_message(err: RunInterrupted) -> str:
     name = signal.Signals(err.signum).name
     if err.step is None:
@@ -283,7 +301,7 @@ def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) ->
         warnings.filterwarnings("ignore", message=message)
     NoAdvertisements.install()
     try:
-        with _sigterm_like_ctrl_c():
+        with _sigterm_like_ctrl_c(), _disk_errors_quiet_in_threads():
             return _run(args, ending)
     except RunInterrupted as err:
         ending()
