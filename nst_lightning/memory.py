@@ -141,9 +141,10 @@ def memory_model(
     return MemoryModel(state, working, fixed)
 
 
-def available_bytes(device: torch.device) -> Optional[float]:
+def available_bytes(device: torch.device, cgroup: str = "/sys/fs/cgroup", meminfo: str = "/proc/meminfo") -> Optional[float]:
     """Memory a run may still take on ``device``: the GPU's free memory, or on a CPU the kernel's
-    MemAvailable, capped by a cgroup limit (containers, SLURM); ``None`` where it cannot be read."""
+    MemAvailable, capped by a cgroup v2 limit (containers, SLURM) less what the cgroup uses apart
+    from its reclaimable page cache; ``None`` where it cannot be read."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return float(free)
@@ -151,15 +152,21 @@ def available_bytes(device: torch.device) -> Optional[float]:
         return None
     limits = []
     try:
-        with open("/proc/meminfo") as meminfo:
-            limits += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
+        with open(meminfo) as lines:
+            limits += [int(line.split()[1]) * 1024 for line in lines if line.startswith("MemAvailable:")]
     except OSError:
         pass
     try:
-        with open("/sys/fs/cgroup/memory.max") as limit, open("/sys/fs/cgroup/memory.current") as current:
+        with open(f"{cgroup}/memory.max") as limit, open(f"{cgroup}/memory.current") as current:
             text = limit.read().strip()
             if text != "max":
-                limits.append(int(text) - int(current.read().strip()))
+                used = int(current.read().strip())
+                try:  # the page cache counts in memory.current, and the kernel reclaims it first
+                    with open(f"{cgroup}/memory.stat") as stat:
+                        used -= next(int(line.split()[1]) for line in stat if line.startswith("inactive_file "))
+                except (OSError, StopIteration, ValueError):
+                    pass
+                limits.append(int(text) - used)
     except (OSError, ValueError):
         pass
     if not limits and hasattr(os, "sysconf"):

@@ -170,3 +170,17 @@ def test_a_budget_tiles_only_the_stages_that_need_it(monkeypatch):
     assert lines[0] == "181x136: untiled, for a memory budget of 0.12 GB"
     assert lines[1].startswith("256x192: in tiles of ") and int(lines[1].split()[4]) < 256, lines
     assert result.size == (256, 192)
+
+
+def test_available_memory_counts_a_cgroup_limit_without_its_page_cache(tmp_path):
+    from nst_lightning.memory import available_bytes
+
+    (tmp_path / "meminfo").write_text("MemTotal: 100000000 kB\nMemAvailable: 50000000 kB\n")
+    assert available_bytes(CPU, cgroup=str(tmp_path / "none"), meminfo=str(tmp_path / "meminfo")) == 50_000_000 * 1024
+    # A 8 GB container that has used 7 GB, 4 GB of which is inactive page cache: 5 GB are available.
+    (tmp_path / "memory.max").write_text(f"{8 * 2**30}\n")
+    (tmp_path / "memory.current").write_text(f"{7 * 2**30}\n")
+    (tmp_path / "memory.stat").write_text(f"anon {3 * 2**30}\nfile {4 * 2**30}\ninactive_file {4 * 2**30}\n")
+    assert available_bytes(CPU, cgroup=str(tmp_path), meminfo=str(tmp_path / "meminfo")) == 5 * 2**30
+    (tmp_path / "memory.max").write_text("max\n")
+    assert available_bytes(CPU, cgroup=str(tmp_path), meminfo=str(tmp_path / "meminfo")) == 50_000_000 * 1024
