@@ -74,25 +74,29 @@ class StyleTransferData(pl.LightningDataModule):
         # long side; `images()` hands out float copies, which the module keeps only while it
         # computes the targets.
         self._cache: dict[int, tuple[Tensor, list[Tensor]]] = {}
-        self._loaded = False
         # Each source's bytes, read once: every stage's size is decoded from them, and the
         # fingerprint hashes them (a URL is downloaded once, not once per stage).
         self._bytes: dict[str, bytes] = {}
 
     @property
+    def loaded(self) -> bool:
+        """Whether the inputs at the final size are decoded (``load``)."""
+        return self.image_size in self._cache
+
+    @property
     def content_image(self) -> Optional[Tensor]:
         """The content image at the final size (a float copy), once loaded."""
-        return pixels_to_float(self._cache[self.image_size][0]) if self._loaded else None
+        return pixels_to_float(self._cache[self.image_size][0]) if self.loaded else None
 
     @property
     def style_images(self) -> list[Tensor]:
         """The style images at the final size (float copies), once loaded."""
-        return [pixels_to_float(s) for s in self._cache[self.image_size][1]] if self._loaded else []
+        return [pixels_to_float(s) for s in self._cache[self.image_size][1]] if self.loaded else []
 
     @property
     def style_image(self) -> Optional[Tensor]:
         """The (first) style image at the final size."""
-        return self.style_images[0] if self._loaded else None
+        return pixels_to_float(self._cache[self.image_size][1][0]) if self.loaded else None
 
     @property
     def style(self) -> Union[str, list[str]]:
@@ -102,9 +106,7 @@ class StyleTransferData(pl.LightningDataModule):
         """Read, check and resize the images at the final size (once); raises ``UserError`` with a
         one-line fix. The CLI calls this before the Trainer creates any file, so bad input leaves
         nothing behind."""
-        if not self._loaded:
-            self._decoded(self.image_size)
-            self._loaded = True
+        self._decoded(self.image_size)
 
     def _read(self, source: str, option: str) -> bytes:
         if source not in self._bytes:
