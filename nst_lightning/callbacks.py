@@ -178,7 +178,9 @@ class ImageLogger(pl.Callback):
         self._log_generated(trainer, pl_module)
 
     def preview(self, image: torch.Tensor) -> torch.Tensor:
-        """``[1, 3, H, W]`` as ``[3, h, w]`` with its long side at most ``max_side``."""
+        """``[1, 3, H, W]`` as ``[3, h, w]`` with its long side at most ``max_side``; K images side by side."""
+        if image.shape[0] > 1:
+            image = torch.cat(list(image.unbind(0)), dim=-1)[None]
         scale = self.max_side / max(image.shape[-2:])
         if scale < 1:
             size = [max(1, round(side * scale)) for side in image.shape[-2:]]
@@ -210,7 +212,8 @@ class SaveGeneratedImage(pl.Callback):
                 the extension picks the format (``.png``, ``.jpg``, ...).
         """
         self.filename = filename
-        self.path: Optional[Path] = None
+        self.path: Optional[Path] = None  # the (first) image written
+        self.paths: list[Path] = []
         self.step: Optional[int] = None  # the step of the image written
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -234,7 +237,12 @@ class SaveGeneratedImage(pl.Callback):
 
     def _save(self, trainer: pl.Trainer, image: Any, step: Optional[int]) -> None:
         if trainer.is_global_zero:
-            self.path = save_image(image, os.path.join(trainer.log_dir or ".", self.filename))
+            directory = trainer.log_dir or "."
+            if image.shape[0] == 1:
+                self.paths = [save_image(image, os.path.join(directory, self.filename))]
+            else:  # photos optimised together: one file each, generated_0.png, generated_1.png...
+                self.paths = [save_image(image[k : k + 1], os.path.join(directory, member_filename(self.filename, k))) for k in range(image.shape[0])]
+            self.path = self.paths[0]
             self.step = step
 
 
@@ -319,3 +327,9 @@ class StepCheckpoint(ModelCheckpoint):
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+
+
+def member_filename(filename: str, k: int) -> str:
+    """The result file of the k-th of several photos optimised together: ``generated_0.png``..."""
+    stem, dot, suffix = filename.rpartition(".")
+    return f"{stem}_{k}.{suffix}" if dot else f"{filename}_{k}"

@@ -18,6 +18,7 @@ import math
 from typing import Any, Optional, Union
 
 import lightning.pytorch as pl
+import torch
 from jsonargparse.typing import PositiveInt
 from torch import Tensor
 from torch.utils.data import DataLoader
@@ -34,7 +35,7 @@ MIN_SHORT_SIDE = 16
 class StyleTransferData(pl.LightningDataModule):
     def __init__(
         self,
-        content: str = "builtin:tubingen",
+        content: Union[str, list[str]] = "builtin:tubingen",
         style: Union[str, list[str]] = "builtin:starry_night",
         style_weights: Optional[list[FiniteNonNegativeFloat]] = None,
         image_size: PositiveInt = 512,
@@ -43,8 +44,12 @@ class StyleTransferData(pl.LightningDataModule):
         """
         Args:
             content: The photo whose structure is kept: a file path, an http(s) URL or ``builtin:NAME``.
+                A list of K photos of the same size at ``image_size`` optimises K results at once, as
+                one ``[K, 3, H, W]`` image (what ``batch --batch_size K`` runs): each has its own targets
+                and loss, and comes out as it would alone (Adam only).
             style: The painting whose style is transferred (a file path, an http(s) URL or
-                ``builtin:NAME``), or a list of them to blend.
+                ``builtin:NAME``), or a list of them to blend. With a list of K photos: one painting
+                for all of them, or a list of K paintings, the k-th for the k-th photo (no blends).
             style_weights: With several styles, one blend weight per style image, normalised to sum to 1
                 (default: equal). The target Gram matrices are the weighted sum of each image's, as in
                 jcjohnson/neural-style's ``-style_blend_weights``.
@@ -55,12 +60,24 @@ class StyleTransferData(pl.LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.content = content
+        self.contents = [content] if isinstance(content, str) else list(content)
+        self.content = self.contents[0] if len(self.contents) == 1 else self.contents
         self.styles = [style] if isinstance(style, str) else list(style)
+        if not self.contents:
+            raise UserError(f"{param('data.content')} is an empty list; give at least one photo")
         if not self.styles:
             raise UserError(f"{param('data.style')} is an empty list; give at least one style image")
-        weights = [1.0] * len(self.styles) if style_weights is None else [float(w) for w in style_weights]
-        if len(weights) != len(self.styles):
+        if len(self.contents) > 1:
+            if len(self.styles) not in (1, len(self.contents)) or style_weights is not None:
+                raise UserError(
+                    f"{param('data.content')} has {len(self.contents)} photos: give {param('data.style')} one painting for all, "
+                    f"or {len(self.contents)} paintings (one per photo, no blend weights)"
+                )
+            self.styles = self.styles * len(self.contents) if len(self.styles) == 1 else self.styles
+            style_weights = None
+        blend = self.styles if len(self.contents) == 1 else [self.styles[0]]
+        weights = [1.0] * len(blend) if style_weights is None else [float(w) for w in style_weights]
+        if len(weights) != len(blend):
             raise UserError(
                 f"{param('data.style_weights')} has {len(weights)} values for {len(self.styles)} style images; "
                 "give one weight per style image"
@@ -128,15 +145,35 @@ class StyleTransferData(pl.LightningDataModule):
         the files' headers without decoding them (within a pixel): for the memory estimate, which
         must refuse a size that cannot fit before it is decoded."""
         content_option, style_option = param("data.content"), param("data.style")
-        content = header_size(self._read(self.content, content_option), long_side, self.content, content_option)
+        sizes = [header_size(self._read(c, content_option), long_side, c, content_option) for c in self.contents]
+        self._check_same_size(sizes, long_side)
         style_side = max(1, round(self.style_scale * long_side))
-        return content, [header_size(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
+        return sizes[0], [header_size(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
+
+    def _check_same_size(self, sizes: list[tuple[int, int]], long_side: int) -> None:
+        """The photos optimised together are one tensor: they must come out the same size."""
+        for source, size in zip(self.contents, sizes):
+            if size != sizes[0]:
+                raise UserError(
+                    f"{param('data.content')}: {source} is {size[1]}x{size[0]} at {long_side} px but {self.contents[0]} is "
+                    f"{sizes[0][1]}x{sizes[0][0]}; photos optimised together must have the same size (batch groups them by size)"
+                )
+
+    def members(self, long_side: int) -> list[tuple[Tensor, list[Tensor], list[float]]]:
+        """Per image of the result: its photo ``[1, 3, H, W]``, its style images and their blend
+        weights, as floats at ``long_side`` (one entry, unless several photos are optimised together)."""
+        content, styles = self.images(long_side)
+        if len(self.contents) == 1:
+            return [(content, styles, self.style_weights)]
+        return [(content[k : k + 1], [styles[k]], [1.0]) for k in range(len(self.contents))]
 
     def _decoded(self, long_side: int) -> tuple[Tensor, list[Tensor]]:
         """The 8-bit inputs at ``long_side``, decoded once and checked."""
         if long_side not in self._cache:
             content_option, style_option = param("data.content"), param("data.style")
-            content = decode_pixels(self._read(self.content, content_option), long_side, self.content, content_option)
+            photos = [decode_pixels(self._read(c, content_option), long_side, c, content_option) for c in self.contents]
+            self._check_same_size([tuple(p.shape[-2:]) for p in photos], long_side)
+            content = photos[0] if len(photos) == 1 else torch.cat(photos)
             style_side = max(1, round(self.style_scale * long_side))
             styles = [decode_pixels(self._read(s, style_option), style_side, s, style_option) for s in self.styles]
             for image, option in [(content, content_option)] + [(s, style_option) for s in styles]:
@@ -160,7 +197,7 @@ class StyleTransferData(pl.LightningDataModule):
             "content": self.content,
             # Of the bytes, not of the decoded pixels: stable across Pillow versions, and the same for
             # a URL and a downloaded copy of it.
-            "content_sha256": _sha256(self._bytes[self.content]),
+            "content_sha256": _sha256(self._bytes[self.content]) if len(self.contents) == 1 else [_sha256(self._bytes[c]) for c in self.contents],
             "size": list(self.size(self.image_size)),
             "styles": list(self.styles),
             "styles_sha256": [_sha256(self._bytes[s]) for s in self.styles],

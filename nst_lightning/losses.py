@@ -156,3 +156,28 @@ def weighted_losses(
     losses = {"loss": total, "content_loss": content, "style_loss": style, "tv_loss": tv}
     losses.update({f"style_loss/{n}": loss for n, loss in per_layer.items()})
     return losses
+
+
+def batch_losses(
+    features: Mapping[str, Tensor],
+    image: Tensor,
+    targets: Sequence[tuple[Mapping[str, Tensor], Mapping[str, Any]]],
+    weights: LossWeights,
+    statistic: "StyleStatistic",
+) -> dict[str, Tensor]:
+    """``weighted_losses`` of each image of ``image`` (``[K, 3, H, W]``) against its own targets
+    (``targets[k]``: content features and style statistics), with its own normalisation. The total
+    ``loss`` is their sum, so each image's gradient is the one it has alone, and with Adam (whose
+    update is per element) each image follows its own run: K runs in one VGG19 pass. The parts
+    (``content_loss``...) are sums too; ``image_<k>/loss``, ``image_<k>/content_loss`` and
+    ``image_<k>/style_loss`` are each image's own."""
+    if len(targets) == 1:
+        return weighted_losses(features, image, *targets[0], weights, statistic)
+    per_image = [
+        weighted_losses({n: f[k : k + 1] for n, f in features.items()}, image[k : k + 1], content, style, weights, statistic)
+        for k, (content, style) in enumerate(targets)
+    ]
+    losses = {name: sum(losses[name] for losses in per_image) for name in per_image[0]}
+    for k, own in enumerate(per_image):
+        losses.update({f"image_{k}/{name}": own[name] for name in ("loss", "content_loss", "style_loss")})
+    return losses

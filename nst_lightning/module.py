@@ -29,7 +29,7 @@ from nst_lightning.callbacks import DivergenceGuard, LossLogger
 from nst_lightning.color import ColorMode, gray, match_color_histogram, match_luminance, with_chroma_of
 from nst_lightning.errors import UserError, param
 from nst_lightning.iterate_average import IterateAverage
-from nst_lightning.losses import LossWeights, weighted_losses
+from nst_lightning.losses import LossWeights, batch_losses
 from nst_lightning.memory import MIN_AUTO_TILE, MemoryModel, memory_model, plan
 from nst_lightning.multiscale import CoarseToFine, check_schedule, stage_sizes
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
@@ -191,11 +191,21 @@ class StyleTransfer(pl.LightningModule):
         self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
         self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
         # Computed once per size (at the start and at each stage change), never per step; not
-        # checkpointed: a resume recomputes them from the inputs.
-        self.content_targets: dict[str, Tensor] = {}
-        self.style_targets: dict[str, Any] = {}  # per layer, of the style statistic's making
-        self.content_colors: Optional[Tensor] = None  # the photo at the current size (luminance mode)
+        # checkpointed: a resume recomputes them from the inputs. One (content features, style
+        # statistics) pair per image of the result: several when photos are optimised together.
+        self.targets: list[tuple[dict[str, Tensor], dict[str, Any]]] = []
+        self.content_colors: Optional[Tensor] = None  # the photo(s) at the current size (luminance mode)
         self._start_image: Optional[Tensor] = None  # init_image, as loaded
+
+    @property
+    def content_targets(self) -> dict[str, Tensor]:
+        """The (first) image's content features per content layer."""
+        return self.targets[0][0] if self.targets else {}
+
+    @property
+    def style_targets(self) -> dict[str, Any]:
+        """The (first) image's style statistics per style layer, of the style statistic's making."""
+        return self.targets[0][1] if self.targets else {}
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [DivergenceGuard(), LossLogger(), CoarseToFine(self.hparams.stage_steps or [])]
@@ -217,6 +227,13 @@ class StyleTransfer(pl.LightningModule):
         """Fail early, with one line, on inputs that would fail mid-run (the CLI calls this before it
         writes any file): unreadable images, a bad stage schedule, an unreadable ``init_image``, a
         size that does not fit in memory (on ``device``, default the Trainer's)."""
+        images = len(getattr(datamodule, "contents", [None]))
+        if images > 1 and (self.hparams.optimizer == "lbfgs" or self.tiled_loss is not None):
+            what = param("model.optimizer") + " lbfgs" if self.hparams.optimizer == "lbfgs" else "tiles"
+            raise UserError(
+                f"{images} photos optimised together cannot use {what} (L-BFGS's line search and history would couple "
+                f"the images; tiles are for one large image); use {param('model.optimizer')} adam, untiled, or one photo at a time"
+            )
         # First, from the images' headers: a size that cannot fit is refused before it is decoded.
         self.plan_memory(datamodule, device or self.trainer.strategy.root_device, precision or str(self.trainer.precision))
         datamodule.load()
@@ -228,6 +245,7 @@ class StyleTransfer(pl.LightningModule):
         """Refuse a run that cannot fit (``memory.py``'s estimate against the memory available), or
         with ``max_memory_gb``, set the budget the tile size is chosen from."""
         (height, width), _ = datamodule.header_sizes(datamodule.image_size)
+        height *= len(getattr(datamodule, "contents", [None]))  # K images of a batch: K times the pixels
         # The tiles' geometry also for an untiled run, whose refusal may suggest tiles.
         halo, align = vgg_halo_and_alignment(self.vgg, self.vgg.layers)
         self._memory_model = self.memory_model(datamodule, precision)
@@ -263,7 +281,13 @@ class StyleTransfer(pl.LightningModule):
         if self.hparams.init == "content":
             return content.clone()
         if self.hparams.init == "noise":
-            return torch.rand_like(content)
+            # Each image of a batch gets the noise it would get alone (the same draw).
+            state = torch.get_rng_state()
+            noise = []
+            for k in range(content.shape[0]):
+                torch.set_rng_state(state)
+                noise.append(torch.rand_like(content[k : k + 1]))
+            return torch.cat(noise)
         # Resized to the content's exact shape: an init image of another aspect is stretched.
         return F.interpolate(self._start_image, size=content.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
 
@@ -279,8 +303,17 @@ class StyleTransfer(pl.LightningModule):
         datamodule = self._datamodule()
         if self._memory_budget is not None:
             self._choose_tile_size(*self.image.shape[-2:])
-        content, styles = datamodule.images(max(self.image.shape[-2:]))
-        self.compute_targets(content, styles, datamodule.style_weights)
+        members = datamodule.members(max(self.image.shape[-2:])) if hasattr(datamodule, "members") else None
+        if members is None:
+            content, styles = datamodule.images(max(self.image.shape[-2:]))
+            members = [(content, styles, datamodule.style_weights)]
+        pairs, colors = [], []
+        for content, styles, blend in members:
+            self.compute_targets(content, styles, blend)
+            pairs.append(self.targets[0])
+            colors.append(self.content_colors)
+        self.targets = pairs
+        self.content_colors = torch.cat(colors) if colors[0] is not None else None
 
     def _choose_tile_size(self, height: int, width: int) -> None:
         """With ``max_memory_gb``: untiled if this size fits the budget, else the largest tile that does."""
@@ -292,8 +325,8 @@ class StyleTransfer(pl.LightningModule):
 
     @torch.no_grad()
     def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> None:
-        """Content features and blended style statistics, in fp32 (outside autocast) for exact targets.
-        Colour preservation transforms the inputs first."""
+        """Content features and blended style statistics of one photo ``[1, 3, H, W]``, in fp32
+        (outside autocast) for exact targets. Colour preservation transforms the inputs first."""
         styles = [style] if isinstance(style, Tensor) else list(style)
         content = content.to(self.device, torch.float32)
         styles = [s.to(self.device, torch.float32) for s in styles]
@@ -305,11 +338,11 @@ class StyleTransfer(pl.LightningModule):
             styles = [match_color_histogram(s, content) for s in styles]
         statistic, content_layers, style_layers = self.style_statistic, self.loss_weights.content_layers, self.loss_weights.style_layers
         with torch.autocast(device_type=self.device.type, enabled=False):
-            self.content_targets = self._measure(content, content_layers, [])[0]
+            content_targets = self._measure(content, content_layers, [])[0]
             # One style image at a time: a blend of large paintings stays small in memory.
             per_style = [self._measure(s, [], style_layers)[1] for s in styles]
         blend = blend_weights or [1.0 / len(styles)] * len(styles)
-        self.style_targets = {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers}
+        self.targets = [(content_targets, {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers})]
 
     def _measure(self, image: Tensor, content_layers: Any, style_layers: Any) -> tuple[dict, dict]:
         """Features of ``content_layers`` and style statistics of ``style_layers``; tiled if tiling."""
@@ -325,7 +358,7 @@ class StyleTransfer(pl.LightningModule):
         return datamodule
 
     def result(self, image: Optional[Tensor] = None) -> Tensor:
-        """The output image ``[1, 3, H, W]`` in [0, 1]: the averaged iterates if ``ema_decay`` is set,
+        """The output image ``[1, 3, H, W]`` (``[K, 3, H, W]`` for K photos) in [0, 1]: the averaged iterates if ``ema_decay`` is set,
         else the image (or ``image``, e.g. the last finite one); with ``preserve_colors: luminance``,
         its luminance in the photo's colours."""
         if image is not None:
@@ -344,7 +377,7 @@ class StyleTransfer(pl.LightningModule):
         """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
         image = self.image if image is None else image
         features = self.vgg(self._vgg_input(image))
-        return weighted_losses(features, image, self.content_targets, self.style_targets, self.loss_weights, self.style_statistic)
+        return batch_losses(features, image, self.targets, self.loss_weights, self.style_statistic)
 
     def _vgg_input(self, image: Tensor) -> Tensor:
         # Luminance-only transfer (Gatys et al. 2017): VGG19 sees the luminance as a grey image.
