@@ -235,7 +235,8 @@ class StyleTransferCLI(LightningCLI):
     def after_fit(self) -> None:
         for callback in self.trainer.callbacks:
             if isinstance(callback, SaveGeneratedImage) and callback.path is not None:
-                print(f"generated image: {callback.path}")
+                for path in callback.paths:
+                    print(f"generated image: {path}")
 
 
 def steps(n: Optional[int]) -> str:
@@ -300,6 +301,13 @@ def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) ->
     for message in EXPECTED_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     NoAdvertisements.install()
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["batch"]:  # many jobs, each one of the fits below (batch.py)
+        from nst_lightning.batch import batch_main
+
+        code = batch_main(argv[1:], program_name())
+        ending()
+        raise SystemExit(code)
     try:
         with _sigterm_like_ctrl_c(), _disk_errors_quiet_in_threads():
             return _run(args, ending)
