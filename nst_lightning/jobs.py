@@ -78,7 +78,9 @@ def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str]) -> l
         inputs = ["--data.content", group[0].content, "--data.style", group[0].style]
     else:  # JSON is YAML: paths with commas or spaces survive
         inputs = ["--data.content", json.dumps([j.content for j in group]), "--data.style", json.dumps([j.style for j in group])]
-    args = ["fit", *fit_args, *inputs]
+    # A job's progress bar would only fill its log: the batch shows one bar over the jobs.
+    quiet = [] if any(a.startswith("--trainer.enable_progress_bar") for a in fit_args) else ["--trainer.enable_progress_bar", "false"]
+    args = ["fit", *quiet, *fit_args, *inputs]
     args += ["--trainer.logger.init_args.save_dir", str(directory.parent), "--trainer.logger.init_args.name", ""]
     args += ["--trainer.logger.init_args.version", directory.name]
     if (directory / "checkpoints" / "last.ckpt").is_file():
@@ -126,7 +128,8 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     elif code == 2:
         records = [{"status": "failed", "reason": reason.removeprefix(ERROR_PREFIX) or f"exit code {code}"} | common for _ in group]
     else:
-        records = [{"status": "stopped", "reason": _stopped_line(log.getvalue()), "exit_code": code} | common for _ in group]
+        steps = _checkpoint_step(directory / "checkpoints" / "last.ckpt")
+        records = [{"status": "stopped", "steps": steps, "reason": _stopped_line(log.getvalue()), "exit_code": code} | common for _ in group]
     records = [{"job": job.name, "content": job.content, "style": job.style} | record for job, record in zip(group, records)]
     for job, record in zip(group, records):
         _write_record(out_path, job, record)
@@ -174,13 +177,18 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def _error_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith(ERROR_PREFIX)]
-    return lines[-1] if lines else ""
+    return _last_line(output, ERROR_PREFIX) or ""
 
 
 def _stopped_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("nst_lightning: stopped")]
-    return lines[-1].removeprefix("nst_lightning: ") if lines else "stopped"
+    line = _last_line(output, "nst_lightning: stopped")
+    return line.removeprefix("nst_lightning: ") if line else "stopped"
+
+
+def _last_line(output: str, prefix: str) -> Optional[str]:
+    """The last line from ``prefix`` on (a progress bar may share its line, without a newline)."""
+    found = [line[line.index(prefix) :] for line in output.splitlines() if prefix in line]
+    return found[-1] if found else None
 
 
 @contextlib.contextmanager

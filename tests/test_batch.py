@@ -342,3 +342,25 @@ def test_without_ray_the_ray_launcher_says_how_to_install_it(collection, capsys,
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray gives: ImportError
     assert batch("--launcher", "ray") == 2
     assert batch_lines(capsys)[-1] == 'nst_lightning: error: --launcher ray needs Ray: pip install -e ".[ray]" (or pip install ray)'
+
+
+def test_ctrl_c_stops_the_running_job_with_a_checkpoint_then_the_batch(collection):
+    steps = ["--trainer.max_steps", "40", "--checkpoint.every_n_train_steps", "1"]
+    out = collection / "styled"
+    process = _run_batch_process(collection, *steps)
+    try:
+        _wait_for(lambda: (out / "p0__s2" / "checkpoints" / "last.ckpt").is_file() or process.poll() is not None)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "batch: stopped by SIGINT; rerun the same command to go on"
+    stopped = {row["job"]: row for row in summary(out)}["p0__s2"]
+    assert stopped["status"] == "stopped" and 0 < int(stopped["steps"]) < 40 and "after" in stopped["reason"]
+    process = _run_batch_process(collection, *steps)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert json.loads((out / "p0__s2" / "job.json").read_text())["resumed_from_step"] == int(stopped["steps"])
+    assert all(row["status"] == "done" and row["steps"] == "40" for row in summary(out))
