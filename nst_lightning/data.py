@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from nst_lightning.errors import UserError, param
 from nst_lightning.image_io import decode_pixels, header_size, pixels_to_float, read_source
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
+from nst_lightning.regions import Region, check_regions, is_full, read_mask
 from nst_lightning.resume import new_run_hint
 
 # Four 2x poolings precede conv5_x: an image's short side must leave at least a 1x1 map there.
@@ -40,6 +41,7 @@ class StyleTransferData(pl.LightningDataModule):
         style_weights: Optional[list[FiniteNonNegativeFloat]] = None,
         image_size: PositiveInt = 512,
         style_scale: FinitePositiveFloat = 1.0,
+        regions: Optional[list[Region]] = None,
     ) -> None:
         """
         Args:
@@ -57,9 +59,24 @@ class StyleTransferData(pl.LightningDataModule):
             style_scale: Long side of each style image relative to the output's (at every stage of a
                 multi-scale run): 1 keeps the painting's brush strokes at the size they have when the
                 painting fills the output; 0.5 halves them, 2 doubles them. Independent of the content's size.
+            regions: Spatial control (Gatys et al. 2017): a list of regions of the photo, each a mask and
+                the style it takes (or none: it keeps the photo), e.g. ``[{mask: sky.png, style: a.jpg},
+                {mask: sky.png, invert: true, style: b.jpg}]``; see ``regions.Region``. Replaces
+                ``style``, which is then unused.
         """
         super().__init__()
-        self.save_hyperparameters()
+        # Regions as plain dicts: checkpoints hold these and load with weights_only (no classes).
+        self.save_hyperparameters(ignore=["regions"])
+        self.hparams["regions"] = None if regions is None else [(r if isinstance(r, Region) else Region(**r)).as_dict() for r in regions]
+        self.regions = None if regions is None else [r if isinstance(r, Region) else Region(**r) for r in regions]
+        if self.regions is not None:
+            check_regions(self.regions)
+            if not isinstance(content, str) or style_weights is not None:
+                raise UserError(
+                    f"{param('data.regions')} take one photo and their own style_weights: give {param('data.content')} one photo "
+                    f"and leave out {param('data.style_weights')}"
+                )
+            style = list(dict.fromkeys(s for region in self.regions for s in region.styles))
         self.contents = [content] if isinstance(content, str) else list(content)
         self.content = self.contents[0] if len(self.contents) == 1 else self.contents
         self.styles = [style] if isinstance(style, str) else list(style)
@@ -94,6 +111,7 @@ class StyleTransferData(pl.LightningDataModule):
         # Each source's bytes, read once: every stage's size is decoded from them, and the
         # fingerprint hashes them (a URL is downloaded once, not once per stage).
         self._bytes: dict[str, bytes] = {}
+        self._masks: dict[tuple, Tensor] = {}  # regions' masks, per source and size
 
     @property
     def loaded(self) -> bool:
@@ -120,10 +138,12 @@ class StyleTransferData(pl.LightningDataModule):
         return self.styles[0] if len(self.styles) == 1 else self.styles
 
     def load(self) -> None:
-        """Read, check and resize the images at the final size (once); raises ``UserError`` with a
-        one-line fix. The CLI calls this before the Trainer creates any file, so bad input leaves
-        nothing behind."""
+        """Read, check and resize the images (and the regions' masks) at the final size (once);
+        raises ``UserError`` with a one-line fix. The CLI calls this before the Trainer creates any
+        file, so bad input leaves nothing behind."""
         self._decoded(self.image_size)
+        if self.regions is not None:
+            self.region_inputs(self.image_size)
 
     def _read(self, source: str, option: str) -> bytes:
         if source not in self._bytes:
@@ -135,6 +155,42 @@ class StyleTransferData(pl.LightningDataModule):
         times that, each resized from its source (Lanczos), as floats in [0, 1] (new tensors)."""
         content, styles = self._decoded(long_side)
         return pixels_to_float(content), [pixels_to_float(s) for s in styles]
+
+    def region_inputs(self, long_side: int) -> list[dict[str, Any]]:
+        """Per region with a style, at ``long_side``: its mask over the photo (``[1, 1, H, W]``, None
+        if it covers everything), its style images, their blend weights and masks (None: all of
+        the painting), and its share of the style loss (shares sum to 1). Regions without a style
+        are in none of them: their pixels only keep the photo."""
+        content, styles = self.images(long_side)
+        by_source = dict(zip(self.styles, styles))
+        styled = [region for region in self.regions if region.styles]
+        total = sum(region.weight for region in styled)
+        out = []
+        for number, region in enumerate(self.regions, start=1):
+            if not region.styles:
+                continue
+            option = f"{param('data.regions')} region {number}"
+            mask = self._mask(region.mask, tuple(content.shape[-2:]), option, region.color, region.invert)
+            images = [by_source[source] for source in region.styles]
+            weights = region.style_weights or [1.0] * len(images)
+            style_masks = [
+                None if region.style_mask is None else self._mask(region.style_mask, tuple(image.shape[-2:]), f"{option} style_mask")
+                for image in images
+            ]
+            out.append({
+                "mask": None if is_full(mask) else mask,
+                "styles": images,
+                "blend": [w / sum(weights) for w in weights],
+                "style_masks": [None if is_full(m) else m for m in style_masks],
+                "share": region.weight / total,
+            })
+        return out
+
+    def _mask(self, source: str, size: tuple[int, int], option: str, color: Optional[str] = None, invert: bool = False) -> Tensor:
+        key = (source, size, color, invert)
+        if key not in self._masks:
+            self._masks[key] = read_mask(self._read(source, option), size, source, option, color, invert)
+        return self._masks[key]
 
     def size(self, long_side: int) -> tuple[int, int]:
         """``(height, width)`` of the content image at ``long_side``."""
@@ -203,7 +259,23 @@ class StyleTransferData(pl.LightningDataModule):
             "styles_sha256": [_sha256(self._bytes[s]) for s in self.styles],
             "style_weights": list(self.style_weights),
             "style_scale": self.style_scale,
+            **({"regions": self._regions_fingerprint()} if self.regions is not None else {}),
         }
+
+    def _regions_fingerprint(self) -> list[dict[str, Any]]:
+        option = param("data.regions")
+        return [
+            {
+                "mask_sha256": _sha256(self._read(region.mask, option)),
+                "color": region.color,
+                "invert": region.invert,
+                "styles": region.styles,
+                "style_weights": region.style_weights,
+                "style_mask_sha256": None if region.style_mask is None else _sha256(self._read(region.style_mask, option)),
+                "weight": region.weight,
+            }
+            for region in self.regions
+        ]
 
     def state_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint()}
@@ -235,6 +307,11 @@ class StyleTransferData(pl.LightningDataModule):
             raise UserError(
                 f"{param('data.style_weights')} differ from those {checkpoint} was made with ({weights} after "
                 f"normalising); resume with the same weights, {new_run}"
+            )
+        if saved.get("regions") != now.get("regions"):
+            raise UserError(
+                f"{param('data.regions')} (their masks, styles or weights) differ from those {checkpoint} was made with; "
+                f"resume with the same regions, {new_run}"
             )
         if list(saved["size"]) != now["size"] or not math.isclose(saved["style_scale"], now["style_scale"]):
             (h, w), (saved_h, saved_w) = now["size"], saved["size"]

@@ -32,6 +32,8 @@ from nst_lightning.files import atomic_write, cache_dir
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_IMAGES = ("tubingen", "starry_night", "shipwreck", "the_scream")
+# Masks for data.regions: the sky of the built-in photo (scripts/make_masks.py made it).
+BUILTIN_MASKS = ("tubingen_sky",)
 # Per connection attempt and per read: a server that accepts and then says nothing fails this fast.
 URL_TIMEOUT_S = 30.0
 # For the whole body: a server trickling a byte at a time would never trip the per-read timeout.
@@ -50,12 +52,12 @@ def read_source(source: str, option: str, timeout: float = URL_TIMEOUT_S) -> byt
     """The raw bytes of a built-in image, an http(s) URL (downloaded once, then cached) or a local file."""
     if source.startswith(BUILTIN_PREFIX):
         name = source.removeprefix(BUILTIN_PREFIX)
-        if name not in BUILTIN_IMAGES:
+        if name not in BUILTIN_IMAGES + BUILTIN_MASKS:
             raise UserError(
                 f"{option}: unknown built-in image {source!r}; "
                 f"choose one of {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_IMAGES)}"
             )
-        return resources.files("nst_lightning.assets").joinpath(f"{name}.jpg").read_bytes()
+        return resources.files("nst_lightning.assets").joinpath(f"{name}.{'png' if name in BUILTIN_MASKS else 'jpg'}").read_bytes()
     if is_url(source):
         return _cached_download(source, option, timeout)
     if "://" in source:

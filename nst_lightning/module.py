@@ -33,6 +33,7 @@ from nst_lightning.losses import LossWeights, batch_losses
 from nst_lightning.memory import MIN_AUTO_TILE, MemoryModel, memory_model, plan
 from nst_lightning.multiscale import CoarseToFine, check_schedule, stage_sizes
 from nst_lightning.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
+from nst_lightning.regions import GuidedStatistic, GuidedTarget, MaskMethod, layer_masks
 from nst_lightning.resume import check_same_optimizer, load_start_image
 from nst_lightning.style_statistics import STYLE_STATISTICS, StyleLossName
 from nst_lightning.tiling import TiledLoss, vgg_halo_and_alignment
@@ -94,6 +95,7 @@ class StyleTransfer(pl.LightningModule):
         tile_size: Optional[PositiveInt] = None,
         max_memory_gb: Optional[FinitePositiveFloat] = None,
         check_memory: bool = True,
+        region_masks: MaskMethod = "downsample",
     ) -> None:
         """
         Args:
@@ -150,6 +152,10 @@ class StyleTransfer(pl.LightningModule):
                 Capped by the memory available. Not with ``tile_size``.
             check_memory: Refuse, before anything large is allocated, a run whose estimated memory
                 exceeds what the device has available, saying what would fit. ``false`` tries anyway.
+            region_masks: With ``data.regions``, how a mask reaches each layer's resolution (Gatys et al.
+                2017): ``downsample`` (the mask's average over each position's pixels) or ``propagate``
+                (through the network, so that it also covers positions whose receptive field reaches
+                into the region); see ``regions.py``.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -161,6 +167,8 @@ class StyleTransfer(pl.LightningModule):
             content_layers, style_layers, style_layer_weights, content_weight, style_weight, tv_weight
         )
         self.style_statistic = STYLE_STATISTICS[style_loss]()
+        # What the loss uses: the statistic, taking regions' guided targets too (plain ones pass through).
+        self.loss_statistic = GuidedStatistic(self.style_statistic)
         if (init == "image") != (init_image is not None):
             raise UserError(
                 f"{param('model.init')} image needs {param('model.init_image')} PATH" if init == "image"
@@ -179,7 +187,7 @@ class StyleTransfer(pl.LightningModule):
         self.automatic_optimization = tile_size is None and max_memory_gb is None
         self.tiled_loss = None
         if not self.automatic_optimization:  # a budget sets the tile size per stage (`plan_memory`)
-            self.tiled_loss = TiledLoss(self.vgg, self.loss_weights, self.style_statistic, tile_size or 0)
+            self.tiled_loss = TiledLoss(self.vgg, self.loss_weights, self.loss_statistic, tile_size or 0)
             if tile_size is not None and tile_size < self.tiled_loss.align:
                 raise UserError(
                     f"{param('model.tile_size')} {tile_size} is below the smallest tile these layers allow, "
@@ -303,6 +311,10 @@ class StyleTransfer(pl.LightningModule):
         datamodule = self._datamodule()
         if self._memory_budget is not None:
             self._choose_tile_size(*self.image.shape[-2:])
+        if getattr(datamodule, "regions", None) is not None:
+            long_side = max(self.image.shape[-2:])
+            self.compute_region_targets(datamodule.images(long_side)[0], datamodule.region_inputs(long_side))
+            return
         members = datamodule.members(max(self.image.shape[-2:])) if hasattr(datamodule, "members") else None
         if members is None:
             content, styles = datamodule.images(max(self.image.shape[-2:]))
@@ -344,12 +356,51 @@ class StyleTransfer(pl.LightningModule):
         blend = blend_weights or [1.0 / len(styles)] * len(styles)
         self.targets = [(content_targets, {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers})]
 
-    def _measure(self, image: Tensor, content_layers: Any, style_layers: Any) -> tuple[dict, dict]:
-        """Features of ``content_layers`` and style statistics of ``style_layers``; tiled if tiling."""
+    @torch.no_grad()
+    def compute_region_targets(self, content: Tensor, regions: list[dict[str, Any]]) -> None:
+        """Content features, and per style layer a ``GuidedTarget``: each region's (blended) style
+        statistic, from its paintings inside their style masks, with the region's mask at that
+        layer and its share of the loss (Gatys et al. 2017, Sec. 4). Colour preservation as in
+        ``compute_targets``. ``regions``: ``StyleTransferData.region_inputs``."""
+        content = content.to(self.device, torch.float32)
+        mode, statistic = self.hparams.preserve_colors, self.style_statistic
+        self.content_colors = content if mode == "luminance" else None
+        style_layers = self.loss_weights.style_layers
+        indices = {name: self.vgg.layer_index(name) for name in style_layers}
+
+        def at_layers(mask: Optional[Tensor]) -> dict[str, Optional[Tensor]]:
+            if mask is None:
+                return dict.fromkeys(style_layers)
+            return layer_masks(mask.to(self.device), self.vgg.features, indices, self.hparams.region_masks)
+
+        def painting(image: Tensor) -> Tensor:
+            image = image.to(self.device, torch.float32)
+            if mode == "luminance":
+                return match_luminance(image, content)
+            return match_color_histogram(image, content) if mode == "histogram" else image
+
+        parts: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in style_layers}
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            content_targets = self._measure(gray(content) if mode == "luminance" else content, self.loss_weights.content_layers, [])[0]
+            for region in regions:
+                per_style = []
+                for image, style_mask in zip(region["styles"], region["style_masks"]):
+                    per_style.append(self._measure(painting(image), [], style_layers, at_layers(style_mask))[1])
+                masks = at_layers(region["mask"])
+                for name in style_layers:
+                    parts[name][0].append(statistic.blend([t[name] for t in per_style], region["blend"]))
+                    parts[name][1].append(masks[name])
+                    parts[name][2].append(region["share"])
+        self.targets = [(content_targets, {name: GuidedTarget(*parts[name]) for name in style_layers})]
+
+    def _measure(self, image: Tensor, content_layers: Any, style_layers: Any, masks: Optional[dict] = None) -> tuple[dict, dict]:
+        """Features of ``content_layers`` and style statistics of ``style_layers`` (weighted by
+        ``masks``, per layer, where given); tiled if tiling."""
+        masks = masks or {}
         if self.tiled_loss is not None:
-            return self.tiled_loss.measure(image, content_layers, style_layers)
+            return self.tiled_loss.measure(image, content_layers, style_layers, masks)
         features = self.vgg(image)
-        return {n: features[n].float() for n in content_layers}, {n: self.style_statistic.target(features[n]) for n in style_layers}
+        return {n: features[n].float() for n in content_layers}, {n: self.style_statistic.target(features[n], masks.get(n)) for n in style_layers}
 
     def _datamodule(self) -> Any:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -377,7 +428,7 @@ class StyleTransfer(pl.LightningModule):
         """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
         image = self.image if image is None else image
         features = self.vgg(self._vgg_input(image))
-        return batch_losses(features, image, self.targets, self.loss_weights, self.style_statistic)
+        return batch_losses(features, image, self.targets, self.loss_weights, self.loss_statistic)
 
     def _vgg_input(self, image: Tensor) -> Tensor:
         # Luminance-only transfer (Gatys et al. 2017): VGG19 sees the luminance as a grey image.

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from nst_lightning.losses import LossWeights, total_variation_loss, weighted_losses
+from nst_lightning.regions import GuidedTarget
 from nst_lightning.style_statistics import StyleStatistic, mix
 
 
@@ -130,10 +131,14 @@ class TiledLoss:
         return slice(ys.start + cy0 // s, ys.stop + cy0 // s), slice(xs.start + cx0 // s, xs.stop + cx0 // s)
 
     @torch.no_grad()
-    def measure(self, image: Tensor, content_layers: Sequence[str], style_layers: Sequence[str]) -> tuple[dict, dict]:
+    def measure(
+        self, image: Tensor, content_layers: Sequence[str], style_layers: Sequence[str], masks: Optional[Mapping[str, Optional[Tensor]]] = None
+    ) -> tuple[dict, dict]:
         """The features of ``content_layers`` (whole maps, assembled from the parts the tiles own) and
-        the style statistics of ``style_layers`` (mixed from the tiles'), as one untiled pass would
-        give them, in memory for one tile: targets of an image of any size."""
+        the style statistics of ``style_layers`` (mixed from the tiles'; weighted by ``masks``, whole
+        masks at each layer's resolution, where given), as one untiled pass would give them, in
+        memory for one tile: targets of an image of any size."""
+        masks = masks or {}
         size = tuple(image.shape[-2:])
         features: dict[str, Tensor] = {}
         parts: dict[str, list] = {name: [] for name in style_layers}
@@ -150,8 +155,11 @@ class TiledLoss:
             for name in style_layers:
                 ys, xs = self.owned(tile, name, size)
                 owned = tile_features[name][..., ys, xs]
-                parts[name].append(self.statistic.target(owned))
-                counts[name].append(owned.shape[-2] * owned.shape[-1])
+                mask = _owned_mask(masks.get(name), self.owned_in_image(tile, name, size))
+                mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
+                if mass > 0:
+                    parts[name].append(self.statistic.target(owned, mask))
+                    counts[name].append(mass)
         statistics = {name: mix(parts[name], [n / sum(counts[name]) for n in counts[name]]) for name in style_layers}
         return features, statistics
 
@@ -173,9 +181,12 @@ class TiledLoss:
                 backward(losses["loss"])
             return {name: value.detach() for name, value in losses.items()}
         w = self.weights
+        # Each style layer's target as regions (``regions.GuidedTarget``); a plain target is one region
+        # everywhere. A region's statistic mixes the tiles' by the mask's mass each owns.
+        regions = {name: _as_regions(style_targets[name]) for name in w.style_layers}
         # Pass 1: the whole image's statistics and content errors, tile by tile.
-        parts: dict[str, list] = {name: [] for name in w.style_layers}
-        shares: dict[str, list[float]] = {name: [] for name in w.style_layers}
+        parts = {name: [[] for _ in regions[name]] for name in w.style_layers}
+        shares = {name: [[] for _ in regions[name]] for name in w.style_layers}
         content_error = {name: 0.0 for name in w.content_layers}
         with torch.no_grad():
             for tile in tiles:
@@ -183,22 +194,34 @@ class TiledLoss:
                 for name in w.style_layers:
                     ys, xs = self.owned(tile, name, size)
                     owned = features[name][..., ys, xs]
-                    parts[name].append(self.statistic.target(owned))
-                    shares[name].append(owned.shape[-2] * owned.shape[-1])
+                    for r, (_, mask, _) in enumerate(regions[name]):
+                        mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
+                        mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
+                        parts[name][r].append(self.statistic.target(owned, mask) if mass > 0 else None)
+                        shares[name][r].append(mass)
                 for name in w.content_layers:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
                     content_error[name] += float((features[name][..., ys, xs].float() - target).pow(2).sum())
         # The loss, and each style layer's gradient with respect to its statistic.
-        gradients, per_layer = {}, {}
+        gradients: dict[str, list] = {}
+        per_layer = {}
         for name in w.style_layers:
-            total = sum(shares[name])
-            statistic = _detached_leaf(mix(parts[name], [n / total for n in shares[name]]))
-            with torch.enable_grad():
-                per_layer[name] = self.statistic.distance(statistic, style_targets[name])
-                leaves = list(statistic.values()) if isinstance(statistic, dict) else [statistic]
-                grads = torch.autograd.grad(per_layer[name], leaves, allow_unused=True)
-            gradients[name] = (dict(zip(statistic, grads)) if isinstance(statistic, dict) else grads[0], total)
+            gradients[name], layer_loss = [], None
+            for r, (target, _, share) in enumerate(regions[name]):
+                total = sum(shares[name][r])
+                if total == 0:  # the region has no position at this layer (a sliver at the edge)
+                    gradients[name].append((None, 0.0))
+                    continue
+                present = [(part, n / total) for part, n in zip(parts[name][r], shares[name][r]) if part is not None]
+                statistic = _detached_leaf(mix([p for p, _ in present], [f for _, f in present]))
+                with torch.enable_grad():
+                    loss = self.statistic.distance(statistic, target)
+                    leaves = list(statistic.values()) if isinstance(statistic, dict) else [statistic]
+                    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+                gradients[name].append((dict(zip(statistic, grads)) if isinstance(statistic, dict) else grads[0], total))
+                layer_loss = share * loss.detach() if layer_loss is None else layer_loss + share * loss.detach()
+            per_layer[name] = layer_loss if layer_loss is not None else image.new_zeros((), dtype=torch.float32)
         norms = {name: content_targets[name].float().pow(2).sum().clamp_min(1e-12) for name in w.content_layers}
         zero = image.new_zeros((), dtype=torch.float32)
         content = sum((content_error[n] / norms[n] for n in w.content_layers), zero) / max(len(w.content_layers), 1)
@@ -216,10 +239,13 @@ class TiledLoss:
                 for name in w.style_layers:
                     ys, xs = self.owned(tile, name, size)
                     owned = features[name][..., ys, xs]
-                    gradient, total = gradients[name]
-                    part = self.statistic.target(owned)
-                    fraction = owned.shape[-2] * owned.shape[-1] / total
-                    surrogate = surrogate + w.style * w.style_layers[name] * fraction * _inner(gradient, part)
+                    for (_, mask, share), (gradient, total) in zip(regions[name], gradients[name]):
+                        mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
+                        mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
+                        if mass > 0 and total > 0:
+                            part = self.statistic.target(owned, mask)
+                            weight = w.style * w.style_layers[name] * share * mass / total
+                            surrogate = surrogate + weight * _inner(gradient, part)
                 for name in w.content_layers:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
@@ -244,6 +270,17 @@ class TiledLoss:
     def _target_part(self, target: Tensor, tile: Tile, name: str, size: tuple[int, int]) -> Tensor:
         """The part of a whole-image content target that ``tile`` owns."""
         return target[(..., *self.owned_in_image(tile, name, size))].float()
+
+
+def _as_regions(target: Any) -> list[tuple[Any, Optional[Tensor], float]]:
+    """A layer's style target as ``(target, whole-image mask at the layer or None, share)`` per region."""
+    if isinstance(target, GuidedTarget):
+        return list(zip(target.targets, target.masks, target.shares))
+    return [(target, None, 1.0)]
+
+
+def _owned_mask(mask: Optional[Tensor], owned: tuple[slice, slice]) -> Optional[Tensor]:
+    return None if mask is None else mask[(..., *owned)]
 
 
 def _detached_leaf(statistic: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -120,3 +122,48 @@ def test_targets_measured_in_tiles_are_the_untiled_ones(statistic):
         expected = stat.target(whole[name])
         for got, want in zip(*(list(x.values()) if isinstance(x, dict) else [x] for x in (statistics[name], expected))):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("statistic_name, method", [("gram", "downsample"), ("gram", "propagate"), ("wasserstein", "downsample")])
+def test_tiled_gradient_with_regions_is_the_untiled_one(statistic_name, method):
+    """Two soft regions (guided targets, masks at each layer's resolution): tiles give the untiled
+    loss and gradient, and a style mask measured in tiles is the untiled guided statistic."""
+    from nst_lightning.regions import GuidedStatistic, GuidedTarget, layer_masks
+
+    torch.manual_seed(0)
+    content_layers, style_layers = DEFAULT
+    vgg = VGG19Features(content_layers + style_layers, "random")
+    statistic = GuidedStatistic(STYLE_STATISTICS[statistic_name]())
+    weights = LossWeights.from_options(content_layers, style_layers, None, 1.0, 10.0, 0.0)
+    size = (75, 117)
+    indices = {n: vgg.layer_index(n) for n in style_layers}
+    sky = torch.zeros(1, 1, *size)
+    sky[..., :30, :] = 1.0
+    sky[..., 30:40, :] = 0.5  # a soft edge
+    masks = [layer_masks(m, vgg.features, indices, method) for m in (sky, 1 - sky)]
+    content = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        content_targets = {name: vgg(content)[name] for name in content_layers}
+        paintings = [vgg(torch.rand(1, 3, 64, 80)), vgg(torch.rand(1, 3, 72, 80))]
+        style_targets = {
+            n: GuidedTarget([statistic.blend([statistic.target(p[n])], [1.0]) for p in paintings], [m[n] for m in masks], [0.7, 0.3])
+            for n in style_layers
+        }
+    image = torch.rand(1, 3, *size, requires_grad=True)
+    untiled = weighted_losses(vgg(image), image, content_targets, style_targets, weights, statistic)
+    untiled["loss"].backward()
+    expected, image.grad = image.grad.clone(), None
+    tiled_loss = TiledLoss(vgg, weights, statistic, 32)
+    tiled = tiled_loss.losses_and_backward(image, content_targets, style_targets, lambda loss: loss.backward())
+    assert len(tiled_loss.tiles(*size)) > 4
+    assert math.isclose(tiled["loss"].item(), untiled["loss"].item(), rel_tol=TOLERANCE[statistic_name])
+    assert relative_error(expected, image.grad) < TOLERANCE[statistic_name]
+    # Targets: a painting's statistic inside a style mask, measured in tiles.
+    painting = torch.rand(1, 3, 75, 117)
+    with torch.no_grad():
+        whole = vgg(painting)
+        measured = tiled_loss.measure(painting, [], style_layers, masks[0])[1]
+    for n in style_layers:
+        expected_target = statistic.target(whole[n], masks[0][n])
+        got, want = (measured[n]["second_moment"], expected_target["second_moment"]) if statistic_name == "wasserstein" else (measured[n], expected_target)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6 * want.abs().max().item()), n

@@ -1,0 +1,223 @@
+"""Spatial control (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style Transfer",
+Sec. 4): which part of the photo takes which style.
+
+A ``Region`` is a mask over the photo and the painting(s) whose style it takes (none: it keeps the
+photo). Its style loss compares *guided* statistics: the Gram matrix (or mean and covariance) of
+the mask-weighted features, normalised by the mask's mass, against the painting's, optionally taken
+only inside a mask over the painting (``style_mask``). Region losses are averaged with their
+weights, so a small region counts as much as a large one. It is one ``StyleStatistic`` wrapped
+(``GuidedStatistic``), so every style loss has regions.
+
+Masks reach each VGG19 layer's resolution in one of Gatys et al.'s two ways (``layer_masks``):
+``downsample`` averages the mask over each layer position's pixels (their "simple" method);
+``propagate`` passes it through the network with every convolution replaced by a 3x3 box filter and
+the network's own poolings, so a layer's mask also covers the positions whose receptive field
+reaches into the region. docs/quality.md compares them on the built-in example.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from nst_lightning.errors import UserError, param
+from nst_lightning.image_io import open_image
+from nst_lightning.option_types import FiniteNonNegativeFloat
+
+MaskMethod = Literal["downsample", "propagate"]
+ASPECT_TOLERANCE = 0.01  # a mask whose aspect differs from its image's by more is refused, not stretched
+COLOR_TOLERANCE = 16  # per channel, out of 255: a label colour survives JPEG's rounding near it
+
+
+@dataclass
+class Region:
+    """One part of the photo and the style it takes.
+
+    Args:
+        mask: Where the region is: a greyscale image the photo's shape (white in, black out; grey
+            values weigh pixels partly in), or with ``color``, a colour-label image.
+        style: The painting(s) whose style the region takes (a file, an http(s) URL or
+            ``builtin:NAME``, or a list to blend); none: the region keeps the photo.
+        style_weights: Blend weights of a list of paintings (default equal).
+        style_mask: Take the style only from this part of the painting (a greyscale image the
+            painting's shape); default the whole painting.
+        color: ``#rrggbb``: the region is where ``mask`` has this colour (one label image for all regions).
+        invert: Use the mask's complement (e.g. the town from a mask of the sky).
+        weight: The region's share of the style loss, relative to the other regions' (default equal).
+    """
+
+    mask: str
+    style: Union[str, list[str], None] = None
+    style_weights: Optional[list[FiniteNonNegativeFloat]] = None
+    style_mask: Optional[str] = None
+    color: Optional[str] = None
+    invert: bool = False
+    weight: FiniteNonNegativeFloat = 1.0
+
+    def __post_init__(self) -> None:
+        # Plain Python values (the parser hands over float subclasses): regions go into checkpoints,
+        # which load with weights_only.
+        self.weight = float(self.weight)
+        self.style_weights = None if self.style_weights is None else [float(w) for w in self.style_weights]
+        self.style = self.style if self.style is None or isinstance(self.style, str) else [str(s) for s in self.style]
+        self.invert = bool(self.invert)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ("mask", "style", "style_weights", "style_mask", "color", "invert", "weight")}
+
+    @property
+    def styles(self) -> list[str]:
+        return [] if self.style is None else [self.style] if isinstance(self.style, str) else list(self.style)
+
+
+def check_regions(regions: Sequence[Region]) -> None:
+    """Refuse region lists that cannot mean anything, before any image is read."""
+    option = param("data.regions")
+    if not regions:
+        raise UserError(f"{option} is an empty list; give at least one region (a mask and a style), or leave it out")
+    if not any(region.styles for region in regions):
+        raise UserError(f"{option}: no region has a style, so nothing would be styled; give at least one region a style")
+    for number, region in enumerate(regions, start=1):
+        if region.color is not None:
+            parse_color(region.color, f"{option} region {number}")
+        if region.style_weights is not None and len(region.style_weights) != len(region.styles):
+            raise UserError(
+                f"{option} region {number}: {len(region.style_weights)} style_weights for {len(region.styles)} styles; "
+                "give one weight per painting"
+            )
+        if region.style_weights is not None and sum(region.style_weights) <= 0:
+            raise UserError(f"{option} region {number}: style_weights are all zero; give at least one positive weight")
+        if region.style_mask is not None and not region.styles:
+            raise UserError(f"{option} region {number} has a style_mask but no style; give it a style, or leave out style_mask")
+    if sum(region.weight for region in regions if region.styles) <= 0:
+        raise UserError(f"{option}: the weights of the regions with a style are all zero; give one a positive weight")
+
+
+def parse_color(text: str, where: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"#?([0-9a-fA-F]{6})", text.strip())
+    if not match:
+        raise UserError(f"{where}: color {text!r} is not #rrggbb (e.g. \"#ff0000\")")
+    value = int(match[1], 16)
+    return value >> 16, (value >> 8) & 255, value & 255
+
+
+def read_mask(data: bytes, size: tuple[int, int], source: str, option: str, color: Optional[str] = None, invert: bool = False) -> Tensor:
+    """The mask in ``data`` as ``[1, 1, H, W]`` weights in [0, 1] at ``size`` (``(H, W)``, its image's):
+    greyscale, or where the image has ``color``; resized (by area) when its aspect is that of its
+    image within 1%, refused otherwise. An empty mask is refused."""
+    image = open_image(data, None, source, option)
+    height, width = size
+    aspect, image_aspect = image.width / image.height, width / height
+    if abs(math.log(aspect / image_aspect)) > math.log1p(ASPECT_TOLERANCE):
+        raise UserError(
+            f"{option}: the mask {source} is {image.width}x{image.height} but its image is {width}x{height} here "
+            f"(aspect {aspect:.3f} against {image_aspect:.3f}); make the mask from that image, or crop it to the same aspect"
+        )
+    if color is not None:
+        wanted = torch.tensor(parse_color(color, option), dtype=torch.int16)
+        pixels = torch.from_numpy(np.array(image.convert("RGB"))).to(torch.int16)
+        selected = ((pixels - wanted).abs().amax(dim=-1) <= COLOR_TOLERANCE).float()
+        if not selected.any():
+            raise UserError(f"{option}: no pixel of {source} has the colour {color}; the colours in it are {_main_colors(image)}")
+        mask = selected[None, None]
+    else:
+        grey = torch.from_numpy(np.array(image.convert("L"))).float() / 255
+        mask = grey[None, None]
+    if invert:
+        mask = 1 - mask
+    if tuple(mask.shape[-2:]) != (height, width):
+        mask = F.interpolate(mask, size=(height, width), mode="area" if mask.shape[-1] >= width else "bilinear")
+    mask = mask.clamp(0, 1)
+    if float(mask.max()) <= 0:
+        what = "its complement is all black" if invert else "it is all black"
+        raise UserError(f"{option}: the mask {source} selects nothing ({what}); white marks where the region is")
+    return mask
+
+
+def _main_colors(image: Image.Image, count: int = 5) -> str:
+    small = image.convert("RGB").resize((64, 64), Image.NEAREST)
+    colors = sorted(small.getcolors(64 * 64), reverse=True)[:count]
+    return ", ".join(f"#{r:02x}{g:02x}{b:02x}" for _, (r, g, b) in colors)
+
+
+# ---- masks at each layer ----------------------------------------------------------------------------
+
+
+def layer_masks(mask: Tensor, features: nn.Sequential, layer_indices: dict[str, int], method: MaskMethod) -> dict[str, Tensor]:
+    """The mask at the resolution of each layer (``layer_indices``: name -> index in ``features``),
+    as ``[1, 1, h, w]``. ``downsample``: the average of the mask over the pixels each position
+    covers (area); ``propagate``: the mask passed through the network, every 3x3 convolution a box
+    filter, every pooling the network's own."""
+    wanted = {index: name for name, index in layer_indices.items()}
+    out: dict[str, Tensor] = {}
+    current = mask.float()
+    stride = 1
+    for index, module in enumerate(features):
+        if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride *= 2
+            current = module(current) if method == "propagate" else current
+        elif isinstance(module, nn.Conv2d) and method == "propagate":
+            current = F.avg_pool2d(current, 3, stride=1, padding=1, count_include_pad=False)
+        if index in wanted:
+            if method == "downsample":
+                size = (mask.shape[-2] // stride, mask.shape[-1] // stride)
+                out[wanted[index]] = F.adaptive_avg_pool2d(mask.float()[..., : size[0] * stride, : size[1] * stride], size)
+            else:
+                out[wanted[index]] = current
+        if len(out) == len(wanted):
+            break
+    return out
+
+
+def is_full(mask: Optional[Tensor]) -> bool:
+    """A mask that covers everything: treated as none, so that one full region is exactly the
+    unguided loss."""
+    return mask is None or bool((mask >= 1).all())
+
+
+# ---- the guided style loss ----------------------------------------------------------------------------
+
+
+@dataclass
+class GuidedTarget:
+    """A layer's style targets for regions: each region's target, its mask at that layer (None:
+    everywhere) and its share of the style loss (the shares sum to 1)."""
+
+    targets: list[Any]
+    masks: list[Optional[Tensor]]
+    shares: list[float]
+
+
+class GuidedStatistic:
+    """Wraps a ``StyleStatistic`` (``style_statistics.py``): a layer's loss is the share-weighted sum
+    of each region's ``loss(features, target, mask)``, whose statistic is the mask-weighted one.
+    Plain (unguided) targets pass through to the wrapped statistic unchanged."""
+
+    def __init__(self, statistic: Any) -> None:
+        self.statistic = statistic
+
+    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Any:
+        return self.statistic.target(features, weights)
+
+    def blend(self, targets: Sequence[Any], blend_weights: Sequence[float]) -> Any:
+        return self.statistic.blend(targets, blend_weights)
+
+    def distance(self, statistic: Any, target: Any) -> Tensor:
+        return self.statistic.distance(statistic, target)
+
+    def loss(self, features: Tensor, target: Any, weights: Optional[Tensor] = None) -> Tensor:
+        if not isinstance(target, GuidedTarget):
+            return self.statistic.loss(features, target, weights)
+        total = None
+        for region_target, mask, share in zip(target.targets, target.masks, target.shares):
+            loss = share * self.statistic.loss(features, region_target, None if mask is None else mask.to(features.device))
+            total = loss if total is None else total + loss
+        return total
