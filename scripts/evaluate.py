@@ -1,0 +1,234 @@
+"""The quality harness: every option set scored the same way, on a grid of photos x paintings.
+
+For each option set it runs ``python -m nst_lightning batch`` (so every result is an ordinary CLI
+run, resumable, with its TensorBoard events) over the photos x paintings, then scores each result
+with ``nst_lightning.evaluation.Scorer``: content distance (``conv4_2``, relative squared error
+against the photo) and style distance (mean relative squared error of the Gram matrices of
+``conv1_1``...``conv5_1`` against the painting, resized to the result's short side), at the result's
+own resolution. "photo itself" scores the unchanged photo against each painting: the reference a
+result's style distance should fall well below, at a content distance above 0.
+
+    python scripts/evaluate.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
+        --photos ../shared/examples/tubingen.jpg --paintings ../shared/examples/{starry_night,shipwreck,the_scream,woman-with-hat-matisse}.jpg \\
+        --out docs/evaluation/defaults
+    python scripts/evaluate.py --weights W --regions configs/regions.yaml --out docs/evaluation/regions
+
+Writes ``OUT/scores.csv`` (one row per result), ``OUT/table.md`` (means per option set) and
+``OUT/tradeoff.png`` (style distance against content distance, each option set's mean and its
+results), and prints the table. A rerun skips the runs that are done (``batch`` is idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nst_lightning.evaluation import Scorer  # noqa: E402
+from nst_lightning.image_io import decode_image, read_source  # noqa: E402
+
+# name -> extra fit options, over --config (configs/quick.yaml: 256 px, 200 Adam steps, style_weight 10).
+OPTION_SETS = {
+    "defaults": [],
+    "style_weight 5": ["--model.style_weight", "5"],
+    "style_weight 20": ["--model.style_weight", "20"],
+    "style_weight 40": ["--model.style_weight", "40"],
+    "wasserstein": ["--model.style_loss", "wasserstein"],
+    "coarse-to-fine": ["--model.stage_steps", "[80, 60]"],
+}
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def load(source: str, long_side: int | None = None):
+    return decode_image(read_source(source, "image"), long_side, source, "image")
+
+
+def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
+    rows = []
+    for name in args.option_sets:
+        out = args.work / name.replace(" ", "_")
+        command = [
+            sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *args.photos,
+            "--styles", *args.paintings, "--out", str(out), "--model.weights", args.weights, *OPTION_SETS[name], *args.fit_args,
+        ]
+        print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+        subprocess.run(command, check=True, cwd=REPO)
+        with open(out / "summary.csv", newline="") as handle:
+            for job in csv.DictReader(handle):
+                result = load(job["path"])
+                photo, painting = load(job["content"]), load(job["style"])
+                rows.append({
+                    "options": name, "photo": Path(job["content"]).stem, "painting": Path(job["style"]).stem,
+                    "content_distance": scorer.content_distance(result, photo),
+                    "style_distance": scorer.style_distance(result, painting),
+                    "seconds": float(job["seconds"]), "path": job["path"],
+                })
+    for photo_source in args.photos:
+        photo = load(photo_source, max(load(rows[0]["path"]).shape[-2:]) if rows else 256)
+        for painting_source in args.paintings:
+            rows.append({
+                "options": "photo itself", "photo": Path(photo_source).stem, "painting": Path(painting_source).stem,
+                "content_distance": 0.0, "style_distance": scorer.style_distance(photo, load(painting_source)),
+                "seconds": 0.0, "path": photo_source,
+            })
+    return rows
+
+
+def run_regions(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
+    """The regions config, with each way of bringing masks to the layers: each region's result
+    scored inside its mask against its own painting and against the other regions' paintings."""
+    import yaml
+
+    from nst_lightning.regions import Region, read_mask
+
+    config = yaml.safe_load(Path(args.regions).read_text())
+    photo_source = config["data"]["content"]
+    regions = [Region(**r) for r in config["data"]["regions"]]
+    rows = []
+    for method in ("downsample", "propagate"):
+        run = args.work / method
+        command = [
+            sys.executable, "-m", "nst_lightning", "fit", "--config", str(args.config), "--config", str(args.regions),
+            "--model.weights", args.weights, "--model.region_masks", method, "--trainer.logger.init_args.save_dir", str(run.parent),
+            "--trainer.logger.init_args.name", "", "--trainer.logger.init_args.version", run.name, *args.fit_args,
+        ]
+        if (run / "checkpoints" / "last.ckpt").is_file():
+            command += ["--ckpt_path", "last"]
+        print(f"# regions, {method}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+        subprocess.run(command, check=True, cwd=REPO)
+        result = load(str(run / "generated.png"))
+        size = tuple(result.shape[-2:])
+        photo = load(photo_source, max(size))
+        for number, region in enumerate(regions, start=1):
+            mask = read_mask(read_source(region.mask, "mask"), size, region.mask, "mask", region.color, region.invert)
+            for other in regions:
+                for painting in other.styles:
+                    rows.append({
+                        "options": f"regions ({method})", "photo": f"region {number} ({region.styles[0].split(':')[-1]})",
+                        "painting": Path(painting).stem.split(":")[-1], "own": painting in region.styles,
+                        "content_distance": scorer.content_distance(result * mask, photo * mask),
+                        "style_distance": scorer.style_distance(result, load(painting), mask),
+                        "photo_style_distance": scorer.style_distance(photo, load(painting), mask),
+                        "seconds": 0.0, "path": str(run / "generated.png"),
+                    })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| options | results | content distance | style distance | seconds |", "| --- | --- | --- | --- | --- |"]
+    for name in dict.fromkeys(row["options"] for row in rows):
+        mine = [row for row in rows if row["options"] == name]
+        content = statistics.mean(row["content_distance"] for row in mine)
+        style = statistics.mean(row["style_distance"] for row in mine)
+        seconds = statistics.mean(row["seconds"] for row in mine)
+        lines.append(f"| {name} | {len(mine)} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def figure(rows: list[dict], path: Path, width: int = 900, height: int = 620) -> None:
+    """Style distance (x, log) against content distance (y): lower left is better on both."""
+    import math
+
+    margin = 70
+    names = list(dict.fromkeys(row["options"] for row in rows))
+    xs = [math.log10(max(row["style_distance"], 1e-4)) for row in rows]
+    ys = [row["content_distance"] for row in rows]
+    x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+    y0, y1 = 0.0, max(ys) * 1.1 or 1.0
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return margin + (x - x0) / (x1 - x0) * (width - 2 * margin - 160), height - margin - (y - y0) / (y1 - y0) * (height - 2 * margin)
+
+    draw.rectangle([margin, margin, width - margin - 160, height - margin], outline="black")
+    for exponent in range(math.floor(x0), math.ceil(x1) + 1):
+        for mantissa in (1, 2, 5):
+            value = math.log10(mantissa) + exponent
+            if x0 <= value <= x1:
+                x, _ = at(value, y0)
+                draw.line([x, height - margin, x, height - margin + 5], fill="black")
+                draw.text((x - 12, height - margin + 8), f"{mantissa * 10.0 ** exponent:g}", fill="black")
+    for k in range(6):
+        value = y0 + (y1 - y0) * k / 5
+        _, y = at(x0, value)
+        draw.line([margin - 5, y, margin, y], fill="black")
+        draw.text((margin - 45, y - 6), f"{value:.2f}", fill="black")
+    draw.text((width // 2 - 150, height - 30), "style distance to the painting (log)", fill="black")
+    draw.text((8, margin - 30), "content distance to the photo", fill="black")
+    for index, name in enumerate(names):
+        color = COLORS[index % len(COLORS)]
+        mine = [(x, y) for x, y, row in zip(xs, ys, rows) if row["options"] == name]
+        for x, y in mine:
+            px, py = at(x, y)
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], outline=color)
+        mx, my = at(statistics.mean(x for x, _ in mine), statistics.mean(y for _, y in mine))
+        draw.ellipse([mx - 7, my - 7, mx + 7, my + 7], fill=color)
+        draw.rectangle([width - margin - 140, margin + 22 * index, width - margin - 128, margin + 22 * index + 12], fill=color)
+        draw.text((width - margin - 122, margin + 22 * index), name, fill="black")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+
+
+def results_grid(rows: list[dict], path: Path, cell: int = 192) -> None:
+    """The results side by side: an option set a row, a painting (or region) a column."""
+    rows = [row for row in rows if row["options"] != "photo itself" and row.get("own", True)]
+    names = list(dict.fromkeys(row["options"] for row in rows))
+    columns = list(dict.fromkeys((row["photo"], row["painting"]) for row in rows))
+    label = 150
+    sheet = Image.new("RGB", (label + len(columns) * cell, len(names) * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, name in enumerate(names):
+        draw.text((6, r * cell + cell // 2), name, fill="black")
+        for row in rows:
+            if row["options"] == name:
+                c = columns.index((row["photo"], row["painting"]))
+                with Image.open(row["path"]) as image:
+                    image.thumbnail((cell - 4, cell - 4))
+                    sheet.paste(image.convert("RGB"), (label + c * cell + 2, r * cell + 2))
+    sheet.save(path, quality=88)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="VGG19 weights for the runs and the scores (--model.weights)")
+    parser.add_argument("--photos", nargs="+", default=["builtin:tubingen"])
+    parser.add_argument("--paintings", nargs="+", default=["builtin:starry_night", "builtin:the_scream"])
+    parser.add_argument("--option-sets", nargs="+", default=list(OPTION_SETS), choices=list(OPTION_SETS))
+    parser.add_argument("--regions", type=Path, help="score this regions config instead of the grid")
+    parser.add_argument("--config", type=Path, default=REPO / "configs/quick.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="scores.csv, table.md, tradeoff.png, results.jpg")
+    parser.add_argument("--work", type=Path, help="the runs (checkpoints, results); default OUT/runs")
+    parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
+    args = parser.parse_args()
+    args.out = args.out.absolute()
+    args.work = (args.work or args.out / "runs").absolute()
+    args.out.mkdir(parents=True, exist_ok=True)
+    scorer = Scorer(args.weights)
+    rows = run_regions(args, scorer) if args.regions else run_grid(args, scorer)
+    with open(args.out / "scores.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = table(rows)
+    (args.out / "table.md").write_text(text + "\n")
+    figure(rows, args.out / "tradeoff.png")
+    results_grid(rows, args.out / "results.jpg")
+    print(text)
+    print(json.dumps({"scores": str(args.out / "scores.csv"), "figure": str(args.out / "tradeoff.png")}))
+
+
+if __name__ == "__main__":
+    main()
