@@ -170,12 +170,12 @@ class StyleTransferData(pl.LightningDataModule):
             if not region.styles:
                 continue
             option = f"{param('data.regions')} region {number}"
-            mask = self._mask(region.mask, tuple(content.shape[-2:]), option, region.color, region.invert)
+            mask = self._mask(region.mask, tuple(content.shape[-2:]), option, self.content, region.color, region.invert)
             images = [by_source[source] for source in region.styles]
             weights = region.style_weights or [1.0] * len(images)
             style_masks = [
-                None if region.style_mask is None else self._mask(region.style_mask, tuple(image.shape[-2:]), f"{option} style_mask")
-                for image in images
+                None if region.style_mask is None else self._mask(region.style_mask, tuple(image.shape[-2:]), f"{option} style_mask", source)
+                for image, source in zip(images, region.styles)
             ]
             out.append({
                 "mask": None if is_full(mask) else mask,
@@ -186,10 +186,13 @@ class StyleTransferData(pl.LightningDataModule):
             })
         return out
 
-    def _mask(self, source: str, size: tuple[int, int], option: str, color: Optional[str] = None, invert: bool = False) -> Tensor:
+    def _mask(self, source: str, size: tuple[int, int], option: str, image: str, color: Optional[str] = None, invert: bool = False) -> Tensor:
+        """``source``'s mask at ``size``, checked against the aspect of ``image`` (the photo or the
+        painting it is for) at its own size, not of a small stage's rounded one."""
         key = (source, size, color, invert)
         if key not in self._masks:
-            self._masks[key] = read_mask(self._read(source, option), size, source, option, color, invert)
+            original = header_size(self._read(image, option), None, image, option)
+            self._masks[key] = read_mask(self._read(source, option), size, source, option, color, invert, original)
         return self._masks[key]
 
     def size(self, long_side: int) -> tuple[int, int]:

@@ -109,16 +109,26 @@ def parse_color(text: str, where: str) -> tuple[int, int, int]:
     return value >> 16, (value >> 8) & 255, value & 255
 
 
-def read_mask(data: bytes, size: tuple[int, int], source: str, option: str, color: Optional[str] = None, invert: bool = False) -> Tensor:
+def read_mask(
+    data: bytes,
+    size: tuple[int, int],
+    source: str,
+    option: str,
+    color: Optional[str] = None,
+    invert: bool = False,
+    original: Optional[tuple[int, int]] = None,
+) -> Tensor:
     """The mask in ``data`` as ``[1, 1, H, W]`` weights in [0, 1] at ``size`` (``(H, W)``, its image's):
     greyscale, or where the image has ``color``; resized (by area) when its aspect is that of its
-    image within 1%, refused otherwise. An empty mask is refused."""
+    image (``original``, its ``(H, W)`` before resizing: a small stage's rounding does not count)
+    within 1%, refused otherwise. An empty mask is refused."""
     image = open_image(data, None, source, option)
     height, width = size
-    aspect, image_aspect = image.width / image.height, width / height
+    reference_height, reference_width = original or size
+    aspect, image_aspect = image.width / image.height, reference_width / reference_height
     if abs(math.log(aspect / image_aspect)) > math.log1p(ASPECT_TOLERANCE):
         raise UserError(
-            f"{option}: the mask {source} is {image.width}x{image.height} but its image is {width}x{height} here "
+            f"{option}: the mask {source} is {image.width}x{image.height} but its image is {reference_width}x{reference_height} "
             f"(aspect {aspect:.3f} against {image_aspect:.3f}); make the mask from that image, or crop it to the same aspect"
         )
     if color is not None:

@@ -166,3 +166,20 @@ def test_each_region_is_closer_to_its_own_painting_with_real_weights(run_cli, ru
     # ...and each nearer its own painting than the photo was.
     assert scorer.style_distance(result, starry, sky) < scorer.style_distance(photo, starry, sky)
     assert scorer.style_distance(result, scream, 1 - sky) < scorer.style_distance(photo, scream, 1 - sky)
+
+
+def test_regions_follow_coarse_to_fine_and_run_in_a_batch(images, run_cli, run_dir, monkeypatch, capsys):
+    monkeypatch.chdir(images)
+    # Coarse-to-fine: the masks are resized with the photo at each stage (24 px, then 48 px).
+    cli = run_cli("--data.content", "photo.png", "--data.regions", REGIONS, "--model.stage_steps", "[2]", "--trainer.max_steps", "4")
+    assert cli.model.image.shape[-2:] == (36, 48)
+    assert cli.model.style_targets["conv1_1"].masks[0].shape[-2:] == (36, 48)
+    # A batch passes the regions to every job (here two photos of the mask's aspect).
+    make_image(images / "photo2.png", size=(48, 36), color=(20, 160, 60))
+    with pytest.raises(SystemExit) as exit_info:
+        from nst_lightning.cli import cli_main
+
+        cli_main(["batch", "--config", str(CONFIGS / "debug.yaml"), "--contents", "[photo.png, photo2.png]", "--styles", "s1.png",
+                  "--out", "styled", "--data.regions", REGIONS])
+    assert exit_info.value.code == 0
+    assert all((images / "styled" / job / "generated.png").is_file() for job in ("photo__s1", "photo2__s1"))
