@@ -212,9 +212,13 @@ class SaveGeneratedImage(pl.Callback):
                 the extension picks the format (``.png``, ``.jpg``, ...).
         """
         self.filename = filename
-        self.path: Optional[Path] = None  # the (first) image written
-        self.paths: list[Path] = []
+        self.paths: list[Path] = []  # the image(s) written: one per photo
         self.step: Optional[int] = None  # the step of the image written
+
+    @property
+    def path(self) -> Optional[Path]:
+        """The (first) image written, if any."""
+        return self.paths[0] if self.paths else None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.is_global_zero and trainer.log_dir is not None:
@@ -242,7 +246,6 @@ class SaveGeneratedImage(pl.Callback):
                 self.paths = [save_image(image, os.path.join(directory, self.filename))]
             else:  # photos optimised together: one file each, generated_0.png, generated_1.png...
                 self.paths = [save_image(image[k : k + 1], os.path.join(directory, member_filename(self.filename, k))) for k in range(image.shape[0])]
-            self.path = self.paths[0]
             self.step = step
 
 

@@ -319,13 +319,8 @@ class StyleTransfer(pl.LightningModule):
         if members is None:
             content, styles = datamodule.images(max(self.image.shape[-2:]))
             members = [(content, styles, datamodule.style_weights)]
-        pairs, colors = [], []
-        for content, styles, blend in members:
-            self.compute_targets(content, styles, blend)
-            pairs.append(self.targets[0])
-            colors.append(self.content_colors)
-        self.targets = pairs
-        self.content_colors = torch.cat(colors) if colors[0] is not None else None
+        self.targets = [self._image_targets(content, styles, blend) for content, styles, blend in members]
+        self.content_colors = self._colors(torch.cat([content for content, _, _ in members]))
 
     def _choose_tile_size(self, height: int, width: int) -> None:
         """With ``max_memory_gb``: untiled if this size fits the budget, else the largest tile that does."""
@@ -335,15 +330,22 @@ class StyleTransfer(pl.LightningModule):
         how = "untiled" if tiled.tile_size >= max(height, width) else f"in tiles of {tiled.tile_size} px"
         rank_zero_info(f"{width}x{height}: {how}, for a memory budget of {self.hparams.max_memory_gb:g} GB")
 
-    @torch.no_grad()
     def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> None:
+        """The targets of one photo ``[1, 3, H, W]`` and its painting(s) (``_image_targets``)."""
+        self.targets = [self._image_targets(content, style, blend_weights)]
+        self.content_colors = self._colors(content)
+
+    def _colors(self, content: Tensor) -> Optional[Tensor]:
+        # Kept only where the result needs it: a whole-image tensor of 12 bytes a pixel.
+        return content.to(self.device, torch.float32) if self.hparams.preserve_colors == "luminance" else None
+
+    @torch.no_grad()
+    def _image_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> tuple[dict, dict]:
         """Content features and blended style statistics of one photo ``[1, 3, H, W]``, in fp32
         (outside autocast) for exact targets. Colour preservation transforms the inputs first."""
         styles = [style] if isinstance(style, Tensor) else list(style)
         content = content.to(self.device, torch.float32)
         styles = [s.to(self.device, torch.float32) for s in styles]
-        # Kept only where the result needs it: a whole-image tensor of 12 bytes a pixel.
-        self.content_colors = content if self.hparams.preserve_colors == "luminance" else None
         if self.hparams.preserve_colors == "luminance":
             styles, content = [match_luminance(s, content) for s in styles], gray(content)
         elif self.hparams.preserve_colors == "histogram":
@@ -354,7 +356,7 @@ class StyleTransfer(pl.LightningModule):
             # One style image at a time: a blend of large paintings stays small in memory.
             per_style = [self._measure(s, [], style_layers)[1] for s in styles]
         blend = blend_weights or [1.0 / len(styles)] * len(styles)
-        self.targets = [(content_targets, {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers})]
+        return content_targets, {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers}
 
     @torch.no_grad()
     def compute_region_targets(self, content: Tensor, regions: list[dict[str, Any]]) -> None:
@@ -364,7 +366,7 @@ class StyleTransfer(pl.LightningModule):
         ``compute_targets``. ``regions``: ``StyleTransferData.region_inputs``."""
         content = content.to(self.device, torch.float32)
         mode, statistic = self.hparams.preserve_colors, self.style_statistic
-        self.content_colors = content if mode == "luminance" else None
+        self.content_colors = self._colors(content)
         style_layers = self.loss_weights.style_layers
         indices = {name: self.vgg.layer_index(name) for name in style_layers}
 
