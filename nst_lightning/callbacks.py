@@ -175,6 +175,10 @@ class ImageLogger(pl.Callback):
         styles = datamodule.style_images
         for number, style in enumerate(styles, start=1):  # every style of a blend, each at its own size
             writer.add_image("input/style" if len(styles) == 1 else f"input/style/{number}", self.preview(style), 0)
+        if getattr(datamodule, "regions", None) is not None:  # where each styled region is, as the loss sees it
+            for number, region in enumerate(datamodule.region_inputs(datamodule.image_size), start=1):
+                mask = region["mask"] if region["mask"] is not None else torch.ones_like(datamodule.content_image[:, :1])
+                writer.add_image(f"input/region/{number}", self.preview(mask.expand(-1, 3, -1, -1)), 0)
         self._log_generated(trainer, pl_module)
 
     def preview(self, image: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from nst_lightning.module import StyleTransfer
 from nst_lightning.regions import Region, layer_masks, read_mask
 from nst_lightning.style_statistics import WassersteinStatistic
 from nst_lightning.vgg import VGG19Features
-from tests.helpers import CONFIGS, make_image, user_error
+from tests.helpers import CONFIGS, events, make_image, user_error
 
 REGIONS = "[{mask: sky.png, style: s1.png}, {mask: sky.png, invert: true, style: s2.png}]"
 
@@ -90,6 +90,7 @@ def test_two_regions_take_their_own_style_through_the_cli(images, run_cli, run_d
     assert Image.open(run_dir / "generated.png").size == (48, 36)
     targets = cli.model.style_targets["conv3_1"]
     assert targets.shares == [0.5, 0.5] and [float(m.mean()) for m in targets.masks] == pytest.approx([1 / 3, 2 / 3], abs=0.02)
+    assert events(run_dir).Tags()["images"][:4] == ["input/content", "input/style/1", "input/style/2", "input/region/1"]
     # Each region has its own painting's statistics as its target.
     assert not torch.equal(targets.targets[0], targets.targets[1])
 
