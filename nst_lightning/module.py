@@ -343,13 +343,9 @@ class StyleTransfer(pl.LightningModule):
     def _image_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> tuple[dict, dict]:
         """Content features and blended style statistics of one photo ``[1, 3, H, W]``, in fp32
         (outside autocast) for exact targets. Colour preservation transforms the inputs first."""
-        styles = [style] if isinstance(style, Tensor) else list(style)
         content = content.to(self.device, torch.float32)
-        styles = [s.to(self.device, torch.float32) for s in styles]
-        if self.hparams.preserve_colors == "luminance":
-            styles, content = [match_luminance(s, content) for s in styles], gray(content)
-        elif self.hparams.preserve_colors == "histogram":
-            styles = [match_color_histogram(s, content) for s in styles]
+        styles = [self._as_painting(s, content) for s in ([style] if isinstance(style, Tensor) else style)]
+        content = self._as_photo(content)
         statistic, content_layers, style_layers = self.style_statistic, self.loss_weights.content_layers, self.loss_weights.style_layers
         with torch.autocast(device_type=self.device.type, enabled=False):
             content_targets = self._measure(content, content_layers, [])[0]
@@ -358,6 +354,18 @@ class StyleTransfer(pl.LightningModule):
         blend = blend_weights or [1.0 / len(styles)] * len(styles)
         return content_targets, {n: statistic.blend([t[n] for t in per_style], blend) for n in style_layers}
 
+    def _as_photo(self, content: Tensor) -> Tensor:
+        """What VGG19 sees of the photo: its luminance, as grey, with ``preserve_colors: luminance``."""
+        return gray(content) if self.hparams.preserve_colors == "luminance" else content
+
+    def _as_painting(self, style: Tensor, content: Tensor) -> Tensor:
+        """A painting as its statistics are taken: matched to the photo's luminance or colours
+        (Gatys et al. 2017) with ``preserve_colors``, else as it is; in fp32 on this device."""
+        style = style.to(self.device, torch.float32)
+        if self.hparams.preserve_colors == "luminance":
+            return match_luminance(style, content)
+        return match_color_histogram(style, content) if self.hparams.preserve_colors == "histogram" else style
+
     @torch.no_grad()
     def compute_region_targets(self, content: Tensor, regions: list[dict[str, Any]]) -> None:
         """Content features, and per style layer a ``GuidedTarget``: each region's (blended) style
@@ -365,7 +373,7 @@ class StyleTransfer(pl.LightningModule):
         layer and its share of the loss (Gatys et al. 2017, Sec. 4). Colour preservation as in
         ``compute_targets``. ``regions``: ``StyleTransferData.region_inputs``."""
         content = content.to(self.device, torch.float32)
-        mode, statistic = self.hparams.preserve_colors, self.style_statistic
+        statistic = self.style_statistic
         self.content_colors = self._colors(content)
         style_layers = self.loss_weights.style_layers
         indices = {name: self.vgg.layer_index(name) for name in style_layers}
@@ -375,19 +383,13 @@ class StyleTransfer(pl.LightningModule):
                 return dict.fromkeys(style_layers)
             return layer_masks(mask.to(self.device), self.vgg.features, indices, self.hparams.region_masks)
 
-        def painting(image: Tensor) -> Tensor:
-            image = image.to(self.device, torch.float32)
-            if mode == "luminance":
-                return match_luminance(image, content)
-            return match_color_histogram(image, content) if mode == "histogram" else image
-
         parts: dict[str, tuple[list, list, list]] = {name: ([], [], []) for name in style_layers}
         with torch.autocast(device_type=self.device.type, enabled=False):
-            content_targets = self._measure(gray(content) if mode == "luminance" else content, self.loss_weights.content_layers, [])[0]
+            content_targets = self._measure(self._as_photo(content), self.loss_weights.content_layers, [])[0]
             for region in regions:
                 per_style = []
                 for image, style_mask in zip(region["styles"], region["style_masks"]):
-                    per_style.append(self._measure(painting(image), [], style_layers, at_layers(style_mask))[1])
+                    per_style.append(self._measure(self._as_painting(image, content), [], style_layers, at_layers(style_mask))[1])
                 masks = at_layers(region["mask"])
                 for name in style_layers:
                     parts[name][0].append(statistic.blend([t[name] for t in per_style], region["blend"]))

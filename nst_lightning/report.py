@@ -8,6 +8,7 @@ driver. Both are written atomically.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -77,7 +78,9 @@ def _paste(sheet: Image.Image, image: Optional[Image.Image], column: int, row: i
     sheet.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
 
 
+@functools.lru_cache(maxsize=256)
 def _thumbnail_of_source(source: str, cell: int) -> Optional[Image.Image]:
+    # Cached: the sheet is redrawn as jobs finish, and the inputs' thumbnails do not change.
     try:  # a URL comes from the download cache; an unreadable input leaves its cell grey
         return _thumbnail(read_source(source, "image"), cell)
     except Exception:
