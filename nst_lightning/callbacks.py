@@ -275,6 +275,7 @@ class StepCheckpoint(ModelCheckpoint):
     # Per-run state, set in on_train_start (no __init__ override: the CLI reads ModelCheckpoint's).
     _trainer: Optional[pl.Trainer] = None
     _stop_signal: Optional[int] = None
+    _flush_next_step = False
     _previous_handlers: dict[int, Any] = {}  # replaced, never mutated in place
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -307,6 +308,26 @@ class StepCheckpoint(ModelCheckpoint):
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous_handlers = {}
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        # The points logged before a checkpoint reach the event file before it does (``Logger.save``
+        # flushes TensorBoard's buffer, which otherwise holds up to 2 minutes of points), and the
+        # checkpointed step's own point, which Lightning writes after the callbacks, at the start of
+        # the next step: a run killed after a checkpoint and resumed from it has no gap in
+        # TensorBoard, unless the kill falls in the instant between the checkpoint and that flush.
+        self._flush_loggers(trainer)
+        self._flush_next_step = True
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
+        super().on_train_batch_start(trainer, pl_module, *args, **kwargs)
+        if self._flush_next_step:
+            self._flush_loggers(trainer)
+            self._flush_next_step = False
+
+    @staticmethod
+    def _flush_loggers(trainer: pl.Trainer) -> None:
+        for logger in trainer.loggers:
+            logger.save()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
