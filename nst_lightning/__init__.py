@@ -8,16 +8,16 @@ from typing import Any
 # Imported on first use (PEP 562), not here: `python -m nst_lightning` runs this file before
 # __main__, which must install its signal handlers before torch and Lightning take seconds to import.
 _EXPORTS = {
-    "CoarseToFine": "nst_lightning.multiscale",
-    "DivergenceGuard": "nst_lightning.callbacks",
-    "ImageLogger": "nst_lightning.callbacks",
-    "LossLogger": "nst_lightning.callbacks",
-    "SaveGeneratedImage": "nst_lightning.callbacks",
-    "StepCheckpoint": "nst_lightning.callbacks",
-    "StyleTransferData": "nst_lightning.data",
-    "UserError": "nst_lightning.errors",
-    "StyleTransfer": "nst_lightning.module",
-    "stylize": "nst_lightning.api",
+    "CoarseToFine": "nst_lightning.scale.multiscale",
+    "DivergenceGuard": "nst_lightning.model.divergence",
+    "ImageLogger": "nst_lightning.run.callbacks.image_logger",
+    "LossLogger": "nst_lightning.model.loss_logger",
+    "SaveGeneratedImage": "nst_lightning.run.callbacks.result",
+    "StepCheckpoint": "nst_lightning.run.callbacks.checkpoint",
+    "StyleTransferData": "nst_lightning.inputs.data",
+    "UserError": "nst_lightning.utilities.errors",
+    "StyleTransfer": "nst_lightning.model.module",
+    "stylize": "nst_lightning.run.api",
 }
 
 __all__ = sorted(_EXPORTS)

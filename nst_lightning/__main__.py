@@ -1,6 +1,11 @@
+"""``python -m nst_lightning COMMAND`` and the ``nst-lightning`` command: the only module that imports
+every command (``fit`` and LightningCLI's others through ``run``, ``batch``), and only once the signal
+handlers below are in place."""
+
 import os
 import signal
 import sys
+from typing import Optional
 
 
 def _stop_while_starting(signum: int, frame: object) -> None:
@@ -12,15 +17,38 @@ def _stop_while_starting(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
+def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> object:
+    """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), or else a
+    LightningCLI subcommand such as ``fit`` (``run/entry.py``). Ends in ``SystemExit`` with the
+    command's exit code, or returns the finished ``fit``'s CLI object."""
+    from nst_lightning.run.entry import cli_main, program_name
+    from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
+    from nst_lightning.run.signals import exit_on_signal
+
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["batch"]:  # many jobs, each one a fit through cli_main
+        from nst_lightning.batch.cli import batch_main
+
+        hide_expected_warnings()
+        NoAdvertisements.install()
+        code = batch_main(argv[1:], program_name())
+        if exit_on_signals:
+            exit_on_signal()
+        raise SystemExit(code)
+    return cli_main(args, exit_on_signals=exit_on_signals)
+
+
 def main() -> None:
     """``python -m nst_lightning`` and the ``nst-lightning`` command."""
     previous = {signum: signal.signal(signum, _stop_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)}
-    from nst_lightning.cli import cli_main, exit_on_signal
+    # The imports that take seconds (torch, Lightning), under the handlers above.
+    from nst_lightning.run.entry import cli_main  # noqa: F401
+    from nst_lightning.run.signals import exit_on_signal
 
     for signum, handler in previous.items():
         signal.signal(signum, handler)
     try:
-        cli_main(exit_on_signals=True)
+        dispatch(exit_on_signals=True)
         code = 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)

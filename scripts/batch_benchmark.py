@@ -28,7 +28,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nst_lightning.image_io import read_source  # noqa: E402
+from nst_lightning.inputs.sources import read_source  # noqa: E402
 
 
 def make_photos(folder: Path, count: int) -> None:

@@ -4,7 +4,7 @@ One process runs the same Gatys et al. (2015) optimisation (same VGG19 layers, i
 weights, optimizer, precision and number of steps) two ways, alternately, after a warm-up:
 
   (a) plain      a PyTorch loop written below: frozen ``VGG19Features``, targets computed once,
-                 ``zero_grad(); loss.backward(); step()``, the loss of ``nst_lightning.losses.weighted_losses``
+                 ``zero_grad(); loss.backward(); step()``, the loss of ``nst_lightning.loss.functional.weighted_losses``
                  (the very function ``StyleTransfer.forward`` calls);
   (b) Lightning  ``StyleTransfer`` + ``StyleTransferData`` through ``Trainer.fit``, with the checkpoint,
                  image-logging and result callbacks and the TensorBoard logger that the CLI adds, at
@@ -52,11 +52,11 @@ from lightning.pytorch.profilers import SimpleProfiler
 from torch import Tensor, nn
 
 from nst_lightning import ImageLogger, SaveGeneratedImage, StepCheckpoint, StyleTransfer, StyleTransferData
-from nst_lightning.callbacks import CHECKPOINT_DEFAULTS
-from nst_lightning.losses import LossWeights, weighted_losses
-from nst_lightning.module import DEFAULT_LR, DEFAULT_STYLE_LAYERS
-from nst_lightning.style_statistics import STYLE_STATISTICS
-from nst_lightning.vgg import VGG19Features
+from nst_lightning.loss.statistics import STYLE_STATISTICS
+from nst_lightning.loss.total import LossWeights, weighted_losses
+from nst_lightning.model.options import DEFAULT_LR, DEFAULT_STYLE_LAYERS
+from nst_lightning.model.vgg import VGG19Features
+from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS
 
 CONTENT = "builtin:tubingen"
 STYLE = "builtin:starry_night"
@@ -66,7 +66,7 @@ STYLE_LAYERS = tuple(DEFAULT_STYLE_LAYERS)
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 10.0
 LBFGS_HISTORY = 100
-# The CLI's defaults for work that happens every few steps (nst_lightning/cli.py).
+# The CLI's defaults for work that happens every few steps (nst_lightning/run/cli.py).
 IMAGE_EVERY = 50
 LOG_EVERY = 10
 
@@ -218,7 +218,7 @@ class StepTimer(pl.Callback):
 
 
 def cli_callbacks() -> list[pl.Callback]:
-    """The callbacks nst_lightning.cli adds, with the CLI's default settings."""
+    """The callbacks nst_lightning.run.cli adds, with the CLI's default settings."""
     return [StepCheckpoint(**CHECKPOINT_DEFAULTS), ImageLogger(every_n_steps=IMAGE_EVERY), SaveGeneratedImage()]
 
 
@@ -468,7 +468,9 @@ BOOKKEEPING = (
     "lightning/pytorch/loggers/",
     "lightning/pytorch/trainer/connectors/",
     "lightning/pytorch/core/module.py:log",
-    "nst_lightning/callbacks.py",
+    "nst_lightning/model/divergence.py",
+    "nst_lightning/model/loss_logger.py",
+    "nst_lightning/run/callbacks/",
     "torch/utils/tensorboard/",
     "tqdm/",
 )

@@ -2,7 +2,7 @@
 
 For each option set it runs ``python -m nst_lightning batch`` (so every result is an ordinary CLI
 run, resumable, with its TensorBoard events) over the photos x paintings, then scores each result
-with ``nst_lightning.evaluation.Scorer``: content distance (``conv4_2``, relative squared error
+with ``nst_lightning.evaluation.scorer.Scorer``: content distance (``conv4_2``, relative squared error
 against the photo) and style distance (mean relative squared error of the Gram matrices of
 ``conv1_1``...``conv5_1`` against the painting, resized to the result's short side), at the result's
 own resolution. "photo itself" scores the unchanged photo against each painting: the reference a
@@ -35,8 +35,9 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nst_lightning.evaluation import Scorer  # noqa: E402
-from nst_lightning.image_io import decode_image, read_source  # noqa: E402
+from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
+from nst_lightning.inputs.images import decode_image  # noqa: E402
+from nst_lightning.inputs.sources import read_source  # noqa: E402
 
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, 200 Adam steps, style_weight 10).
 OPTION_SETS = {
@@ -90,7 +91,7 @@ def run_regions(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
     scored inside its mask against its own painting and against the other regions' paintings."""
     import yaml
 
-    from nst_lightning.regions import Region, read_mask
+    from nst_lightning.inputs.masks import Region, read_mask
 
     config = yaml.safe_load(Path(args.regions).read_text())
     photo_source = config["data"]["content"]

@@ -92,7 +92,7 @@ class Meter:
 
     def __init__(self, weights: Path, examples: Path, size: int) -> None:
         from nst_lightning import StyleTransfer
-        from nst_lightning.image_io import load_image
+        from nst_lightning.inputs.images import load_image
 
         self.load_image, self.size, self.examples = load_image, size, examples
         # The defaults: conv4_2, conv1_1...conv5_1, equal layer weights.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_lightning.cli import cli_main
+from nst_lightning.run.entry import cli_main
 from tests.helpers import DEBUG_CONFIG, shared_weights_path
 
 

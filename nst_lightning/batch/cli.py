@@ -1,0 +1,288 @@
+"""``python -m nst_lightning batch``: every photo in every painting's style, resumable, on one
+machine, on Ray or as a SLURM array.
+
+    python -m nst_lightning batch --config configs/quick.yaml \\
+        --contents photos/ --styles "[starry.jpg, scream.jpg]" --out styled/
+
+Every other option (``--model.*``, ``--data.image_size``, ``--trainer.*``, ``--config``) is passed to
+each job's ``fit`` as it is. Each job runs in ``OUT/<photo>__<painting>/`` (``jobs.py``); rerunning
+the same command skips finished jobs, resumes started ones from their checkpoints and retries
+failed ones. ``OUT/summary.csv`` and ``OUT/contact_sheet.jpg`` are updated as jobs finish.
+
+Exit codes: 0 every job done; 1 some jobs failed (each named, with its reason); 2 an error in the
+batch's own options; 128 + N stopped by signal N (rerun to go on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from nst_lightning.batch.jobs import UsageError, is_done
+from nst_lightning.batch.launchers import LAUNCHERS
+from nst_lightning.batch.plan import Job, group_jobs, parse_shard, plan_jobs, shard, sources
+from nst_lightning.batch.report import write_contact_sheet, write_summary
+from nst_lightning.utilities.errors import RunInterrupted, UserError
+
+# Set by the batch for each job: giving them would point every job at the same run.
+OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger")
+SHEET_EVERY_S = 30.0  # the contact sheet is redrawn at most this often while jobs finish (and at the end)
+
+
+@dataclass
+class BatchOptions:
+    contents: list[str]
+    styles: list[str]
+    out: Path
+    batch_size: int = 1
+    launcher: str = "sequential"
+    ray_address: Optional[str] = None
+    cpus_per_job: Optional[float] = None
+    shard: Optional[str] = None
+    fit_args: list[str] = field(default_factory=list)
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{prog} batch",
+        description="Style every photo of --contents in every painting of --styles; any fit option (--config, --model.*, "
+        "--data.image_size, --trainer.*) applies to every job.",
+        exit_on_error=False,
+    )
+    p.add_argument("--contents", nargs="+", required=True, help="photos: files, a folder, a glob, a text file of paths/URLs, or \"[a.jpg, b.jpg]\"")
+    p.add_argument("--styles", nargs="+", required=True, help="paintings, in any of the same forms (each is one style, not a blend)")
+    p.add_argument("--out", required=True, help="the collection's folder: a run per job, summary.csv, contact_sheet.jpg")
+    p.add_argument("--batch_size", default="1", help="optimise K jobs of the same size together as one [K, 3, H, W] image (Adam only)")
+    p.add_argument("--launcher", default="sequential", help="sequential (this process, one job after another) or ray")
+    p.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
+    p.add_argument("--cpus_per_job", default=None, help="with --launcher ray on CPUs: cores per job (default: all of this machine's)")
+    p.add_argument("--shard", default=None, help="I/N: run only the I-th (from 0) of N disjoint shares of the jobs; slurm: a job array's task")
+    return p
+
+
+def parse(argv: list[str], prog: str) -> BatchOptions:
+    try:
+        known, rest = parser(prog).parse_known_args(argv)
+    except argparse.ArgumentError as err:
+        raise UserError(f"{err}; see {prog} batch --help") from None
+    for arg in rest:
+        if arg.split("=", 1)[0].startswith(OWN_OPTIONS):
+            raise UserError(f"{arg.split('=', 1)[0]} is set by batch for each job; give the inputs with --contents and --styles, and --out")
+    fit_args = [_absolute_config(arg, rest, i) for i, arg in enumerate(rest)]
+    try:
+        batch_size = int(known.batch_size)
+    except ValueError:
+        batch_size = 0
+    if batch_size < 1:
+        raise UserError(f"--batch_size {known.batch_size}: give a whole number of images per step, 1 or more")
+    if known.launcher not in LAUNCHERS:
+        raise UserError(f"--launcher {known.launcher}: choose one of {', '.join(LAUNCHERS)}")
+    if known.ray_address is not None and known.launcher != "ray":
+        raise UserError("--ray_address is for --launcher ray; add --launcher ray")
+    cpus = None
+    if known.cpus_per_job is not None:
+        try:
+            cpus = float(known.cpus_per_job)
+        except ValueError:
+            cpus = 0.0
+        if not cpus > 0:
+            raise UserError(f"--cpus_per_job {known.cpus_per_job}: give a positive number of cores")
+    return BatchOptions(
+        contents=known.contents, styles=known.styles, out=Path(known.out).expanduser().absolute(), batch_size=batch_size,
+        launcher=known.launcher, ray_address=known.ray_address, cpus_per_job=cpus, shard=known.shard, fit_args=fit_args,
+    )
+
+
+def _absolute_config(arg: str, args: list[str], i: int) -> str:
+    """``--config`` files as absolute paths: a Ray worker may start in another directory."""
+    if i > 0 and args[i - 1] == "--config" and os.path.isfile(arg):
+        return os.path.abspath(arg)
+    if arg.startswith("--config=") and os.path.isfile(arg.split("=", 1)[1]):
+        return "--config=" + os.path.abspath(arg.split("=", 1)[1])
+    return arg
+
+
+def check_writable(out: Path) -> None:
+    """``--out`` must be a folder this process (and, on a cluster, every node) can write: checked
+    here, before any job, with a file written and removed."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write there ({err.strerror or err}); give a folder you can write") from None
+
+
+class Progress:
+    """One bar over the jobs: done/total, and an ETA from the times of the jobs finished in this
+    run (skipped jobs take no time and do not count towards it)."""
+
+    def __init__(self, total: int, done: int) -> None:
+        from tqdm import tqdm
+
+        self.started, self.timed = time.monotonic(), 0
+        self.bar = tqdm(
+            total=total, initial=done, unit="job", file=sys.stderr, dynamic_ncols=True,
+            bar_format="batch: {n_fmt}/{total_fmt} jobs |{bar}| {desc}",
+        )
+        self.bar.set_description_str("ETA after the first job")
+
+    def advance(self, jobs: int, label: str) -> None:
+        self.timed += jobs
+        per_job = (time.monotonic() - self.started) / self.timed
+        left = self.bar.total - self.bar.n - jobs
+        self.bar.set_description_str(f"{label}; ETA {_duration(per_job * left)}" if left else label, refresh=False)
+        self.bar.update(jobs)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def run_batch(options: BatchOptions) -> int:
+    contents = sources(options.contents, "--contents")
+    styles = sources(options.styles, "--styles")
+    skipped = contents.skipped + styles.skipped
+    if skipped:
+        print(f"batch: left out {len(skipped)} file(s) not named as images: {', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''}", file=sys.stderr)
+    jobs = plan_jobs(contents.images, styles.images)
+    check_writable(options.out)
+    groups = group_jobs(jobs, options.batch_size, _size_reader(options))
+    if options.shard is not None:
+        index, count = parse_shard(options.shard)
+        groups = shard(groups, index, count)
+    mine = [job for group in groups for job in group]
+    todo = [group for group in groups if not all(is_done(options.out, job) for job in group)]
+    done_before = len(mine) - sum(len(group) for group in todo)
+    share = f" (share {options.shard})" if options.shard else ""
+    print(f"batch: {len(mine)} jobs{share}, {done_before} already done, {len(todo)} run(s) to go, into {options.out}", file=sys.stderr)
+    failed: dict[str, str] = {}
+    busy: list[str] = []
+    progress = Progress(len(mine), done_before)
+    last_sheet = [0.0]
+
+    def finished(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            if record["status"] == "failed":
+                failed[record["job"]] = record.get("reason", "")
+            elif record["status"] == "busy":
+                busy.append(record["job"])
+        label = records[0]["job"] if len(records) == 1 else f"{records[0]['job']} +{len(records) - 1}"
+        progress.advance(len(records), f"{label} {records[0]['status']}")
+        write_summary(options.out, jobs)
+        if time.monotonic() - last_sheet[0] > SHEET_EVERY_S:
+            write_contact_sheet(options.out, jobs)
+            last_sheet[0] = time.monotonic()
+
+    try:
+        LAUNCHERS[options.launcher](
+            todo, options.out, options.fit_args, finished, address=options.ray_address, cpus_per_job=options.cpus_per_job
+        )
+    finally:
+        progress.close()
+        write_summary(options.out, jobs)
+        write_contact_sheet(options.out, jobs)
+    for job, reason in failed.items():
+        print(f"batch: {job} failed: {reason}", file=sys.stderr)
+    if busy:
+        print(f"batch: {len(busy)} job(s) are running in another process ({', '.join(busy[:3])}{'...' if len(busy) > 3 else ''}); rerun later to collect them", file=sys.stderr)
+    ok = len(mine) - len(failed) - len(busy)
+    print(f"batch: {ok} of {len(mine)} jobs done{share}; {options.out / 'summary.csv'}, {options.out / 'contact_sheet.jpg'}", file=sys.stderr)
+    if failed:
+        print(f"batch: {len(failed)} job(s) failed (listed above, reasons in summary.csv); fix them and rerun the same command", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _size_reader(options: BatchOptions):
+    """For grouping: each photo's result size at the run's ``image_size``, from its header (None if
+    unreadable: that job runs alone and fails alone). Only read when grouping."""
+    if options.batch_size == 1:
+        return lambda job: None
+    from nst_lightning.inputs.images import header_size
+    from nst_lightning.inputs.sources import read_source
+
+    long_side = _image_size(options.fit_args)
+    cache: dict[str, Optional[tuple[int, int]]] = {}
+
+    def size_of(job: Job) -> Optional[tuple[int, int]]:
+        if job.content not in cache:
+            try:
+                cache[job.content] = header_size(read_source(job.content, "--contents"), long_side, job.content, "--contents")
+            except UserError:
+                cache[job.content] = None
+        return cache[job.content]
+
+    return size_of
+
+
+def _image_size(fit_args: list[str]) -> int:
+    """``data.image_size`` as the jobs will see it: the command line's, else the last config's, else
+    the default."""
+    from nst_lightning.inputs.data import StyleTransferData
+
+    size = inspect.signature(StyleTransferData.__init__).parameters["image_size"].default
+    for i, arg in enumerate(fit_args):
+        value = None
+        if arg == "--config" and i + 1 < len(fit_args):
+            try:
+                value = ((yaml.safe_load(Path(fit_args[i + 1]).read_text()) or {}).get("data") or {}).get("image_size")
+            except (OSError, yaml.YAMLError, AttributeError):
+                value = None
+        elif arg == "--data.image_size" and i + 1 < len(fit_args):
+            value = fit_args[i + 1]
+        elif arg.startswith("--data.image_size="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                size = int(value)
+            except ValueError:
+                pass  # the jobs' own parse refuses it, in one line
+    return size
+
+
+def batch_main(argv: list[str], prog: str) -> int:
+    """The ``batch`` command: its exit code; every error is one line on stderr."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # between jobs: like Ctrl-C
+    try:
+        return run_batch(parse(argv, prog))
+    except UsageError as err:
+        print(f"nst_lightning: error: {err}", file=sys.stderr)
+        return 2
+    except UserError as err:
+        print(f"nst_lightning: error: {err.for_cli()}", file=sys.stderr)
+        return 2
+    except SystemExit as stop:  # a job stopped by a signal: it saved what it could
+        code = stop.code if isinstance(stop.code, int) else 1
+        if code >= 128:
+            print(f"batch: stopped by {signal.Signals(code - 128).name}; rerun the same command to go on", file=sys.stderr)
+        return code
+    except (KeyboardInterrupt, RunInterrupted) as err:
+        signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
+        print(f"batch: stopped by {signal.Signals(signum).name} between jobs; rerun the same command to go on", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise RunInterrupted(signum, None, saved=False)

@@ -1,0 +1,77 @@
+"""The loss's pure kernels: Gram matrices, relative squared errors, the content, style and
+total-variation terms of Gatys et al. (2015) with the normalisation this project uses. Functions of
+tensors only: no class, no option, nothing above them (``total.py`` weighs them into the loss).
+
+Every function here works in fp32 whatever the input dtype: under autocast the VGG features may be
+bf16/fp16, and a Gram matrix of fp16 features overflows (sums of ~1e4 squared activations over
+thousands of positions), which is the classic mixed-precision NaN of other tools.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+
+def position_weights(weights: Optional[Tensor]) -> Optional[Tensor]:
+    """Spatial weights ``[N, 1, H, W]`` as ``[N, 1, H*W]`` summing to 1 per image; None (uniform) stays None."""
+    if weights is None:
+        return None
+    flat = weights.float().reshape(weights.shape[0], 1, -1)
+    return flat / flat.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def gram_matrix(features: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+    """Gram matrix of ``[N, C, H, W]`` features, averaged over positions: ``F F^T / (H W)``.
+
+    Gatys et al. use the unnormalised ``F F^T`` and fold ``1 / (4 N^2 M^2)`` into the loss; dividing by
+    the number of positions ``M = H W`` here makes Grams of a style image and of the generated image
+    comparable when their sizes differ. With ``weights`` (``[N, 1, H, W]``, e.g. a mask), the weighted
+    average ``sum_m w_m f_m f_m^T / sum_m w_m``.
+    """
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        n, c, h, w = features.shape
+        flat = features.float().reshape(n, c, h * w)
+        if weights is None:
+            return flat @ flat.transpose(1, 2) / (h * w)
+        return (flat * position_weights(weights)) @ flat.transpose(1, 2)
+
+
+def relative_squared_error(value: Tensor, target: Tensor) -> Tensor:
+    """``||value - target||^2 / ||target||^2``, in fp32.
+
+    This is the departure from the paper's raw sums of squares (its Eq. 1 and 4): dividing by the
+    target's own energy makes each loss dimensionless, so (a) each style layer contributes on the
+    same scale instead of the deepest Grams dominating, and (b) the same loss weights work whatever
+    the activation scale of the VGG19 weights (the Caffe-derived ImageNet weights give activations
+    ~255x those of torchvision's, i.e. raw losses 255^2 and 255^4 times larger).
+    """
+    with torch.autocast(device_type=value.device.type, enabled=False):
+        value, target = value.float(), target.float()
+        return (value - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+
+
+def content_loss(features: Tensor, target_features: Tensor) -> Tensor:
+    """Content loss (paper Eq. 1, normalised): relative squared error of the feature maps."""
+    return relative_squared_error(features, target_features)
+
+
+def style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
+    """Style loss of one layer (paper Eq. 4, normalised): relative squared error of Gram matrices."""
+    return relative_squared_error(gram_matrix(features), target_gram)
+
+
+def total_variation_loss(image: Tensor) -> Tensor:
+    """Mean squared difference between vertically and horizontally neighbouring pixels.
+
+    Not in Gatys et al. (2015); a smoothness prior (Mahendran & Vedaldi 2015, used by Johnson's
+    neural-style) that removes the high-frequency noise the pixel-space optimisation can leave.
+    A 0/1 checkerboard has every difference equal to 1, so its loss is 1 + 1 = 2.
+    """
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        image = image.float()
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        return dy.pow(2).mean() + dx.pow(2).mean()

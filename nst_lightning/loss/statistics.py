@@ -1,0 +1,162 @@
+"""What "style" means to the style loss: a statistic of a layer's features, and a distance to it.
+
+A ``StyleStatistic`` has three parts, so that a new style loss is one class here plus one entry in
+``STYLE_STATISTICS``:
+
+- ``target(features, weights)``: the statistic of one image's features (``[1, C, H, W]``), computed
+  once; ``weights`` (``[1, 1, H, W]``, optional) weighs positions, so that a mask can restrict the
+  statistic to a region (Gatys et al. 2017's guided Gram matrices).
+- ``blend(targets, blend_weights)``: one target from several style images' (blended styles).
+- ``loss(features, target, weights)``: the dimensionless distance between the generated image's
+  features and a blended target; 0 at the target. It is ``distance(target(features, weights), target)``:
+  every statistic here is an average over positions, so the statistic of a whole image is the
+  position-weighted ``mix`` of its parts' (which the tiled path relies on, ``scale/tiling.py``).
+
+A target is whatever its statistic needs (the Gram matrix itself; a dict of tensors for the
+Wasserstein loss). Everything is computed in
+fp32 (or fp64) whatever autocast says: a Gram matrix of fp16 features overflows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from nst_lightning.loss.functional import gram_matrix, position_weights, relative_squared_error
+
+Target = Any  # a Tensor or a dict of Tensors, of the statistic's own making
+StyleLossName = Literal["gram", "wasserstein"]
+
+
+class StyleStatistic(Protocol):
+    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Target: ...
+
+    def blend(self, targets: Sequence[Target], blend_weights: Sequence[float]) -> Target: ...
+
+    def distance(self, statistic: Target, target: Target) -> Tensor: ...
+
+    def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None) -> Tensor: ...
+
+
+def mix(statistics: Sequence[Target], weights: Sequence[float]) -> Target:
+    """The weighted sum of statistics (tensors, or dicts of tensors): for averages over positions, the
+    statistic of the mixture of their positions (a blend of styles, or an image from its tiles)."""
+    if isinstance(statistics[0], dict):
+        return {key: mix([s[key] for s in statistics], weights) for key in statistics[0]}
+    return sum(w * s for w, s in zip(weights, statistics))
+
+
+class GramStatistic:
+    """Gatys et al. (2015): the Gram matrix of the features, and the squared distance between Gram
+    matrices (their Eq. 4), divided by the target's squared norm so that it is dimensionless (see
+    ``functional.relative_squared_error``). Blended styles take the weighted sum of their Grams, as
+    jcjohnson/neural-style's ``-style_blend_weights`` does."""
+
+    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+        return gram_matrix(features, weights)
+
+    def blend(self, targets: Sequence[Tensor], blend_weights: Sequence[float]) -> Tensor:
+        return mix(targets, blend_weights)
+
+    def distance(self, statistic: Tensor, target: Tensor) -> Tensor:
+        return relative_squared_error(statistic, target)
+
+    def loss(self, features: Tensor, target: Tensor, weights: Optional[Tensor] = None) -> Tensor:
+        return self.distance(self.target(features, weights), target)
+
+
+class _TraceSqrtm(torch.autograd.Function):
+    """``trace(sqrtm(A))`` of a symmetric positive semi-definite ``A``, by eigendecomposition in fp64.
+
+    The gradient, ``A^(-1/2) / 2``, is infinite where an eigenvalue is 0 (a layer with more channels
+    than positions has a singular covariance, e.g. conv5_1's 512 channels over a few dozen positions).
+    Eigenvalues are floored at ``eps`` times the largest, which keeps it finite; the value changes by
+    at most ``sqrt(eps)`` relative."""
+
+    @staticmethod
+    def forward(ctx, matrix: Tensor, eps: float) -> Tensor:
+        values, vectors = torch.linalg.eigh(matrix.double())
+        values = values.clamp_min(eps * values.max().clamp_min(1e-300))
+        ctx.save_for_backward(values, vectors)
+        ctx.dtype = matrix.dtype
+        return values.sqrt().sum().to(matrix.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        values, vectors = ctx.saved_tensors
+        half_inverse_sqrt = (vectors * (0.5 / values.sqrt())) @ vectors.transpose(-2, -1)
+        return (grad.double() * half_inverse_sqrt).to(ctx.dtype), None
+
+
+def trace_sqrtm(matrix: Tensor, eps: float = 1e-10) -> Tensor:
+    """``trace(A^(1/2))`` of a symmetric PSD matrix ``[C, C]``, with a finite gradient."""
+    return _TraceSqrtm.apply(matrix, eps)
+
+
+def sqrtm(matrix: Tensor) -> Tensor:
+    """``A^(1/2)`` of a symmetric PSD matrix, in fp64 (for targets: no gradient)."""
+    values, vectors = torch.linalg.eigh(matrix.double())
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.transpose(-2, -1)
+
+
+class WassersteinStatistic:
+    """The 2-Wasserstein distance between Gaussians fitted to the features (mean and covariance of
+    the C-dimensional feature vectors over positions), as crowsonkb/style-transfer-pytorch uses:
+
+        W2^2 = |m - m_t|^2 + tr(S) + tr(S_t) - 2 tr((S_t^(1/2) S S_t^(1/2))^(1/2))
+
+    Unlike the Gram loss it matches the mean and the covariance separately, and, being a distance
+    between distributions, it does not over-weigh the few channels with the largest activations.
+    Both covariances get a ridge of ``RIDGE`` times the target's mean eigenvalue: a layer with more
+    channels than positions (conv5_1's 512 over a few dozen at small sizes) has a singular
+    covariance, where the square root's gradient is infinite; with the ridge the distance is still one
+    between two Gaussians (0 for identical features) and its gradient is finite.
+    Targets keep the mean and the second raw moment ``E[f f^T]``, which (unlike the covariance)
+    blend linearly: a blend of styles is the mixture of their feature distributions. Divided by the
+    target's ``|m_t|^2 + tr(S_t)`` (its mean squared feature norm), so that the loss is dimensionless
+    like the Gram loss and the same ``style_weight`` serves both. Not in Gatys et al. (2015).
+    """
+
+    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Target:
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            flat = features.float().flatten(2)
+            w = position_weights(weights)
+            mean = flat.mean(dim=-1) if w is None else (flat * w).sum(dim=-1)
+            return {"mean": mean[0], "second_moment": gram_matrix(features, weights)[0]}
+
+    RIDGE = 1e-5
+
+    def blend(self, targets: Sequence[Target], blend_weights: Sequence[float]) -> Target:
+        blended = mix(targets, blend_weights)
+        mean = blended["mean"].double()
+        covariance = blended["second_moment"].double() - torch.outer(mean, mean)
+        ridge = self.RIDGE * torch.trace(covariance).clamp_min(1e-12) / len(mean)
+        covariance = covariance + ridge * torch.eye(len(mean), dtype=covariance.dtype, device=covariance.device)
+        # Computed once here, not every step: the target's square root and its size.
+        blended["ridge"] = ridge
+        blended["covariance_sqrt"] = sqrtm(covariance)
+        blended["trace_covariance"] = torch.trace(covariance)
+        blended["energy"] = torch.trace(blended["second_moment"].double())
+        return blended
+
+    def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None) -> Tensor:
+        return self.distance(self.target(features, weights), target)
+
+    def distance(self, moments: Target, target: Target) -> Tensor:
+        with torch.autocast(device_type=moments["mean"].device.type, enabled=False):
+            mean = moments["mean"].double()
+            covariance = moments["second_moment"].double() - torch.outer(mean, mean)
+            covariance = covariance + target["ridge"] * torch.eye(len(mean), dtype=covariance.dtype, device=covariance.device)
+            root = target["covariance_sqrt"]
+            cross = trace_sqrtm(root @ covariance @ root)
+            distance = (
+                (mean - target["mean"].double()).pow(2).sum()
+                + torch.trace(covariance) + target["trace_covariance"] - 2 * cross
+            )
+            # Rounding can leave a distance of 0 slightly negative.
+            return (distance.clamp_min(0) / target["energy"].clamp_min(1e-12)).float()
+
+
+STYLE_STATISTICS: dict[str, type[StyleStatistic]] = {"gram": GramStatistic, "wasserstein": WassersteinStatistic}

@@ -1,0 +1,245 @@
+"""Gatys et al. (2015) style transfer as a LightningModule whose only parameter is the image.
+
+The core: the image parameter, ``forward`` (the loss), ``training_step``, the optimizer and the
+checkpoint's shape. The Trainer does device placement, mixed precision, checkpoints (the image and
+the optimizer state, not the frozen VGG19) and logging. Around the core, each in its own file: the
+options in groups (``options.py``), the targets (``targets.py``), VGG19 (``vgg.py``), the callbacks
+every run has (``divergence.py``, ``loss_logger.py``, ``scale/multiscale.py``), the memory check and
+tile choice (``scale/budget.py``), the tiled step (``scale/tiling.py``), the loss (``loss/``).
+
+One training step is one forward/backward pass, for Adam and for L-BFGS alike (``max_iter=1``), so
+``trainer.max_steps`` counts loss evaluations with either.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import lightning.pytorch as pl
+import torch
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
+from torch import Tensor, nn
+
+from nst_lightning.inputs.color import ColorMode
+from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
+from nst_lightning.loss.statistics import STYLE_STATISTICS, StyleLossName
+from nst_lightning.loss.total import batch_losses
+from nst_lightning.model.divergence import DivergenceGuard
+from nst_lightning.model.loss_logger import LossLogger
+from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, check_same_optimizer, grouped
+from nst_lightning.model.preflight import check_inputs
+from nst_lightning.model.start import initial_image
+from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
+from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
+from nst_lightning.scale.iterate_average import IterateAverage
+from nst_lightning.scale.multiscale import CoarseToFine, stage_sizes
+from nst_lightning.utilities.errors import UserError, param
+from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
+
+
+class StyleTransfer(pl.LightningModule):
+    def __init__(
+        self,
+        weights: str = "IMAGENET1K_V1",
+        content_layers: list[LayerName] = ["conv4_2"],
+        style_layers: list[LayerName] = DEFAULT_STYLE_LAYERS,
+        style_layer_weights: Optional[list[FiniteNonNegativeFloat]] = None,
+        content_weight: FiniteNonNegativeFloat = 1.0,
+        style_weight: FiniteNonNegativeFloat = 10.0,
+        tv_weight: FiniteNonNegativeFloat = 0.0,
+        style_loss: StyleLossName = "gram",
+        optimizer: Literal["adam", "lbfgs"] = "adam",
+        lr: Optional[FinitePositiveFloat] = None,
+        lbfgs_history: PositiveInt = 100,
+        init: Literal["content", "noise", "image"] = "content",
+        init_image: Optional[str] = None,
+        pooling: PoolingName = "max",
+        preserve_colors: ColorMode = "none",
+        stage_steps: Optional[list[PositiveInt]] = None,
+        ema_decay: Optional[OpenUnitInterval] = None,
+        memory_format: Literal["auto", "channels_last", "contiguous"] = "auto",
+        activation_checkpointing: bool = False,
+        tile_size: Optional[PositiveInt] = None,
+        max_memory_gb: Optional[FinitePositiveFloat] = None,
+        check_memory: bool = True,
+        region_masks: MaskMethod = "downsample",
+    ) -> None:
+        """
+        Args:
+            weights: VGG19 weights: ``IMAGENET1K_V1`` (torchvision, downloaded once), ``random`` (untrained,
+                for offline tests) or the path of a ``vgg19``/``vgg19().features`` state dict.
+            content_layers: Layers whose activations the result must share with the content image.
+            style_layers: Layers whose style statistics the result must share with the style image.
+            style_layer_weights: One weight per style layer, normalised to sum to 1 (default: equal, as in the paper).
+            content_weight: Weight of the content loss (the paper's alpha).
+            style_weight: Weight of the style loss (the paper's beta); losses are normalised, so style/content is comparable.
+            tv_weight: Weight of the total-variation (smoothness) loss; 0 disables it.
+            style_loss: ``gram`` (the paper's Gram matrices) or ``wasserstein`` (mean and covariance compared
+                by the 2-Wasserstein distance, as crowsonkb/style-transfer-pytorch does).
+            optimizer: ``adam`` (robust, works with mixed precision) or ``lbfgs`` (the paper's).
+            lr: Step size; default 0.02 for Adam (in units of the [0, 1] pixel range), 1.0 for L-BFGS.
+            lbfgs_history: Number of past updates L-BFGS keeps to approximate curvature.
+            init: Start from the ``content`` image, from uniform ``noise`` (the paper's Fig. 2) or ``init_image``.
+            init_image: With ``init: image``: an image (file, URL, ``builtin:NAME``), resized to the content's
+                size, or a ``.ckpt`` this program wrote, whose image (its average) starts a new run at step 0.
+            pooling: ``max`` (torchvision's VGG19) or ``avg``, the paper's choice, with a gain (``vgg.AVG_POOL_GAIN``).
+            preserve_colors: Keep the photo's colours (Gatys et al. 2017): ``luminance`` (style on luminance
+                only), ``histogram`` (the painting recoloured to the photo's colours first) or ``none``.
+            stage_steps: Coarse-to-fine: steps of each stage before the last, smallest first, each sqrt(2)
+                times the previous size; the last is ``data.image_size`` with the rest of ``trainer.max_steps``.
+            ema_decay: Output the moving average of the iterates with this decay (0.99: the last ~100 steps).
+            memory_format: ``channels_last`` (NHWC) or ``contiguous`` (NCHW) activations; ``auto``: NHWC on
+                a CPU and under mixed precision on a GPU, NCHW for fp32 on a GPU.
+            activation_checkpointing: Recompute each VGG19 block in the backward pass: less memory, more time.
+            tile_size: Compute each step in tiles of about this many pixels a side: memory follows the tile,
+                not the image, and the gradient is the untiled one (``scale/tiling.py``).
+            max_memory_gb: A memory budget that chooses the tile size of each stage (untiled where it fits).
+            check_memory: Refuse a run whose estimated memory exceeds what the device has free; ``false``: try.
+            region_masks: With ``data.regions``, how a mask reaches each layer (Gatys et al. 2017):
+                ``downsample`` (averaged over each position's pixels) or ``propagate`` (through the network).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        # VGG19's weights are frozen and deterministic: kept out of checkpoints (see `state_dict`),
+        # so a checkpoint is the image and the optimizer state, and loading may not ask for them.
+        self.strict_loading = False
+        self.register_load_state_dict_post_hook(_forgive_missing_vgg_weights)
+        self.loss_options, self.optim, self.compute, self.control = grouped(self.hparams)
+        self.loss_weights = self.loss_options.loss_weights()
+        # What the loss uses: the style statistic, taking regions' guided targets too (plain ones pass through).
+        self.style_statistic = STYLE_STATISTICS[style_loss]()
+        self.loss_statistic = GuidedStatistic(self.style_statistic)
+        self.vgg = VGG19Features(self.loss_options.layers, weights, pooling, param("model.weights"), activation_checkpointing)
+        self.tiled_loss = self.compute.tiled_loss(self.vgg, self.loss_weights, self.loss_statistic)
+        self.automatic_optimization = self.tiled_loss is None  # tiles backpropagate one by one: manual optimization
+        self.memory_budget = None  # scale/budget.py's, with max_memory_gb
+        self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
+        self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
+        self.target_kind = None  # targets.kind_for the datamodule, unless a caller sets one
+        # ``targets.Targets``: per image of the result its content features and style targets; the colours.
+        self.targets, self.content_colors, self.target_terms = [], None, ()
+        self._start_image: Optional[Tensor] = None  # init_image, as loaded
+
+    @property
+    def content_targets(self) -> dict[str, Tensor]:
+        return self.targets[0][0] if self.targets else {}
+
+    @property
+    def style_targets(self) -> dict[str, Any]:
+        return self.targets[0][1] if self.targets else {}
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [DivergenceGuard(), LossLogger(), CoarseToFine(self.optim.stages)]
+
+    def setup(self, stage: str) -> None:
+        datamodule = datamodule_of(self.trainer)
+        check_inputs(self, datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, str(self.trainer.precision))
+        content = datamodule.images(stage_sizes(datamodule.image_size, len(self.optim.stages) + 1)[0])[0]
+        if self.image is None or self.image.shape != content.shape:
+            # NCHW whatever the source's strides: L-BFGS flattens the parameter and its gradient.
+            self.image = nn.Parameter(initial_image(self.optim.init, content, self._start_image).contiguous())
+            if self.optim.ema_decay is not None:
+                self.average = IterateAverage(self.image, self.optim.ema_decay)
+
+    def on_fit_start(self) -> None:
+        # Here, not in __init__: the layout depends on the device and precision the Trainer chose.
+        self.vgg.use_channels_last(self.compute.channels_last(self.device, str(self.trainer.precision)))
+        self.refresh_targets()
+
+    def refresh_targets(self) -> None:
+        """Targets for the image's current size, from the inputs the datamodule resizes from source."""
+        datamodule = datamodule_of(self.trainer)
+        if self.memory_budget is not None:
+            self.memory_budget.choose_tile(self.tiled_loss, *self.image.shape[-2:])
+        kind = self.target_kind or kind_for(datamodule, self.control.region_masks)
+        self.use_targets(kind.compute(self.measure(), datamodule, max(self.image.shape[-2:])))
+
+    def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> None:
+        """The targets of one photo ``[1, 3, H, W]`` and its painting(s), without a datamodule."""
+        self.use_targets(Photos.of(self.measure(), content, style, blend_weights))
+
+    def measure(self) -> Measure:
+        return Measure(self.vgg, self.style_statistic, self.loss_weights, self.control, self.tiled_loss, self.device)
+
+    def use_targets(self, targets: Targets) -> None:
+        self.targets, self.content_colors, self.target_terms = targets.images, targets.colors, tuple(targets.terms)
+
+    def result(self, image: Optional[Tensor] = None) -> Tensor:
+        """The output ``[K, 3, H, W]`` in [0, 1]: the averaged iterates with ``ema_decay``, else the image
+        (or ``image``, e.g. the last finite one); with ``preserve_colors: luminance``, in the photo's colours."""
+        if image is None:
+            averaged = self.average is not None and self.average.count.item() > 0
+            image = self.average.get() if averaged else self.image
+        image = image.detach().float()
+        return self.control.output(image, self.content_colors).clamp(0, 1)
+
+    # ---- the loss and the optimisation -------------------------------------------------------
+
+    def forward(self, image: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
+        image = self.image if image is None else image
+        losses = batch_losses(self.vgg(self.control.vgg_input(image)), image, self.targets, self.loss_weights, self.loss_statistic)
+        return add_terms(losses, self.target_terms, image)
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+        if self.automatic_optimization:
+            return self()  # "loss" is optimised; LossLogger logs it and its parts
+        optimizer, losses = self.optimizers(), {}
+
+        def closure() -> Tensor:  # evaluated once per step by Adam and by L-BFGS (max_iter=1) alike
+            optimizer.zero_grad()
+            targets = (self.image, self.content_targets, self.style_targets)
+            losses.update(self.tiled_loss.losses_and_backward(*targets, self.manual_backward, self.control.vgg_input, self.target_terms))
+            return losses["loss"]
+
+        optimizer.step(closure=closure)
+        self._after_step()
+        return losses
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optim.make_optimizer(self.image)
+
+    def on_after_backward(self) -> None:
+        # Under autocast the gradient can come back channels-last, which L-BFGS's flat view cannot take.
+        if self.image.grad is not None and not self.image.grad.is_contiguous():
+            self.image.grad = self.image.grad.contiguous()
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self._after_step()
+
+    def _after_step(self) -> None:
+        # Valid pixels after each Adam step; not for L-BFGS, whose curvature a projection would corrupt.
+        if self.optim.optimizer == "adam":
+            with torch.no_grad():
+                self.image.clamp_(0, 1)
+        if self.average is not None:
+            self.average.update(self.image)
+
+    # ---- checkpoints hold the image and the optimizer state, not the frozen VGG19 ---------------
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        state = super().state_dict(*args, **kwargs)
+        for key in [key for key in state if key.startswith("vgg.")]:
+            del state[key]
+        return state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The parameter (and the average) take the saved shape (that of the checkpoint's stage, which
+        # CoarseToFine checks) before the state dict and the optimizer state are loaded into them.
+        check_same_optimizer(checkpoint, self.optim.optimizer)
+        state = checkpoint["state_dict"]
+        if not isinstance(state.get("image"), Tensor):
+            raise UserError(f"{param('ckpt_path')}: the checkpoint holds no image; give a .ckpt this program wrote")
+        if self.image is None:  # e.g. StyleTransfer.load_from_checkpoint(path): no setup has run
+            self.image = nn.Parameter(torch.empty_like(state["image"]))
+        self.image.data = torch.empty_like(state["image"])
+        if "average.value" in state:
+            self.average = self.average or IterateAverage(state["average.value"], self.optim.ema_decay or 0.99)
+            self.average.value = torch.empty_like(state["average.value"])
+
+
+def _forgive_missing_vgg_weights(module: nn.Module, incompatible_keys: Any) -> None:
+    """Loading a checkpoint (which never holds VGG19's frozen weights) leaves them as they are; so that
+    ``load_from_checkpoint`` does not warn about each of them, they are not reported as missing."""
+    incompatible_keys.missing_keys[:] = [key for key in incompatible_keys.missing_keys if not key.startswith("vgg.")]

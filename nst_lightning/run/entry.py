@@ -1,0 +1,76 @@
+"""The one way to start a run: ``cli_main(args)``, a ``fit`` (or another LightningCLI subcommand)
+from command-line arguments, with the project's error handling. ``python -m nst_lightning fit``
+(``__main__``), each job of ``batch`` (``batch/jobs.py``) and, to come, the browser interface call it,
+so every run has the same checks, files and one-line errors.
+
+Exit codes (as ``SystemExit``): 0 done; 2 a ``UserError`` (one line naming the option to change); 128 + N
+stopped by signal N (130 for Ctrl-C, 143 for SIGTERM), after saving a checkpoint and the image when
+training had started. Never a traceback for any of these.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from argparse import ArgumentError
+from pathlib import Path
+from typing import Callable, Optional
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from nst_lightning.inputs.data import StyleTransferData
+from nst_lightning.model.module import StyleTransfer
+from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
+from nst_lightning.run.quiet import NoAdvertisements, disk_errors_quiet_in_threads, hide_expected_warnings
+from nst_lightning.run.signals import exit_on_signal, sigterm_like_ctrl_c, stopped_message
+from nst_lightning.utilities.errors import RunInterrupted, UserError
+
+
+def program_name() -> str:
+    """``nst-lightning`` when run as the installed command, else ``python -m nst_lightning``."""
+    return "nst-lightning" if Path(sys.argv[0]).name == "nst-lightning" else "python -m nst_lightning"
+
+
+def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> StyleTransferCLI:
+    """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line;
+    SIGINT/SIGTERM with 130/143 and one line saying what was saved. ``exit_on_signals`` (the program,
+    not an embedding process): once the run has ended, a signal ends the process (``exit_on_signal``)."""
+    ending = exit_on_signal if exit_on_signals else (lambda: None)
+    hide_expected_warnings()
+    NoAdvertisements.install()
+    try:
+        with sigterm_like_ctrl_c(), disk_errors_quiet_in_threads():
+            return _run(args, ending)
+    except RunInterrupted as err:
+        ending()
+        print(stopped_message(err), file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        ending()
+        print("nst_lightning: stopped by SIGINT outside training; nothing was saved", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+def _run(args: Optional[list[str]], ending: Callable[[], None]) -> StyleTransferCLI:
+    try:
+        return StyleTransferCLI(
+            StyleTransfer,
+            StyleTransferData,
+            args=args,
+            trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,  # the module builds its own optimizer over the image
+            save_config_kwargs={"overwrite": True},  # a resume writes config.yaml into the same run
+            # exit_on_error=False: a bad option raises instead of printing the 90-line usage; we print
+            # one line below.
+            parser_kwargs={"prog": program_name(), "exit_on_error": False},
+        )
+    except ArgumentError as err:
+        ending()
+        message = " ".join(line.strip() for line in str(err).splitlines())
+        print(f"nst_lightning: error: {message}; see {program_name()} fit --help", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (UserError, MisconfigurationException) as err:
+        ending()
+        message = err.for_cli() if isinstance(err, UserError) else str(err)
+        print(f"nst_lightning: error: {message.strip().splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,51 @@
+"""Continuing from a checkpoint: whether it may continue this run (a new run from its image is
+``inputs/checkpoints.load_start_image``).
+
+A checkpoint holds the image and the optimizer state of one optimisation problem. Resuming it with
+other inputs, another stage schedule or the other optimizer would silently optimise a different
+problem from a state made for this one, so ``check_resume`` refuses, naming the option and the way
+on: a *new* run that starts from the checkpoint's image (``load_start_image``).
+
+The same checks run inside ``Trainer.fit(ckpt_path=...)`` (the datamodule's ``load_state_dict``,
+``CoarseToFine.on_load_checkpoint``, ``StyleTransfer.on_load_checkpoint``); the CLI runs them once
+more before the Trainer writes anything, so a refused resume leaves the run directory untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from nst_lightning.model.options import MAY_CHANGE_ON_RESUME, check_same_optimizer
+from nst_lightning.scale.multiscale import check_same_schedule
+from nst_lightning.utilities.errors import param
+
+
+def check_resume(checkpoint: Mapping[str, Any], model: Any, datamodule: Any, name: str = "the checkpoint") -> None:
+    """Refuse to resume from ``checkpoint`` if it was made for other inputs (see
+    ``StyleTransferData.check_resume``), another stage schedule or the other optimizer."""
+    if datamodule is not None and hasattr(datamodule, "check_resume"):
+        datamodule.check_resume(checkpoint.get(type(datamodule).__qualname__, {}).get("fingerprint"), name)
+    check_same_schedule(checkpoint, model.hparams.stage_steps or [], name)
+    check_same_optimizer(checkpoint, model.hparams.optimizer, name)
+
+
+def changed_options(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
+    """One line per model option whose value ``asked`` differs from the checkpoint's ``saved``
+    hyperparameters, which a resume uses (LightningCLI restores them over the config and flags),
+    except those a resume may change (``model.options.MAY_CHANGE_ON_RESUME``: how a step is
+    computed, not what is optimised)."""
+    return [
+        f"{param('model.' + key)} is {asked[key]!r} here but the checkpoint was made with {saved[key]!r}; "
+        f"the resumed run keeps {saved[key]!r}"
+        for key in sorted(set(saved) & set(asked))
+        if not key.startswith("_") and key not in MAY_CHANGE_ON_RESUME and _comparable(saved[key]) != _comparable(asked[key])
+    ]
+
+
+def _comparable(value: Any) -> Any:
+    """Lists and tuples alike (YAML gives lists, defaults may be tuples); ints and floats alike."""
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value

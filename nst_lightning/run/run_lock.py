@@ -1,0 +1,198 @@
+"""One writer per run directory: a lock file that works across processes and machines.
+
+Two runs writing into one directory interleave their checkpoints and event files, and the result is
+whichever finished last. So a run takes ``run.lock`` in its directory before it writes anything and
+holds it to the end. The lock must hold on a filesystem shared by several machines (NFS), where
+``fcntl`` locks are not dependable, so it is a file created with ``O_CREAT | O_EXCL`` (atomic on
+local filesystems and on NFSv3 and later) holding its owner (host, pid, the pid's start time, when),
+and its modification time is a heartbeat, renewed every ``HEARTBEAT_S`` by a thread.
+
+A lock left by a run that was killed is taken over when it is provably stale: on the same host, its
+pid is gone (or is another process, by its start time); on another host, its heartbeat is older than
+``stale_after_s`` by this host's clock (hosts sharing a filesystem are assumed to keep their clocks
+within a minute of each other, as NTP does). A takeover happens under a second, short-lived lock file
+(``run.lock.takeover``), re-reading the owner inside it, so two processes that both found the lock
+stale never both take it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+
+from nst_lightning.utilities.errors import UserError
+
+LOCK_NAME = "run.lock"
+HEARTBEAT_S = 30.0
+# Ten missed heartbeats: a run on another host that has not renewed its lock for this long is dead
+# (or cut off from the filesystem, and then it cannot write anyway). NST_LIGHTNING_LOCK_STALE_S sets it.
+STALE_AFTER_S = 300.0
+# A takeover takes milliseconds; a takeover file older than this was left by a killed process.
+TAKEOVER_STALE_S = 60.0
+
+
+def _process_start(pid: int) -> Optional[str]:
+    """The start time of ``pid`` (clock ticks since boot, Linux), which tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class RunLock(pl.Callback):
+    """Holds ``run.lock`` in ``directory`` from ``acquire()`` (or the Trainer's ``setup``) to
+    ``release()`` (or the end of the run, however it ends)."""
+
+    def __init__(self, directory: str | os.PathLike, stale_after_s: Optional[float] = None) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_NAME
+        self.stale_after_s = stale_after_s or float(os.environ.get("NST_LIGHTNING_LOCK_STALE_S", STALE_AFTER_S))
+        self.record = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pid_start": _process_start(os.getpid()),
+            "since": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "token": uuid.uuid4().hex,
+        }
+        self._stop = threading.Event()
+        self._heartbeat: Optional[threading.Thread] = None
+        self.created_directory = False
+
+    @property
+    def held(self) -> bool:
+        return self._heartbeat is not None
+
+    # ---- taking and giving back -----------------------------------------------------------------
+
+    def acquire(self) -> "RunLock":
+        """Take the lock, or raise ``UserError`` naming its holder and the way on."""
+        if self.held:
+            return self
+        self.created_directory = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):
+            if self._create():
+                self._heartbeat = threading.Thread(target=self._beat, name="nst-run-lock", daemon=True)
+                self._heartbeat.start()
+                return self
+            holder = self._read()
+            if holder is None:  # vanished, or half-written by a creator this instant: look again
+                time.sleep(0.05)
+                continue
+            why_stale = self.stale_reason(holder)
+            if why_stale is None:
+                raise UserError(self._busy_message(holder))
+            self._take_over(holder)
+        raise UserError(f"{self.directory}: could not take {LOCK_NAME} (it keeps changing hands); try again")
+
+    def release(self) -> None:
+        """Give the lock back (only if it is still ours)."""
+        if not self.held:
+            return
+        self._stop.set()
+        self._heartbeat.join(timeout=5)
+        self._heartbeat = None
+        holder = self._read()
+        if holder is not None and holder.get("token") == self.record["token"]:
+            self.path.unlink(missing_ok=True)
+
+    def _create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.record, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _read(self) -> Optional[dict[str, Any]]:
+        try:
+            holder = json.loads(self.path.read_text())
+            holder["age_s"] = time.time() - self.path.stat().st_mtime
+            return holder
+        except (OSError, ValueError):
+            return None
+
+    def stale_reason(self, holder: dict[str, Any]) -> Optional[str]:
+        """Why the lock ``holder`` is dead (``None``: it is not known to be)."""
+        if holder.get("host") == self.record["host"]:
+            pid = int(holder.get("pid", -1))
+            if pid <= 0 or not _pid_alive(pid):
+                return f"its process {pid} is gone"
+            started = _process_start(pid)
+            if holder.get("pid_start") and started and started != holder["pid_start"]:
+                return f"pid {pid} is now another process"
+            return None
+        if holder["age_s"] > self.stale_after_s:
+            return f"its heartbeat stopped {holder['age_s']:.0f} s ago"
+        return None
+
+    def _take_over(self, stale: dict[str, Any]) -> None:
+        """Remove the stale lock ``stale``, unless it changed meanwhile, under the takeover lock."""
+        takeover = self.path.with_name(LOCK_NAME + ".takeover")
+        try:
+            fd = os.open(takeover, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - takeover.stat().st_mtime > TAKEOVER_STALE_S:
+                    takeover.unlink(missing_ok=True)  # left by a process killed mid-takeover
+            except OSError:
+                pass
+            time.sleep(0.05)  # another process is taking over: look again after it
+            return
+        try:
+            os.close(fd)
+            now = self._read()
+            if now is not None and now.get("token") == stale.get("token"):
+                self.path.unlink(missing_ok=True)
+        finally:
+            takeover.unlink(missing_ok=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass  # a full or flaky filesystem: the run's own writes will say so
+
+    def _busy_message(self, holder: dict[str, Any]) -> str:
+        where = "this host" if holder.get("host") == self.record["host"] else f"host {holder.get('host')}"
+        return (
+            f"{self.directory} is in use by another run (pid {holder.get('pid')} on {where}, since "
+            f"{holder.get('since')}, last heartbeat {holder['age_s']:.0f} s ago); wait for it to finish, or "
+            "start a new run elsewhere with --trainer.logger.init_args.version NAME"
+        )
+
+    # ---- as a callback: held for the whole fit, however it ends ------------------------------------
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:
+            self.acquire()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.release()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.release()

@@ -1,0 +1,192 @@
+"""How much memory a run needs, estimated before anything large is allocated, and the tile size a
+memory budget allows.
+
+A step's peak memory is two parts (docs/performance.md, "Memory model"):
+
+- **whole-image state**, bytes per pixel of the result: the image and its gradient (12 + 12 in
+  fp32), the optimizer's state (Adam's two moments: 24; L-BFGS's history: 24 per remembered step),
+  the average of the iterates (12), the last finite image (12), the content targets (4 bytes per
+  channel and position of each content layer: 32 for ``conv4_2``), the 8-bit inputs (3 per image);
+- **VGG19's working set** for what one pass sees (the whole image, or one tile with its halo): the
+  activations kept for backward and the gradients and temporaries of the backward pass. It is
+  proportional to the pixels and to ``sum(channels / stride^2)`` over the network up to its cut
+  (320 channels a pixel through ``conv5_1``), times ``WORKING_BYTES_PER_CHANNEL``, measured;
+- a **fixed** part, measured (``FIXED_BYTES``).
+
+How a run uses the model (its check before anything is decoded, a budget's tile per stage) is
+``budget.py``. The estimate is of the memory a run adds to what the process holds when it starts (Python, torch
+and VGG19's weights: about 0.9 GB on a CPU), and is checked against measurement by
+``tests/scale/test_memory.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+# Bytes of working set per activation channel and pixel (fp32, no checkpointing), fitted to peak
+# RSS on a CPU at 512 and 1024 px (docs/performance.md): about 2.2 x the 4 bytes an activation
+# takes, for the backward's gradients and the convolutions' temporaries.
+WORKING_BYTES_PER_CHANNEL = 8.8
+# Under bf16-mixed the activations are bfloat16 but the backward's temporaries are not all halved:
+# measured 0.7 (the slope 1.9 instead of 2.7 GB/Mpx, 384 to 896 px).
+BF16_WORKING_RATIO = 0.7
+# What a run adds whatever its size (Lightning's loop, oneDNN's reordered weights; under bf16-mixed
+# also the weights' bfloat16 copies): the intercepts of the measured peaks, 384 to 896 px.
+FIXED_BYTES = 50e6
+FIXED_BYTES_BF16 = 130e6
+# Activation checkpointing per VGG block: -35% of the per-pixel peak (docs/performance.md).
+CHECKPOINTING_WORKING_RATIO = 0.65
+# A budget chooses tiles whose estimate is within this share of it: the estimate is within about
+# 15% of the measured peak at large sizes, either way (docs/performance.md).
+BUDGET_MARGIN = 0.9
+# The smallest tile an automatic choice makes: below it a step costs over ~7x an untiled one.
+MIN_AUTO_TILE = 128
+GB = 1e9
+
+
+def activation_channels(features: nn.Sequential) -> float:
+    """``sum(channels / stride^2)`` over the convolutions' and poolings' outputs of ``features``:
+    the activations per input pixel (in-place ReLUs add none)."""
+    total, stride, channels = 0.0, 1, 3
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            channels = module.out_channels
+            total += channels / stride**2
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride *= 2
+            total += channels / stride**2
+    return total
+
+
+def layer_channels(features: nn.Sequential, index: int) -> tuple[int, int]:
+    """``(channels, stride)`` of the output of ``features[index]``."""
+    stride, channels = 1, 3
+    for module in features[: index + 1]:
+        if isinstance(module, nn.Conv2d):
+            channels = module.out_channels
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            stride *= 2
+    return channels, stride
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Bytes per pixel of a run's whole-image state and of VGG19's working set."""
+
+    state_per_pixel: float
+    working_per_pixel: float
+    fixed: float = 0.0
+
+    def estimate(self, height: int, width: int, crop: Optional[tuple[int, int]] = None) -> float:
+        """Bytes the run adds at its peak, for a ``height`` x ``width`` result whose passes each see
+        ``crop`` pixels (``None``: the whole image, untiled)."""
+        seen = (crop[0] * crop[1]) if crop else height * width
+        tile_extra = 24 * seen if crop else 0  # a tiled pass's crop and its gradient
+        return self.fixed + self.state_per_pixel * height * width + (self.working_per_pixel * seen + tile_extra)
+
+    def largest_tile(self, height: int, width: int, budget: float, halo: int, align: int) -> Optional[int]:
+        """The largest tile size (a multiple of ``align``, at least ``MIN_AUTO_TILE``) whose estimate
+        fits ``budget`` bytes; ``max(height, width)`` if the untiled run fits; ``None`` if none does."""
+        if self.estimate(height, width) <= budget:
+            return max(height, width)
+        tile = (max(height, width) // align) * align
+        smallest = math.ceil(MIN_AUTO_TILE / align) * align
+        while tile >= smallest:
+            if self.estimate(height, width, crop_of(tile, height, width, halo, align)) <= budget:
+                return tile
+            tile -= align
+        return None
+
+
+def crop_of(tile: int, height: int, width: int, halo: int, align: int) -> tuple[int, int]:
+    """The largest crop a pass reads with ``tile``: a tile (up to ``align`` - 1 px longer at the end of
+    a row) with its halo on both sides, cut at the image's edges."""
+    step = max(align, tile // align * align)
+    return min(height, step + align - 1 + 2 * halo), min(width, step + align - 1 + 2 * halo)
+
+
+def memory_model(
+    features: nn.Sequential,
+    content_layer_indices: Sequence[int],
+    *,
+    optimizer: str,
+    lbfgs_history: int,
+    ema: bool,
+    luminance: bool,
+    precision: str,
+    activation_checkpointing: bool,
+    style_pixel_ratio: float,
+) -> MemoryModel:
+    """The model for a run of these options; ``style_pixel_ratio`` is the style images' pixels (all
+    of them) per result pixel."""
+    optimizer_state = 24 * lbfgs_history + 36 if optimizer == "lbfgs" else 24
+    content_targets = 0.0
+    for index in content_layer_indices:
+        channels, stride = layer_channels(features, index)
+        content_targets += 4 * channels / stride**2
+    state = 12 + 12 + optimizer_state + (12 if ema else 0) + 12 + content_targets + 3 * (1 + style_pixel_ratio)
+    state += 12 if luminance else 0
+    working, fixed = WORKING_BYTES_PER_CHANNEL * activation_channels(features), FIXED_BYTES
+    if "16" in precision:  # bf16-mixed, 16-mixed
+        working, fixed = working * BF16_WORKING_RATIO, FIXED_BYTES_BF16
+    if activation_checkpointing:
+        working *= CHECKPOINTING_WORKING_RATIO
+    return MemoryModel(state, working, fixed)
+
+
+def available_bytes(device: torch.device, cgroup: str = "/sys/fs/cgroup", meminfo: str = "/proc/meminfo") -> Optional[float]:
+    """Memory a run may still take on ``device``: the GPU's free memory, or on a CPU the kernel's
+    MemAvailable, capped by a cgroup v2 limit (containers, SLURM) less what the cgroup uses apart
+    from its reclaimable page cache; ``None`` where it cannot be read."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free)
+    if device.type != "cpu":
+        return None
+    limits = []
+    try:
+        with open(meminfo) as lines:
+            limits += [int(line.split()[1]) * 1024 for line in lines if line.startswith("MemAvailable:")]
+    except OSError:
+        pass
+    try:
+        with open(f"{cgroup}/memory.max") as limit, open(f"{cgroup}/memory.current") as current:
+            text = limit.read().strip()
+            if text != "max":
+                used = int(current.read().strip())
+                try:  # the page cache counts in memory.current, and the kernel reclaims it first
+                    with open(f"{cgroup}/memory.stat") as stat:
+                        used -= next(int(line.split()[1]) for line in stat if line.startswith("inactive_file "))
+                except (OSError, StopIteration, ValueError):
+                    pass
+                limits.append(int(text) - used)
+    except (OSError, ValueError):
+        pass
+    if not limits and hasattr(os, "sysconf"):
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError):
+            pass
+    return float(min(limits)) if limits else None
+
+
+def process_bytes(device: torch.device) -> float:
+    """What this process holds now on ``device`` (resident memory on a CPU)."""
+    if device.type == "cuda":
+        return float(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def gb(n: float) -> str:
+    """``n`` bytes, readably: ``54.6 GB``, ``350 MB``."""
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / 1e6:.0f} MB"

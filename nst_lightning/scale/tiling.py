@@ -1,0 +1,246 @@
+"""Exact tiled optimisation: the whole image's loss and gradient, computed tile by tile.
+
+Every loss here is a sum over feature positions, and the style loss depends on the whole image only
+through statistics that are averages over positions (``style_statistics``). So one evaluation is
+two passes over tiles, and its gradient is the untiled one, up to float rounding:
+
+1. Without gradients, each tile's VGG19 features give its part of each style layer's statistic
+   (mixed by the share of positions it owns) and of the content loss. The whole image's statistics
+   give the loss, and ``dL/dS``, the gradient of each layer's loss with respect to its statistic.
+2. With gradients, each tile backpropagates a surrogate ``<dL/dS, S_tile> + content part``, whose
+   gradient with respect to the tile's features is exactly the true one, given the fixed statistics.
+   The gradients of the tiles' crops add up in the image's gradient.
+
+Each feature position is *owned* by one tile: a tile's inner region is a block of a grid aligned to
+the deepest layer's stride (so that every pooling window is the same in the tile as in the whole
+image), and the tile is read with a halo at least as wide as that layer's receptive field reaches,
+so that the features it owns do not see the crop's edge. This is the scheme of Galerne et al.,
+"Scaling Painting Style Transfer" (2024), written for this project's losses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from nst_lightning.loss.functional import total_variation_loss
+from nst_lightning.loss.guided import GuidedTarget
+from nst_lightning.loss.statistics import StyleStatistic, mix
+from nst_lightning.loss.total import LossWeights, weighted_losses
+from nst_lightning.scale.tiles import Tile, halo_and_alignment, layer_geometry, tile_grid
+
+
+class TiledLoss:
+    """The loss of ``loss.total.weighted_losses`` and its gradient for an image of any size, in tiles of
+    about ``tile_size`` pixels a side: memory is that of one tile with its halo, plus the image-sized
+    tensors (the image, its gradient, the optimizer state, the content targets)."""
+
+    def __init__(self, vgg: Any, weights: LossWeights, statistic: StyleStatistic, tile_size: int) -> None:
+        self.vgg, self.weights, self.statistic, self.tile_size = vgg, weights, statistic, tile_size
+        self.layers = list(dict.fromkeys([*weights.content_layers, *weights.style_layers]))
+        geometry = layer_geometry(vgg.features)
+        self.geometry = {name: geometry[vgg.layer_index(name)] for name in self.layers}
+        self.halo, self.align = halo_and_alignment(list(self.geometry.values()))
+
+    def tiles(self, height: int, width: int) -> list[Tile]:
+        return tile_grid(height, width, self.tile_size, self.halo, self.align)
+
+    def owned(self, tile: Tile, name: str, size: tuple[int, int]) -> tuple[slice, slice]:
+        """The part of ``name``'s feature map of ``tile``'s crop that the tile owns, for an image of
+        ``size``; the last tile of a row or column takes the image's last (floored) positions."""
+        s = self.geometry[name].stride
+        (y0, y1, x0, x1), (cy0, _, cx0, _) = tile.inner, tile.crop
+        end_y = size[0] // s if y1 == size[0] else y1 // s
+        end_x = size[1] // s if x1 == size[1] else x1 // s
+        return slice(y0 // s - cy0 // s, end_y - cy0 // s), slice(x0 // s - cx0 // s, end_x - cx0 // s)
+
+    def owned_in_image(self, tile: Tile, name: str, size: tuple[int, int]) -> tuple[slice, slice]:
+        """The same positions as ``owned``, in the whole image's feature map."""
+        s, (ys, xs), (cy0, _, cx0, _) = self.geometry[name].stride, self.owned(tile, name, size), tile.crop
+        return slice(ys.start + cy0 // s, ys.stop + cy0 // s), slice(xs.start + cx0 // s, xs.stop + cx0 // s)
+
+    @torch.no_grad()
+    def measure(
+        self, image: Tensor, content_layers: Sequence[str], style_layers: Sequence[str], masks: Optional[Mapping[str, Optional[Tensor]]] = None
+    ) -> tuple[dict, dict]:
+        """The features of ``content_layers`` (whole maps, assembled from the parts the tiles own) and
+        the style statistics of ``style_layers`` (mixed from the tiles'; weighted by ``masks``, whole
+        masks at each layer's resolution, where given), as one untiled pass would give them, in
+        memory for one tile: targets of an image of any size."""
+        masks = masks or {}
+        size = tuple(image.shape[-2:])
+        features: dict[str, Tensor] = {}
+        parts: dict[str, list] = {name: [] for name in style_layers}
+        counts: dict[str, list[int]] = {name: [] for name in style_layers}
+        for tile in self.tiles(*size):
+            tile_features = self._features(image, tile, lambda x: x)
+            for name in content_layers:
+                ys, xs = self.owned(tile, name, size)
+                owned = tile_features[name][..., ys, xs].float()
+                if name not in features:
+                    s = self.geometry[name].stride
+                    features[name] = owned.new_empty((*owned.shape[:2], size[0] // s, size[1] // s))
+                features[name][(..., *self.owned_in_image(tile, name, size))] = owned
+            for name in style_layers:
+                ys, xs = self.owned(tile, name, size)
+                owned = tile_features[name][..., ys, xs]
+                mask = _owned_mask(masks.get(name), self.owned_in_image(tile, name, size))
+                mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
+                if mass > 0:
+                    parts[name].append(self.statistic.target(owned, mask))
+                    counts[name].append(mass)
+        statistics = {name: mix(parts[name], [n / sum(counts[name]) for n in counts[name]]) for name in style_layers}
+        return features, statistics
+
+    def losses_and_backward(
+        self,
+        image: Tensor,
+        content_targets: Mapping[str, Tensor],
+        style_targets: Mapping[str, Any],
+        backward: Callable[[Tensor], None],
+        vgg_input: Callable[[Tensor], Tensor] = lambda image: image,
+        terms: Sequence[Callable[[Tensor], Tensor]] = (),
+    ) -> dict[str, Tensor]:
+        """The losses of ``image`` (detached, as ``weighted_losses`` names them), after calling
+        ``backward`` on surrogates whose gradients add up to the loss's gradient in ``image.grad``.
+        ``terms``: loss terms on the image itself (``model/targets.py``'s ``Term``), each computed on
+        the whole image, as total variation is, and added to ``loss`` under its ``name``."""
+        losses = self._feature_losses_and_backward(image, content_targets, style_targets, backward, vgg_input)
+        for term in terms:
+            with torch.enable_grad():
+                value = term(image)
+                backward(value)
+            losses["loss"], losses[term.name] = losses["loss"] + value.detach(), value.detach()
+        return losses
+
+    def _feature_losses_and_backward(
+        self,
+        image: Tensor,
+        content_targets: Mapping[str, Tensor],
+        style_targets: Mapping[str, Any],
+        backward: Callable[[Tensor], None],
+        vgg_input: Callable[[Tensor], Tensor],
+    ) -> dict[str, Tensor]:
+        size = tuple(image.shape[-2:])
+        tiles = self.tiles(*size)
+        if len(tiles) == 1:  # e.g. an early coarse-to-fine stage: one pass, as untiled
+            with torch.enable_grad():
+                losses = weighted_losses(self.vgg(vgg_input(image)), image, content_targets, style_targets, self.weights, self.statistic)
+                backward(losses["loss"])
+            return {name: value.detach() for name, value in losses.items()}
+        w = self.weights
+        # Each style layer's target as regions (``loss.guided.GuidedTarget``); a plain target is one region
+        # everywhere. A region's statistic mixes the tiles' by the mask's mass each owns.
+        regions = {name: _as_regions(style_targets[name]) for name in w.style_layers}
+        # Pass 1: the whole image's statistics and content errors, tile by tile.
+        parts = {name: [[] for _ in regions[name]] for name in w.style_layers}
+        shares = {name: [[] for _ in regions[name]] for name in w.style_layers}
+        content_error = {name: 0.0 for name in w.content_layers}
+        with torch.no_grad():
+            for tile in tiles:
+                features = self._features(image, tile, vgg_input)
+                for name in w.style_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    owned = features[name][..., ys, xs]
+                    for r, (_, mask, _) in enumerate(regions[name]):
+                        mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
+                        mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
+                        parts[name][r].append(self.statistic.target(owned, mask) if mass > 0 else None)
+                        shares[name][r].append(mass)
+                for name in w.content_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    target = self._target_part(content_targets[name], tile, name, size)
+                    content_error[name] += float((features[name][..., ys, xs].float() - target).pow(2).sum())
+        # The loss, and each style layer's gradient with respect to its statistic.
+        gradients: dict[str, list] = {}
+        per_layer = {}
+        for name in w.style_layers:
+            gradients[name], layer_loss = [], None
+            for r, (target, _, share) in enumerate(regions[name]):
+                total = sum(shares[name][r])
+                if total == 0:  # the region has no position at this layer (a sliver at the edge)
+                    gradients[name].append((None, 0.0))
+                    continue
+                present = [(part, n / total) for part, n in zip(parts[name][r], shares[name][r]) if part is not None]
+                statistic = _detached_leaf(mix([p for p, _ in present], [f for _, f in present]))
+                with torch.enable_grad():
+                    loss = self.statistic.distance(statistic, target)
+                    leaves = list(statistic.values()) if isinstance(statistic, dict) else [statistic]
+                    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+                gradients[name].append((dict(zip(statistic, grads)) if isinstance(statistic, dict) else grads[0], total))
+                layer_loss = share * loss.detach() if layer_loss is None else layer_loss + share * loss.detach()
+            per_layer[name] = layer_loss if layer_loss is not None else image.new_zeros((), dtype=torch.float32)
+        norms = {name: content_targets[name].float().pow(2).sum().clamp_min(1e-12) for name in w.content_layers}
+        zero = image.new_zeros((), dtype=torch.float32)
+        content = sum((content_error[n] / norms[n] for n in w.content_layers), zero) / max(len(w.content_layers), 1)
+        style = sum((w.style_layers[n] * per_layer[n] for n in w.style_layers), zero)
+        tv = total_variation_loss(image.detach()) if w.tv > 0 else zero
+        # Pass 2: each tile's surrogate, whose gradient is its share of the true one. Each crop is a
+        # leaf of its own whose gradient is added into the image's: backpropagating through a slice
+        # of the image would allocate a zero gradient the size of the whole image for every tile.
+        for tile in tiles:
+            cy0, cy1, cx0, cx1 = tile.crop
+            crop = image.detach()[..., cy0:cy1, cx0:cx1].clone().requires_grad_()
+            with torch.enable_grad():
+                features = self.vgg(vgg_input(crop))
+                surrogate = zero.clone()
+                for name in w.style_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    owned = features[name][..., ys, xs]
+                    for (_, mask, share), (gradient, total) in zip(regions[name], gradients[name]):
+                        mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
+                        mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
+                        if mass > 0 and total > 0:
+                            part = self.statistic.target(owned, mask)
+                            weight = w.style * w.style_layers[name] * share * mass / total
+                            surrogate = surrogate + weight * _inner(gradient, part)
+                for name in w.content_layers:
+                    ys, xs = self.owned(tile, name, size)
+                    target = self._target_part(content_targets[name], tile, name, size)
+                    error = (features[name][..., ys, xs].float() - target).pow(2).sum() / norms[name]
+                    surrogate = surrogate + w.content * error / max(len(w.content_layers), 1)
+                backward(surrogate)
+            if image.grad is None:
+                image.grad = torch.zeros_like(image)
+            image.grad[..., cy0:cy1, cx0:cx1] += crop.grad
+        if w.tv > 0:
+            with torch.enable_grad():
+                backward(w.tv * total_variation_loss(image))
+        total = w.content * content + w.style * style + w.tv * tv
+        losses = {"loss": total, "content_loss": content, "style_loss": style, "tv_loss": tv}
+        losses.update({f"style_loss/{n}": loss.detach() for n, loss in per_layer.items()})
+        return {name: value.detach() for name, value in losses.items()}
+
+    def _features(self, image: Tensor, tile: Tile, vgg_input: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+        cy0, cy1, cx0, cx1 = tile.crop
+        return self.vgg(vgg_input(image[..., cy0:cy1, cx0:cx1]))
+
+    def _target_part(self, target: Tensor, tile: Tile, name: str, size: tuple[int, int]) -> Tensor:
+        """The part of a whole-image content target that ``tile`` owns."""
+        return target[(..., *self.owned_in_image(tile, name, size))].float()
+
+
+def _as_regions(target: Any) -> list[tuple[Any, Optional[Tensor], float]]:
+    """A layer's style target as ``(target, whole-image mask at the layer or None, share)`` per region."""
+    if isinstance(target, GuidedTarget):
+        return list(zip(target.targets, target.masks, target.shares))
+    return [(target, None, 1.0)]
+
+
+def _owned_mask(mask: Optional[Tensor], owned: tuple[slice, slice]) -> Optional[Tensor]:
+    return None if mask is None else mask[(..., *owned)]
+
+
+def _detached_leaf(statistic: Any) -> Any:
+    if isinstance(statistic, dict):
+        return {key: value.detach().requires_grad_() for key, value in statistic.items()}
+    return statistic.detach().requires_grad_()
+
+
+def _inner(gradient: Any, part: Any) -> Tensor:
+    """``<gradient, part>`` summed over every entry (tensors, or dicts of tensors)."""
+    if isinstance(part, dict):
+        return sum((_inner(gradient[key], part[key]) for key in part if gradient[key] is not None), part[next(iter(part))].new_zeros(()))
+    return (gradient.to(part.dtype) * part).sum()

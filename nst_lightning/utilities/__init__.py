@@ -1,0 +1,5 @@
+"""The ground floor: the errors that end a run on purpose and how they name options (``errors``), the
+finite-number option types (``option_types``), atomic files and the download cache (``files``).
+
+Imports nothing of the package, and neither torch nor Lightning: every other room may import it.
+"""

@@ -1,0 +1,70 @@
+"""The loss functions against values computed by hand."""
+
+import pytest
+import torch
+
+from nst_lightning.loss.functional import (
+    content_loss,
+    gram_matrix,
+    relative_squared_error,
+    style_loss,
+    total_variation_loss,
+)
+
+
+def test_gram_of_known_tensor():
+    # Two channels over two positions: rows [1, 2] and [3, 4].
+    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
+    # F F^T = [[1+4, 3+8], [3+8, 9+16]], divided by the 2 positions.
+    expected = torch.tensor([[[2.5, 5.5], [5.5, 12.5]]])
+    assert torch.equal(gram_matrix(features), expected)
+
+
+def test_gram_is_fp32_and_finite_for_fp16_features():
+    # 300^2 * 4096 positions = 3.7e8, far beyond fp16's 65504: an fp16 Gram would be inf.
+    features = torch.full((1, 2, 64, 64), 300.0, dtype=torch.float16)
+    gram = gram_matrix(features)
+    assert gram.dtype == torch.float32
+    assert torch.allclose(gram, torch.full((1, 2, 2), 90000.0))
+
+
+def test_gram_under_autocast_stays_fp32():
+    features = torch.randn(1, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(features)
+    assert gram.dtype == torch.float32
+    assert torch.allclose(gram, gram_matrix(features))
+
+
+def test_relative_squared_error_by_hand():
+    # ((1-1)^2 + (2-1)^2) / (1^2 + 1^2) = 1/2
+    assert relative_squared_error(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0])).item() == 0.5
+
+
+def test_relative_error_is_invariant_to_activation_scale():
+    # Why the losses are normalised: weights whose activations are 255x larger give the same loss.
+    x, y = torch.randn(1, 8, 4, 4), torch.randn(1, 8, 4, 4)
+    assert content_loss(255 * x, 255 * y).item() == pytest.approx(content_loss(x, y).item(), rel=1e-5)
+    assert style_loss(255 * x, gram_matrix(255 * y)).item() == pytest.approx(
+        style_loss(x, gram_matrix(y)).item(), rel=1e-4
+    )
+
+
+def test_losses_are_zero_at_the_target():
+    features = torch.randn(1, 8, 5, 5)
+    assert content_loss(features, features.clone()).item() == 0.0
+    assert style_loss(features, gram_matrix(features)).item() == 0.0
+
+
+def test_style_loss_by_hand():
+    # Ones over 2x2 positions: Gram = 4 / 4 = 1. Against a target Gram of 2: (1 - 2)^2 / 2^2 = 0.25.
+    assert style_loss(torch.ones(1, 1, 2, 2), torch.full((1, 1, 1), 2.0)).item() == 0.25
+
+
+def test_total_variation_of_checkerboard_and_ramp():
+    checker = (torch.arange(4).view(4, 1) + torch.arange(4).view(1, 4)) % 2
+    image = checker.float().expand(1, 3, 4, 4)
+    assert total_variation_loss(image).item() == 2.0  # every neighbour differs by 1, both ways
+    ramp = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]).view(1, 1, 2, 3)
+    assert total_variation_loss(ramp).item() == 1.0  # dx = 1 everywhere, dy = 0
+    assert total_variation_loss(torch.full((1, 3, 5, 5), 0.7)).item() == 0.0

@@ -1,0 +1,158 @@
+"""One writer per run directory (run_lock.py), with real processes: a simultaneous start, a resume of
+a run still going, a lock left by SIGKILL, a lock held on another host, a race to take a stale lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nst_lightning.run.run_lock import LOCK_NAME, RunLock
+from nst_lightning.utilities.errors import UserError
+from tests.helpers import DEBUG_CONFIG, checkpoint
+
+FIT = [sys.executable, "-m", "nst_lightning", "fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false"]
+
+
+def start(cwd: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([*FIT, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_two_runs_started_at_once_into_one_directory_one_runs(tmp_path):
+    # Long enough (400 steps) that the second reaches the lock while the first holds it.
+    runs = [start(tmp_path, "--trainer.max_steps", "400", "--checkpoint.every_n_train_steps", "100") for _ in range(2)]
+    results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, _, err in results if code == 2)
+    assert "Traceback" not in loser
+    assert "is in use by another run (pid " in last_line(loser) and "on this host" in last_line(loser)
+    run_dir = tmp_path / "lightning_logs" / "debug"
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # one writer's events
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "last.ckpt", "step000100.ckpt", "step000200.ckpt", "step000300.ckpt", "step000400.ckpt"
+    ]
+    assert not (run_dir / LOCK_NAME).exists()  # given back at the end
+
+
+def test_a_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    run_dir = tmp_path / "lightning_logs" / "debug"
+    first = start(tmp_path, "--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "5")
+    wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists())
+    second = subprocess.run([*FIT, "--ckpt_path", "last", "--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "5"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert f"pid {first.pid} on this host" in last_line(second.stderr)
+    holder = json.loads((run_dir / LOCK_NAME).read_text())
+    assert holder["pid"] == first.pid
+    # Killed without a chance to clean up: its lock stays, and is taken over (the pid is gone).
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    assert (run_dir / LOCK_NAME).exists()
+    step = checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+    resumed = subprocess.run([*FIT, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 2
+    assert not (run_dir / LOCK_NAME).exists()
+
+
+def write_foreign_lock(directory: Path, host: str, age_s: float) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"host": host, "pid": 12345, "pid_start": "1", "since": "2026-12-01T10:00:00+00:00", "token": "theirs"}
+    (directory / LOCK_NAME).write_text(json.dumps(record))
+    then = time.time() - age_s
+    os.utime(directory / LOCK_NAME, (then, then))
+
+
+def test_a_lock_held_on_another_host_is_respected_until_its_heartbeat_is_stale(tmp_path, run_cli, run_dir, capsys):
+    write_foreign_lock(run_dir, "render-node-7", age_s=10)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli()
+    assert exit_info.value.code == 2
+    line = last_line(capsys.readouterr().err)
+    # The heartbeat's age is counted when the CLI reads the lock, a second or two after it was set.
+    assert re.search(r"is in use by another run \(pid 12345 on host render-node-7, since 2026-12-01T10:00:00\+00:00, last heartbeat 1\d s ago\)", line), line
+    assert "--trainer.logger.init_args.version NAME" in line
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing written
+    # Older than the limit (300 s): that host's run is dead, its lock is taken over.
+    write_foreign_lock(run_dir, "render-node-7", age_s=301)
+    run_cli()
+    assert (run_dir / "generated.png").exists() and not (run_dir / LOCK_NAME).exists()
+
+
+def test_a_dead_pid_on_this_host_or_a_reused_one_is_stale(tmp_path):
+    lock = RunLock(tmp_path)
+    here = lock.record["host"]
+    assert lock.stale_reason({"host": here, "pid": 2**22 + 7, "age_s": 0}) is not None  # no such pid
+    mine = {"host": here, "pid": os.getpid(), "pid_start": lock.record["pid_start"], "age_s": 0}
+    assert lock.stale_reason(mine) is None
+    if lock.record["pid_start"] is not None:  # Linux: a reused pid is told apart by its start time
+        assert "another process" in lock.stale_reason({**mine, "pid_start": "1"})
+
+
+def test_the_heartbeat_keeps_a_lock_fresh(tmp_path, monkeypatch):
+    monkeypatch.setattr("nst_lightning.run.run_lock.HEARTBEAT_S", 0.05)
+    lock = RunLock(tmp_path).acquire()
+    try:
+        then = time.time() - 1000
+        os.utime(lock.path, (then, then))
+        wait_for(lambda: time.time() - lock.path.stat().st_mtime < 10, timeout=10)
+        with pytest.raises(UserError, match="is in use by another run"):
+            RunLock(tmp_path, stale_after_s=100).acquire()
+    finally:
+        lock.release()
+    assert not lock.path.exists()
+
+
+RACE = """
+import os, sys, time
+from pathlib import Path
+from nst_lightning.utilities.errors import UserError
+from nst_lightning.run.run_lock import RunLock
+directory = Path(sys.argv[1])
+(directory / "ready").mkdir(exist_ok=True)
+(directory / "ready" / str(os.getpid())).touch()
+while not (directory / "go").exists():  # all start together, once every interpreter is ready
+    time.sleep(0.001)
+try:
+    lock = RunLock(directory).acquire()
+except UserError:
+    print("refused")
+    sys.exit(0)
+(directory / "holders").mkdir(exist_ok=True)
+mark = directory / "holders" / str(lock.record["pid"])
+mark.touch()
+time.sleep(1.0)
+print("held", len(list((directory / "holders").iterdir())))
+mark.unlink()
+lock.release()
+"""
+
+
+def test_a_stale_lock_is_taken_over_by_exactly_one_of_many(tmp_path):
+    write_foreign_lock(tmp_path, "gone-host", age_s=10_000)
+    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path)], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    wait_for(lambda: len(list((tmp_path / "ready").glob("*"))) == 6 if (tmp_path / "ready").exists() else False)
+    (tmp_path / "go").touch()
+    outputs = [racer.communicate(timeout=120)[0].strip() for racer in racers]
+    assert sorted(outputs) == ["held 1"] + ["refused"] * 5, outputs
+    assert not (tmp_path / LOCK_NAME).exists()
