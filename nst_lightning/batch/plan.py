@@ -24,7 +24,7 @@ from nst_lightning.utilities.errors import UserError
 
 # What a directory or a glob contributes: files named as images. Anything else beside them
 # (notes, sidecars) is left out and counted; a file so named that is no image fails as its own job.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
 LIST_SUFFIXES = {".txt", ".yaml", ".yml"}
 
 

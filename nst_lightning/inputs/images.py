@@ -1,69 +1,135 @@
 """Decoding images and writing results safely (the bytes come from ``sources.py``).
 
-Images are float tensors ``[1, 3, H, W]`` in [0, 1]. Reading applies the EXIF orientation (phones
-store portraits sideways), converts any mode (grayscale, palette, CMYK, 16-bit) to RGB and resizes
-with antialiasing (Lanczos), since aliasing in a downscaled style image becomes texture in the result.
+Images are float tensors ``[1, 3, H, W]`` in [0, 1], in sRGB. Reading applies the EXIF orientation
+(phones store portraits sideways), converts the file's colour profile to sRGB (``profiles.py``: Display
+P3, Adobe RGB, CMYK...), converts any mode (grayscale, palette, CMYK, 16-bit, 32-bit integer and
+float) to 8-bit RGB and resizes with antialiasing (Lanczos), since aliasing in a downscaled style
+image becomes texture in the result. HEIF/HEIC (the iPhone's photos) reads through ``pillow-heif``,
+AVIF through Pillow itself.
 
 Every input is untrusted: a file may be empty, truncated, not an image at all or a decompression
 bomb, and a URL may stall, redirect forever or return a web page. Each case ends in a ``UserError``
-naming the option and the fix; nothing here decodes more pixels than it has to.
+naming the option and the fix; nothing here decodes more pixels than it has to, and what decoding
+costs is bounded (``_check_cost``), not what a header declares: a 200-megapixel camera JPEG for a
+512 px result is decoded at 1/8 scale and loads, a PNG declaring 100 megapixels in 200 bytes does not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import os
+import threading
 import warnings
 from pathlib import Path
+from typing import Iterator, Optional
 
+import pillow_heif
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from nst_lightning.inputs.modes import eight_bit, unreadable
+from nst_lightning.inputs.profiles import to_srgb
 from nst_lightning.inputs.sources import URL_TIMEOUT_S, read_source
 from nst_lightning.utilities.errors import UserError
 from nst_lightning.utilities.files import atomic_write
 
-# PIL's own bomb guard warns at 89 Mpx and raises at twice that; raise at the warning level instead.
+# pillow-heif's documented integration: Pillow then opens HEIF wherever it opens a file (here, the
+# URL check in sources.py, the contact sheet's thumbnails). Idempotent.
+pillow_heif.register_heif_opener()
+
+# What decoding may cost, in pixels actually decoded (a JPEG's after its reduced-scale decoding):
+# any file may decode MAX_PIXELS (Pillow's own warning level; 268 MB as 8-bit RGB); above that, a
+# file must hold at least a byte per PIXELS_PER_BYTE pixels (camera JPEGs and HEICs hold about 2 to
+# 10 pixels a byte, a flat-colour 108 Mpx JPEG 64, while a PNG can declare 1,000 pixels a byte and a
+# BMP's run-length code any number), and nothing decodes more than MAX_DECODED_PIXELS (16384^2: a
+# 200 Mpx camera file fits; 1 GB as Pillow holds RGB).
 MAX_PIXELS = 89_478_485
+PIXELS_PER_BYTE = 100
+MAX_DECODED_PIXELS = 2**28
+
+# Pillow checks the *declared* size in Image.open (and some loaders) against Image.MAX_IMAGE_PIXELS,
+# raising at 179 Mpx whatever a JPEG would really decode; _check_cost replaces that check, so it is
+# lifted while this module decodes, under a lock so that no concurrent decode leaves it lifted.
+_PILLOW_GUARD = threading.Lock()
 
 
 # ---- decoding ------------------------------------------------------------------------------------
 
 
-def open_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Image.Image:
-    """Decode ``data`` to an upright RGB PIL image, at reduced scale where the format allows.
+def open_image(
+    data: bytes, long_side: int | None = None, source: str = "image", option: str = "image", convert_rgb: bool = True
+) -> Image.Image:
+    """Decode ``data`` to an upright 8-bit RGB PIL image in sRGB, at reduced scale where the format allows.
 
     A JPEG is decoded directly at 1/2, 1/4 or 1/8 scale when that still leaves at least twice
-    ``long_side`` (so a 24-megapixel photo for a 512 px result never exists at full size in memory).
+    ``long_side`` on its long side (so a 24-megapixel photo for a 512 px result never exists at full
+    size in memory); a HEIF from a thumbnail that large, when it has one.
     The EXIF orientation (phones store portraits sideways) is applied to that reduced image.
+    ``convert_rgb=False`` keeps RGB and grey numbers as the file has them, ignoring its profile
+    (masks: their numbers are weights and labels); CMYK is converted all the same.
     """
+    return _srgb(data, long_side, source, option, convert_rgb).convert("RGB")
+
+
+def _srgb(data: bytes, long_side: Optional[int], source: str, option: str, convert_rgb: bool = True) -> Image.Image:
+    """As ``open_image``, but a grey image stays ``L`` (a third of the memory until it is resized)."""
+    image = _decode(data, long_side, source, option)[0]
+    try:
+        return to_srgb(eight_bit(image, source, option), source, convert_rgb)
+    except (ValueError, OSError) as err:  # a mode Pillow decodes but cannot convert
+        raise UserError(f"{option}: {source} is a {image.mode} image that cannot be read as RGB ({err}); export it as RGB") from None
+
+
+def header_size(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> tuple[int, int]:
+    """``(height, width)`` that ``decode_pixels`` gives, read from the header alone (no pixel is
+    decoded; a JPEG's reduced-scale decoding can make it differ by a pixel): so that a size that
+    cannot fit in memory is refused before it is decoded. A file that decoding would refuse
+    (unreadable, a bomb) raises ``open_image``'s error here already."""
+    image, (width, height) = _decode(data, long_side, source, option, load=False)
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees (ImageOps.exif_transpose)
+        width, height = height, width
+    if long_side is None:
+        return height, width
+    scale = long_side / max(width, height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+@contextlib.contextmanager
+def _pillow_guard_lifted() -> Iterator[None]:
+    with _PILLOW_GUARD, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(data: bytes, long_side: Optional[int], source: str, option: str, load: bool = True) -> tuple[Image.Image, tuple[int, int]]:
+    """``data`` opened, its cost checked, at reduced scale where the format allows (``draft``), and
+    with ``load``, decoded and upright, in the file's own mode; and the size its header declares."""
     if not data:
         raise UserError(f"{option}: {source} is empty (0 bytes); give a JPEG, PNG or other image file")
     try:
-        with warnings.catch_warnings():
-            # Pillow warns above MAX_PIXELS; the check below turns that into an error of our own.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _pillow_guard_lifted():
             image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_PIXELS:
-            raise _bomb(source, option, f"{image.width}x{image.height} pixels")
-        if long_side is not None and image.format == "JPEG":
-            image.draft("RGB", (2 * long_side, 2 * long_side))
-        image.load()
-        try:
-            ImageOps.exif_transpose(image, in_place=True)
-        except Exception:  # a damaged EXIF block is no reason to refuse an image that decodes
-            pass
-        return _to_rgb(image)
+            declared = image.size
+            _check_cost(image, len(data), long_side, source, option)
+            if load:
+                image.load()
+                try:
+                    ImageOps.exif_transpose(image, in_place=True)
+                except Exception:  # a damaged EXIF block is no reason to refuse an image that decodes
+                    pass
+        return image, declared
     except UserError:
         raise
-    except Image.DecompressionBombError:
-        raise _bomb(source, option, f"over {2 * MAX_PIXELS:,} pixels") from None
     except UnidentifiedImageError:
-        raise UserError(
-            f"{option}: {source} is not a readable image (not a format Pillow recognises); "
-            "give a JPEG, PNG or other image file"
-        ) from None
+        raise UserError(f"{option}: {source} {unreadable(data)}") from None
     except Exception as err:  # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, zlib.error...
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "truncated" in detail or isinstance(err, EOFError):
@@ -75,36 +141,30 @@ def open_image(data: bytes, long_side: int | None = None, source: str = "image",
         ) from None
 
 
-def header_size(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> tuple[int, int]:
-    """``(height, width)`` that ``decode_pixels`` gives, read from the header alone (no pixel is
-    decoded; a JPEG's reduced-scale decoding can make it differ by a pixel): so that a size that
-    cannot fit in memory is refused before it is decoded. Unreadable data raises ``open_image``'s error."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
-    except Exception:
-        image = open_image(data, long_side, source, option)  # raises the one-line error it deserves
-        width, height, orientation = image.width, image.height, 1
-    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees (ImageOps.exif_transpose)
-        width, height = height, width
-    if long_side is None:
-        return height, width
-    scale = long_side / max(width, height)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def _bomb(source: str, option: str, size: str) -> UserError:
-    return UserError(
-        f"{option}: {source} declares {size}, more than the limit of {MAX_PIXELS:,} "
-        "(a decompression bomb, or a huge image); give a smaller image"
-    )
+def _check_cost(image: Image.Image, size: int, long_side: Optional[int], source: str, option: str) -> None:
+    """Set up reduced-scale decoding (``draft``: JPEG at 1/2, 1/4, 1/8, HEIF from a large enough
+    thumbnail) when ``long_side`` allows, then refuse what decoding would cost too much: over
+    ``MAX_DECODED_PIXELS``, or over ``MAX_PIXELS`` with less than a byte per ``PIXELS_PER_BYTE``."""
+    width, height = image.size
+    if long_side is not None and 2 * long_side < max(width, height):
+        scale = 2 * long_side / max(width, height)  # keep twice the result on both sides, for Lanczos
+        image.draft(image.mode, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+    decoded = image.width * image.height
+    declared = f"{width}x{height} pixels" + (f" (decoded at {image.width}x{image.height})" if image.size != (width, height) else "")
+    if decoded > MAX_PIXELS and decoded > PIXELS_PER_BYTE * size:
+        raise UserError(
+            f"{option}: {source} declares {declared} in only {size:,} bytes, more than {PIXELS_PER_BYTE} pixels a byte "
+            f"above {MAX_PIXELS:,} pixels (a decompression bomb, or an image of almost nothing); give a smaller image"
+        )
+    if decoded > MAX_DECODED_PIXELS:
+        raise UserError(
+            f"{option}: {source} declares {declared}, more than the limit of {MAX_DECODED_PIXELS:,} decoded pixels "
+            "(a decompression bomb, or a huge image); give a smaller image"
+        )
 
 
 def decode_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:
-    """``data`` as ``[1, 3, H, W]`` in [0, 1], upright, its long side resized to ``long_side``."""
+    """``data`` as ``[1, 3, H, W]`` in [0, 1], upright, in sRGB, its long side resized to ``long_side``."""
     return pixels_to_float(decode_pixels(data, long_side, source, option))
 
 
@@ -115,12 +175,15 @@ def pixels_to_float(pixels: Tensor) -> Tensor:
 
 def decode_pixels(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:
     """As ``decode_image``, but 8-bit (``uint8``): a quarter of the memory, for keeping inputs."""
-    image = open_image(data, long_side, source, option)
+    # Converted to sRGB, then resized like any sRGB photo (at the reduced scale a JPEG decodes at,
+    # littlecms converts 1.7 Mpx of a 108 Mpx photo for a 256 px result: milliseconds).
+    image = _srgb(data, long_side, source, option)
     if long_side is not None:
         scale = long_side / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         if size != image.size:
             image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    image = image.convert("RGB")
     array = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     # .contiguous(): NCHW in memory too, not a view with HWC strides (which convolutions would then
     # silently run as channels_last, and which L-BFGS's flat views cannot take).
@@ -133,21 +196,6 @@ def load_image(source: str, long_side: int | None = None, option: str = "image",
     ``option`` names the setting the source came from, so that errors say what to change.
     """
     return decode_image(read_source(source, option, timeout), long_side, source, option)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB whatever the mode; transparency is composited over white rather than dropped to black."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grayscale: PIL's convert("RGB") clips instead of scaling, so scale to 8 bits first.
-        image = image.point(lambda v: v / 256).convert("L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        image = image.convert("RGBA")
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def to_pil(image: Tensor) -> Image.Image:

@@ -113,7 +113,9 @@ def read_mask(
     greyscale, or where the image has ``color``; resized (by area) when its aspect is that of its
     image (``original``, its ``(H, W)`` before resizing: a small stage's rounding does not count)
     within 1%, refused otherwise. An empty mask is refused."""
-    image = open_image(data, None, source, option)
+    # The file's numbers, not its colours: a label colour and a grey weight are what the editor's
+    # picker showed in the mask's own space (converting a Display P3 mask would move its labels).
+    image = open_image(data, None, source, option, convert_rgb=False)
     height, width = size
     reference_height, reference_width = original or size
     aspect, image_aspect = image.width / image.height, reference_width / reference_height
