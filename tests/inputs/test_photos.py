@@ -16,7 +16,15 @@ from PIL import Image, ImageCms
 
 from nst_lightning.batch.plan import sources as batch_sources
 from nst_lightning.inputs import images
-from nst_lightning.inputs.images import MAX_DECODED_PIXELS, MAX_PIXELS, PIXELS_PER_BYTE, decode_pixels, header_size, open_image
+from nst_lightning.inputs.images import (
+    MAX_DECODED_PIXELS,
+    MAX_PIXELS,
+    PIXELS_PER_BYTE,
+    decode_pixels,
+    header_size,
+    load_image,
+    open_image,
+)
 from nst_lightning.inputs.masks import read_mask
 from nst_lightning.inputs.profiles import (
     ADOBE_RGB_GAMMA,
@@ -198,6 +206,13 @@ def test_heif_and_avif_decode_upright_and_sized_from_their_headers(image_format)
     upright, wrong = (np.asarray(photo((64, 48), noise=0).transpose(turn)).astype(int) for turn in (Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_90))
     assert np.abs(decoded - upright).mean() < 3 < np.abs(decoded - wrong).mean() / 5  # lossy codecs
     assert decode_pixels(data, 32).shape == (1, 3, 32, 24)
+
+
+def test_a_heic_from_a_url(http_server):
+    # sources.py checks that a download is an image with Pillow: it knows HEIF through pillow-heif's opener.
+    base, root = http_server
+    (root / "photo.heic").write_bytes(saved(photo(), "HEIF", quality=90))
+    assert load_image(f"{base}/photo.heic", 32).shape == (1, 3, 24, 32)
 
 
 def test_batch_takes_heic_heif_and_avif_files_from_a_directory(tmp_path):
