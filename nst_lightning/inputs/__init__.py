@@ -1,5 +1,5 @@
-"""Everything a run reads: where bytes come from (``sources``: files, URLs, built-ins), decoding and
-writing images (``images``), colour transforms (``color``), region masks (``masks``), checkpoints read
+"""Everything a run reads: where bytes come from (``sources``: files, URLs, built-ins), decoding
+images (``images``), colour transforms (``color``), region masks (``masks``), checkpoints read
 as data (``checkpoints``), and the datamodule that serves the inputs at each size (``data``).
 
 Imports ``utilities`` only (no loss, model or run).

@@ -1,4 +1,4 @@
-"""Decoding images and writing results safely (the bytes come from ``sources.py``).
+"""Decoding images (the bytes come from ``sources.py``; results are written by ``run/output.py``).
 
 Images are float tensors ``[1, 3, H, W]`` in [0, 1]. Reading applies the EXIF orientation (phones
 store portraits sideways), converts any mode (grayscale, palette, CMYK, 16-bit) to RGB and resizes
@@ -12,9 +12,7 @@ naming the option and the fix; nothing here decodes more pixels than it has to.
 from __future__ import annotations
 
 import io
-import os
 import warnings
-from pathlib import Path
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,7 +20,6 @@ from torch import Tensor
 
 from nst_lightning.inputs.sources import URL_TIMEOUT_S, read_source
 from nst_lightning.utilities.errors import UserError
-from nst_lightning.utilities.files import atomic_write
 
 # PIL's own bomb guard warns at 89 Mpx and raises at twice that; raise at the warning level instead.
 MAX_PIXELS = 89_478_485
@@ -148,19 +145,3 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background.paste(image, mask=image.getchannel("A"))
         return background
     return image.convert("RGB")
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    """``[1, 3, H, W]`` or ``[3, H, W]`` in [0, 1] to an 8-bit RGB PIL image."""
-    # One float copy (clamp), then in place: a large print's result is hundreds of MB as floats.
-    image = image.detach().float().clamp(0, 1).squeeze(0).mul_(255).round_().to(torch.uint8)
-    return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
-
-
-def save_image(image: Tensor, path: str | os.PathLike) -> Path:
-    """Write ``image`` to ``path`` atomically (see ``utilities.files.atomic_write``): an interrupted run never
-    leaves a truncated image, nor half-overwrites an older one."""
-    path = Path(path)
-    pil = to_pil(image)
-    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    return atomic_write(path, lambda handle: pil.save(handle, format=image_format))
