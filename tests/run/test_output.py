@@ -17,6 +17,7 @@ import yaml
 from PIL import Image, ImageCms
 
 from nst_lightning.__main__ import dispatch
+from nst_lightning.run.entry import cli_main
 from nst_lightning.run.output import (
     CONFIG_KEY,
     embedded_config,
@@ -130,6 +131,38 @@ def test_only_rgb_profiles_that_can_be_converted_into_are_used():
     assert profile_problem(srgb_profile()) is None and profile_problem(swapped_profile()) is None
     assert profile_problem(ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()) == "is a Lab profile, not an RGB one"
     assert profile_problem(b"not a profile" * 20).startswith("cannot be converted into")
+
+
+def test_fit_config_generated_png_reruns_the_run_into_a_new_directory_with_the_same_pixels(run_cli, run_dir):
+    run_cli()
+    first = (run_dir / "generated.png").read_bytes()
+    cli_main(["fit", "--config", "lightning_logs/debug/generated.png"])
+    # A new run beside the first (which still holds its files, untouched), the same image to the bit.
+    assert (run_dir / "generated.png").read_bytes() == first
+    assert np.array_equal(np.asarray(Image.open(run_dir / "rerun" / "generated.png")), np.asarray(Image.open(run_dir / "generated.png")))
+    assert checkpoint(run_dir / "rerun" / "checkpoints" / "last.ckpt")["global_step"] == 4
+    # A resumed run's image records --ckpt_path last; its rerun is a fresh run of all its steps, into the
+    # next free directory, with the resumed run's result (which equals an uninterrupted one's).
+    run_cli("--ckpt_path", "last", "--trainer.max_steps", "6")
+    cli_main(["fit", "--config=lightning_logs/debug/generated.png"])
+    rerun = run_dir / "rerun_2"
+    assert yaml.safe_load((rerun / "config.yaml").read_text())["ckpt_path"] is None
+    assert checkpoint(rerun / "checkpoints" / "last.ckpt")["global_step"] == 6
+    resumed, again = (np.asarray(Image.open(d / "generated.png"), dtype=np.float64) for d in (run_dir, rerun))
+    assert np.abs(resumed - again).max() <= 1
+
+
+def test_a_config_image_without_a_configuration_is_refused_in_one_line(run_cli, capsys, tmp_path):
+    make_image(tmp_path / "photo.png")
+    save_image(torch.rand(1, 3, 8, 8), tmp_path / "bare.png")  # as --result.embed_config false writes it
+    rerun = lambda *args: cli_main(["fit", *args])  # noqa: E731
+    for image in ("photo.png", "bare.png"):
+        line = user_error(rerun, capsys, "--config", image)
+        assert f"--config {image} carries no nst_lightning configuration" in line and "config.yaml" in line
+    assert "--config gone.png: no such file" in user_error(rerun, capsys, "--config", "gone.png")
+    (tmp_path / "text.png").write_text("not an image")
+    assert "--config text.png is not a readable image" in user_error(rerun, capsys, "--config", "text.png")
+    assert not (tmp_path / "lightning_logs").exists()
 
 
 def test_a_batch_group_copies_16_bit_results_whole(tmp_path, monkeypatch):
