@@ -140,7 +140,7 @@ def save_image(
         write = _png16(pixels, icc, config)
     else:
         write = _pillow(pixels, kind, icc, config)
-    return atomic_write(path, write, needed=pixels.nbytes)
+    return atomic_write(path, write)
 
 
 def _pillow(pixels: np.ndarray, image_format: str, icc: bytes, config: Optional[str]) -> Callable[[BinaryIO], None]:
