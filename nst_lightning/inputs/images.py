@@ -1,4 +1,4 @@
-"""Decoding images and writing results safely (the bytes come from ``sources.py``).
+"""Decoding images (the bytes come from ``sources.py``; results are written by ``run/output.py``).
 
 Images are float tensors ``[1, 3, H, W]`` in [0, 1], in sRGB. Reading applies the EXIF orientation
 (phones store portraits sideways), converts the file's colour profile to sRGB (``profiles.py``: Display
@@ -19,10 +19,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import threading
 import warnings
-from pathlib import Path
 from typing import Iterator, Optional
 
 import pillow_heif
@@ -34,7 +32,6 @@ from nst_lightning.inputs.modes import eight_bit, unreadable
 from nst_lightning.inputs.profiles import to_srgb
 from nst_lightning.inputs.sources import URL_TIMEOUT_S, read_source
 from nst_lightning.utilities.errors import UserError
-from nst_lightning.utilities.files import atomic_write
 
 # pillow-heif's documented integration: Pillow then opens HEIF wherever it opens a file (here, the
 # URL check in sources.py, the contact sheet's thumbnails). Idempotent.
@@ -198,17 +195,3 @@ def load_image(source: str, long_side: int | None = None, option: str = "image",
     return decode_image(read_source(source, option, timeout), long_side, source, option)
 
 
-def to_pil(image: Tensor) -> Image.Image:
-    """``[1, 3, H, W]`` or ``[3, H, W]`` in [0, 1] to an 8-bit RGB PIL image."""
-    # One float copy (clamp), then in place: a large print's result is hundreds of MB as floats.
-    image = image.detach().float().clamp(0, 1).squeeze(0).mul_(255).round_().to(torch.uint8)
-    return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
-
-
-def save_image(image: Tensor, path: str | os.PathLike) -> Path:
-    """Write ``image`` to ``path`` atomically (see ``utilities.files.atomic_write``): an interrupted run never
-    leaves a truncated image, nor half-overwrites an older one."""
-    path = Path(path)
-    pil = to_pil(image)
-    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    return atomic_write(path, lambda handle: pil.save(handle, format=image_format))

@@ -25,11 +25,11 @@ from PIL import Image
 from torch import Tensor
 
 from nst_lightning.inputs.data import StyleTransferData
-from nst_lightning.inputs.images import to_pil
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
+from nst_lightning.run.output import to_pil
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
 from nst_lightning.run.run_lock import RunLock
 

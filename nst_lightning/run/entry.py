@@ -22,6 +22,7 @@ from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
 from nst_lightning.run.quiet import NoAdvertisements, disk_errors_quiet_in_threads, hide_expected_warnings
+from nst_lightning.run.rerun import configs_from_images
 from nst_lightning.run.signals import exit_on_signal, sigterm_like_ctrl_c, stopped_message
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 
@@ -56,7 +57,7 @@ def _run(args: Optional[list[str]], ending: Callable[[], None]) -> StyleTransfer
         return StyleTransferCLI(
             StyleTransfer,
             StyleTransferData,
-            args=args,
+            args=configs_from_images(args),  # fit --config generated.png reruns its run (run/rerun.py)
             trainer_defaults=TRAINER_DEFAULTS,
             auto_configure_optimizers=False,  # the module builds its own optimizer over the image
             save_config_kwargs={"overwrite": True},  # a resume writes config.yaml into the same run

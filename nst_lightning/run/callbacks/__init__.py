@@ -2,5 +2,5 @@
 (``--checkpoint.*``), ``result.SaveGeneratedImage`` (``--result.*``), ``image_logger.ImageLogger``
 (``--image_logger.*``). The callbacks every ``StyleTransfer`` has are the model's (``model/``).
 
-Import ``model`` and below, and ``run``'s own ``signals`` and ``checkpoint_io``.
+Import ``model`` and below, and ``run``'s own ``signals``, ``checkpoint_io`` and ``output``.
 """

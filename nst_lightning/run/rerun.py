@@ -1,0 +1,96 @@
+"""``fit --config generated.png``: rerun the run that made a result, from the configuration it carries.
+
+The result's configuration (``run/output.py`` embeds it) is handed to LightningCLI as a configuration
+*string* (jsonargparse's ``--config`` takes a path or YAML text), so no temporary file is written and
+relative paths in it mean what they meant: run the command where the first run was started, with the
+same input files. What a user rerunning a result expects, and so what changes from the recorded
+configuration:
+
+- it is a **new run**: ``ckpt_path`` is dropped (a resumed run's result equals an uninterrupted one's),
+  and it goes into a **new directory** next to the first when that one exists (the first run's files,
+  the image given as ``--config`` included, are never touched, and the "already holds a run" check
+  would refuse it anyway): the logger's ``version`` gets ``_rerun``, then ``_rerun_2``...
+  (``lightning_logs/quick/rerun`` for a run in ``lightning_logs/quick``). Where the first directory is
+  gone (the image was copied to another machine) the rerun uses that directory itself.
+- options given after ``--config generated.png`` apply as with any config file (later ones win):
+  ``--trainer.logger.init_args.version NAME`` picks the directory, ``--trainer.max_steps`` goes further.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from nst_lightning.run.output import read_config
+from nst_lightning.utilities.errors import UserError, param
+
+# Results that can carry a configuration (PNG text, TIFF description, JPEG comment).
+CONFIG_IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def configs_from_images(args: Optional[list[str]]) -> Optional[list[str]]:
+    """``args`` (default ``sys.argv[1:]``) with each ``--config IMAGE`` replaced by the YAML of the run
+    that made the image, as a rerun (above); ``args`` itself when none names an image."""
+    given = sys.argv[1:] if args is None else list(args)
+    out, changed, i = [], False, 0
+    while i < len(given):
+        arg = given[i]
+        if arg == "--config" and i + 1 < len(given) and _is_image(given[i + 1]):
+            out += ["--config", rerun_config(given[i + 1])]
+            changed, i = True, i + 2
+            continue
+        if arg.startswith("--config=") and _is_image(arg.partition("=")[2]):
+            out.append("--config=" + rerun_config(arg.partition("=")[2]))
+            changed = True
+        else:
+            out.append(arg)
+        i += 1
+    return out if changed else args
+
+
+def _is_image(value: str) -> bool:
+    return Path(value).suffix.lower() in CONFIG_IMAGE_SUFFIXES
+
+
+def rerun_config(image: str) -> str:
+    """The YAML to rerun the run that made ``image``; a ``UserError`` when it carries none."""
+    if not os.path.isfile(image):
+        raise UserError(f"{param('config')} {image}: no such file; give a result image of nst_lightning or a config.yaml")
+    try:
+        text = read_config(image)
+    except Exception as err:  # not an image, or a damaged one: PIL's errors vary by format
+        raise UserError(f"{param('config')} {image} is not a readable image ({type(err).__name__}); give a result image or a config.yaml") from None
+    if text is None:
+        raise UserError(
+            f"{param('config')} {image} carries no nst_lightning configuration (written by another program, saved with "
+            f"{param('result.embed_config')} false, or re-saved by a tool that drops text chunks); give the run's config.yaml instead"
+        )
+    config = yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise UserError(f"{param('config')} {image} carries a damaged configuration; give the run's config.yaml instead")
+    config["ckpt_path"] = None  # a new run, not a resume of the first
+    _new_directory(config)
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+
+
+def _new_directory(config: dict[str, Any]) -> None:
+    """Point the logger (TensorBoard's or CSV's layout: ``save_dir/name/version``) at a directory that
+    does not exist yet, when the recorded one does."""
+    logger = (config.get("trainer") or {}).get("logger")
+    init = logger.get("init_args") if isinstance(logger, dict) else None
+    if not isinstance(init, dict) or init.get("version") is None:
+        return  # no logger, another kind, or version None: the logger makes a new version_N itself
+    version = init["version"]
+    version = f"version_{version}" if isinstance(version, int) else str(version)
+    base = Path(str(init.get("save_dir") or ".")) / str(init.get("name") or "")
+    if not (base / version).exists():
+        return
+    stem = f"{version}_rerun" if version else "rerun"
+    candidate, n = stem, 2
+    while (base / candidate).exists():
+        candidate, n = f"{stem}_{n}", n + 1
+    init["version"] = candidate
