@@ -12,7 +12,6 @@ had started. Never a traceback for any of these.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any, Optional
@@ -110,14 +109,21 @@ class StyleTransferCLI(LightningCLI):
         # One writer per run directory, from here (inputs are good: nothing is written for bad ones)
         # to the end; a second run aimed at it, or a resume of a run still going, stops here.
         if self.trainer.log_dir is not None:
-            lock = RunLock(self.trainer.log_dir).acquire()
+            lock = RunLock(self.trainer.log_dir)
+            try:
+                lock.acquire()
+            except WriteFailed as err:  # a full disk: the one line of any write, and nothing left behind
+                lock.remove_created_directories()
+                raise UserError(f"{err}; {self._last_good_checkpoint()}") from None
+            except BaseException:
+                lock.remove_created_directories()
+                raise
             self.trainer.callbacks.insert(0, lock)  # released when the fit ends, however it ends
             try:
                 self._check_existing_run()
             except BaseException:
                 lock.release()
-                if lock.created_directory:
-                    shutil.rmtree(lock.directory, ignore_errors=True)  # it held nothing but the lock
+                lock.remove_created_directories()  # they held nothing but the lock
                 raise
         else:
             self._check_existing_run()
