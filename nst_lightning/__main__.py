@@ -7,13 +7,17 @@ import signal
 import sys
 from typing import Optional
 
+# Cheap (no torch, no Lightning): the handlers below use it before the long imports.
+from nst_lightning.run.signals import exit_on_signal, leave_dead_terminal, say, stop_signals
+
 
 def _stop_while_starting(signum: int, frame: object) -> None:
-    # Ctrl-C or SIGTERM during the imports: one line and 128 + N, not a KeyboardInterrupt traceback
-    # (or, for SIGTERM, a silent death). os._exit, not an exception: one raised in the middle of
-    # numpy's or scipy's imports can end in a RecursionError page instead. Nothing is written yet.
-    print(f"nst_lightning: stopped by {signal.Signals(signum).name} while starting; nothing was saved", file=sys.stderr)
-    sys.stderr.flush()
+    # Ctrl-C, SIGTERM or SIGHUP during the imports: one line and 128 + N, not a KeyboardInterrupt
+    # traceback (or, for SIGTERM and SIGHUP, a silent death). os._exit, not an exception: one raised in
+    # the middle of numpy's or scipy's imports can end in a RecursionError page instead. Nothing is
+    # written yet.
+    leave_dead_terminal(signum)
+    say(f"nst_lightning: stopped by {signal.Signals(signum).name} while starting; nothing was saved")
     os._exit(128 + signum)
 
 
@@ -23,7 +27,6 @@ def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) ->
     command's exit code, or returns the finished ``fit``'s CLI object."""
     from nst_lightning.run.entry import cli_main, program_name
     from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
-    from nst_lightning.run.signals import exit_on_signal
 
     argv = sys.argv[1:] if args is None else list(args)
     if argv[:1] == ["batch"]:  # many jobs, each one a fit through cli_main
@@ -40,13 +43,12 @@ def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) ->
 
 def main() -> None:
     """``python -m nst_lightning`` and the ``nst-lightning`` command."""
-    previous = {signum: signal.signal(signum, _stop_while_starting) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, _stop_while_starting) for signum in stop_signals()}
     # The imports that take seconds (torch, Lightning), under the handlers above.
     from nst_lightning.run.entry import cli_main  # noqa: F401
-    from nst_lightning.run.signals import exit_on_signal
 
     for signum, handler in previous.items():
-        signal.signal(signum, handler)
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     try:
         dispatch(exit_on_signals=True)
         code = 0

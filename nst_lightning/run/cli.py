@@ -5,20 +5,21 @@ Options come from the typed ``__init__`` arguments of ``StyleTransfer`` (``--mod
 (``--checkpoint.*``, ``--image_logger.*``, ``--result.*``); ``--print_config`` shows them all.
 
 Exit codes: 0 done; 2 a ``UserError`` (one line naming the option to change); 128 + N stopped by
-signal N (130 for Ctrl-C, 143 for SIGTERM), after saving a checkpoint and the image when training
+signal N (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), after saving a checkpoint and the image when training
 had started. Never a traceback for any of these.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from nst_lightning.inputs.checkpoints import load_checkpoint_file
 from nst_lightning.model.module import StyleTransfer
@@ -27,6 +28,8 @@ from nst_lightning.model.preflight import check_inputs
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
+from nst_lightning.run.config_limits import check_arguments
+from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.resume import changed_options, check_resume
 from nst_lightning.run.run_lock import RunLock
 from nst_lightning.run.signals import steps
@@ -56,6 +59,9 @@ TRAINER_DEFAULTS = {
 
 
 class StyleTransferCLI(LightningCLI):
+    # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
+    _fresh_start = False
+
     def add_arguments_to_parser(self, parser) -> None:
         # Always-on callbacks with their own config sections, so YAML can tune them without having
         # to restate the whole trainer.callbacks list.
@@ -68,14 +74,20 @@ class StyleTransferCLI(LightningCLI):
         """Parse, then read ``--ckpt_path`` safely before LightningCLI does (it ``torch.load``s the file
         for its hyperparameters right after this, and a damaged file must end in one line, not a
         traceback); and remember the model options asked for, which LightningCLI then replaces with
-        the checkpoint's."""
+        the checkpoint's. Before parsing, the configs and YAML values jsonargparse would read are
+        bounded (``config_limits``); after, the options that Lightning would answer with a traceback
+        or a hang are checked."""
+        if args is None or isinstance(args, (list, tuple)):
+            check_arguments(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         self.asked_model_options: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
         self.asked_model_options = self.config[subcommand]["model"].as_dict()
+        check_seed(self.config[subcommand].get("seed_everything"))
         ckpt_path = self.config[subcommand].get("ckpt_path")
+        check_checkpoint_path(ckpt_path)
         if ckpt_path and Path(ckpt_path).is_file():
             load_checkpoint_file(ckpt_path)
 
@@ -98,6 +110,9 @@ class StyleTransferCLI(LightningCLI):
         """Check everything a user can get wrong before the Trainer writes a single file."""
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
+        check_one_device(self.trainer, self.config[self.subcommand].trainer)
+        last = self._last_checkpoint()
+        check_result_filename(self.trainer, Path(last).parent if last else None)
         # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
         # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
         precision = str(self.config[self.subcommand].trainer.precision)
@@ -110,14 +125,21 @@ class StyleTransferCLI(LightningCLI):
         # One writer per run directory, from here (inputs are good: nothing is written for bad ones)
         # to the end; a second run aimed at it, or a resume of a run still going, stops here.
         if self.trainer.log_dir is not None:
-            lock = RunLock(self.trainer.log_dir).acquire()
+            lock = RunLock(self.trainer.log_dir)
+            try:
+                lock.acquire()
+            except WriteFailed as err:  # a full disk: the one line of any write, and nothing left behind
+                lock.remove_created_directories()
+                raise UserError(f"{err}; {self._last_good_checkpoint()}") from None
+            except BaseException:
+                lock.remove_created_directories()
+                raise
             self.trainer.callbacks.insert(0, lock)  # released when the fit ends, however it ends
             try:
                 self._check_existing_run()
             except BaseException:
                 lock.release()
-                if lock.created_directory:
-                    shutil.rmtree(lock.directory, ignore_errors=True)  # it held nothing but the lock
+                lock.remove_created_directories()  # they held nothing but the lock
                 raise
         else:
             self._check_existing_run()
@@ -125,6 +147,12 @@ class StyleTransferCLI(LightningCLI):
     def _check_existing_run(self) -> None:
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
         last = self._last_checkpoint()
+        if ckpt_path == "last" and (last is None or not os.path.exists(last)):
+            # Not an error (a script may always pass it), but not silent either: one line, then on.
+            where = os.path.normpath(os.path.dirname(last)) if last else "this run"
+            rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
+            self._fresh_start = True
+            return
         if ckpt_path is None and last is not None and os.path.exists(last):
             raise UserError(
                 f"{os.path.normpath(self.trainer.log_dir)} already holds a run ({last}); resume it with --ckpt_path last, "
@@ -165,6 +193,8 @@ class StyleTransferCLI(LightningCLI):
         # Never execute code from a checkpoint, whatever --weights_only, the torch version or the
         # environment (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) say: this program's checkpoints need none.
         kwargs["weights_only"] = True
+        if self._fresh_start:  # said so in one line already; Lightning would add a warning of its own
+            kwargs["ckpt_path"] = None
         try:
             self.trainer.fit(model, **kwargs)
         except NonFiniteLossError as err:

@@ -4,7 +4,7 @@ from command-line arguments, with the project's error handling. ``python -m nst_
 so every run has the same checks, files and one-line errors.
 
 Exit codes (as ``SystemExit``): 0 done; 2 a ``UserError`` (one line naming the option to change); 128 + N
-stopped by signal N (130 for Ctrl-C, 143 for SIGTERM), after saving a checkpoint and the image when
+stopped by signal N (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), after saving a checkpoint and the image when
 training had started. Never a traceback for any of these.
 """
 
@@ -23,7 +23,7 @@ from nst_lightning.model.module import StyleTransfer
 from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
 from nst_lightning.run.quiet import NoAdvertisements, disk_errors_quiet_in_threads, hide_expected_warnings
 from nst_lightning.run.rerun import configs_from_images
-from nst_lightning.run.signals import exit_on_signal, sigterm_like_ctrl_c, stopped_message
+from nst_lightning.run.signals import exit_on_signal, say, sigterm_like_ctrl_c, stopped_message
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 
 
@@ -34,7 +34,7 @@ def program_name() -> str:
 
 def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> StyleTransferCLI:
     """Run the CLI on ``args`` (default: ``sys.argv``). User errors exit with code 2 and one line;
-    SIGINT/SIGTERM with 130/143 and one line saying what was saved. ``exit_on_signals`` (the program,
+    SIGINT/SIGTERM/SIGHUP with 130/143/129 and one line saying what was saved. ``exit_on_signals`` (the program,
     not an embedding process): once the run has ended, a signal ends the process (``exit_on_signal``)."""
     ending = exit_on_signal if exit_on_signals else (lambda: None)
     hide_expected_warnings()
@@ -44,11 +44,11 @@ def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) ->
             return _run(args, ending)
     except RunInterrupted as err:
         ending()
-        print(stopped_message(err), file=sys.stderr)
+        say(stopped_message(err))  # after a SIGHUP, to a terminal that is gone: dropped, the code says it
         raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt:
         ending()
-        print("nst_lightning: stopped by SIGINT outside training; nothing was saved", file=sys.stderr)
+        say("nst_lightning: stopped by SIGINT outside training; nothing was saved")
         raise SystemExit(128 + signal.SIGINT) from None
 
 

@@ -1,9 +1,16 @@
-"""Signals: how SIGINT (Ctrl-C) and SIGTERM end a run, and the one line that says what was kept.
+"""Signals: how SIGINT (Ctrl-C), SIGTERM and SIGHUP end a run, and the one line that says what was kept.
 
-In training, both stop at the end of the current step and a checkpoint and the image are written
+In training, all three stop at the end of the current step and a checkpoint and the image are written
 (``callbacks/checkpoint.py``, ``callbacks/result.py``), so a resume continues exactly where the run
-stopped; a second signal stops at once. Outside training SIGTERM acts as Ctrl-C does; once the run
-has ended, a signal ends the process with one line and 128 + N (``exit_on_signal``).
+stopped; a second signal stops at once. Outside training SIGTERM and SIGHUP act as Ctrl-C does; once
+the run has ended, a signal ends the process with one line and 128 + N (``exit_on_signal``).
+
+SIGHUP is what a closed terminal or a dropped ssh session sends: a run treats it as SIGTERM (exit 129),
+first pointing its output away from the terminal that is gone (``leave_dead_terminal``), where every
+write would fail with EIO. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
+(``stop_signals``): that user asked for the run to outlive the terminal.
+
+Imports nothing heavy (Lightning only inside a function): ``__main__`` uses it before torch is imported.
 """
 
 from __future__ import annotations
@@ -11,24 +18,65 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import sys
 import threading
 from typing import Any, Iterator, Optional
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from nst_lightning.utilities.errors import RunInterrupted
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a run gracefully, as handled now: ``STOP_SIGNALS`` less SIGHUP when it is
+    ignored (``nohup``); Ctrl-C and SIGTERM are handled whatever a shell set, as before."""
+    return tuple(s for s in STOP_SIGNALS if not (s == signal.SIGHUP and signal.getsignal(s) is signal.SIG_IGN))
+
+
+def leave_dead_terminal(signum: int) -> None:
+    """On SIGHUP, point stdin, stdout and stderr that are a terminal at ``/dev/null``: the terminal has
+    hung up, so a progress bar or a message written to it would fail with EIO and turn a clean stop
+    into an error. A hung-up terminal no longer answers ``isatty``, so any character device other
+    than ``/dev/null`` counts. Files and pipes are left alone (a log file still gets the last line)."""
+    if signum != signal.SIGHUP:
+        return
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        null_device = os.fstat(null).st_rdev
+    except OSError:
+        return
+    try:
+        for fd in (0, 1, 2):
+            try:
+                mode = os.fstat(fd)
+            except OSError:
+                continue
+            if stat.S_ISCHR(mode.st_mode) and mode.st_rdev != null_device:
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def say(line: str) -> None:
+    """Print ``line`` on stderr; a stream that is gone (a closed pipe or terminal) drops it, since
+    the exit code says the same."""
+    try:
+        print(line, file=sys.stderr)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
 
 def is_graceful_stop(exception: BaseException) -> bool:
     """A stop at a step boundary after which the state is consistent and worth saving."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     if isinstance(exception, RunInterrupted):
         return exception.saved
     # Lightning's own SIGTERM handling (outside the window where StepCheckpoint handles the signal)
     # also stops at a step boundary.
     return isinstance(exception, SIGTERMException)
-
 
 
 def steps(n: Optional[int]) -> str:
@@ -37,20 +85,22 @@ def steps(n: Optional[int]) -> str:
 
 @contextlib.contextmanager
 def sigterm_like_ctrl_c() -> Iterator[None]:
-    """Outside training (where StepCheckpoint stops at a step boundary), SIGTERM ends the program
-    like Ctrl-C does: one line and exit 143, instead of dying silently."""
+    """Outside training (where StepCheckpoint stops at a step boundary), SIGTERM and SIGHUP end the
+    program like Ctrl-C does: one line and exit 143 or 129, instead of dying silently."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: Any) -> None:
+        leave_dead_terminal(signum)
         raise RunInterrupted(signum, None, saved=False)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in stop_signals() if signum != signal.SIGINT}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def stopped_message(err: RunInterrupted) -> str:
@@ -63,15 +113,15 @@ def stopped_message(err: RunInterrupted) -> str:
 
 
 def exit_on_signal() -> None:
-    """From here to the process's end (the run is over: saved, stopped or refused), SIGINT or SIGTERM
-    ends it with one line and 128 + N, never with a traceback or a death by the signal."""
+    """From here to the process's end (the run is over: saved, stopped or refused), SIGINT, SIGTERM or
+    SIGHUP ends it with one line and 128 + N, never with a traceback or a death by the signal."""
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in stop_signals():
             signal.signal(signum, _stop_while_exiting)
 
 
 def _stop_while_exiting(signum: int, frame: Any) -> None:
     # Python's shutdown (threads, TensorBoard's writer, torch) takes a moment after a run.
-    print(f"nst_lightning: stopped by {signal.Signals(signum).name} while exiting", file=sys.stderr)
-    sys.stderr.flush()
+    leave_dead_terminal(signum)
+    say(f"nst_lightning: stopped by {signal.Signals(signum).name} while exiting")
     os._exit(128 + signum)

@@ -1,8 +1,10 @@
 """One writer per run directory (run_lock.py), with real processes: a simultaneous start, a resume of
-a run still going, a lock left by SIGKILL, a lock held on another host, a race to take a stale lock."""
+a run still going, a lock left by SIGKILL, a lock held on another host, a race to take a stale lock,
+locks that cannot be read (empty, garbage, not a file) and a full disk while taking one."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -156,3 +158,103 @@ def test_a_stale_lock_is_taken_over_by_exactly_one_of_many(tmp_path):
     outputs = [racer.communicate(timeout=120)[0].strip() for racer in racers]
     assert sorted(outputs) == ["held 1"] + ["refused"] * 5, outputs
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+# ---- locks that cannot be read, and a full disk while taking one ----------------------------------
+
+
+def test_an_empty_lock_is_refused_saying_how_to_remove_it_then_taken_over_once_stale(tmp_path):
+    # What a run stopped between creating its lock and writing it left (a full disk, a kill, a power
+    # cut): before, every later run retried and stopped with "keeps changing hands; try again".
+    run_dir = tmp_path / "lightning_logs" / "debug"
+    run_dir.mkdir(parents=True)
+    (run_dir / LOCK_NAME).write_bytes(b"")
+    refused = subprocess.run(FIT, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    line = last_line(refused.stderr)
+    assert line.startswith(f"nst_lightning: error: lightning_logs/debug/{LOCK_NAME} cannot be read (empty): "), line
+    assert "counts as stale 300 s after its last change" in line
+    assert f"if no run is using lightning_logs/debug, remove it (rm lightning_logs/debug/{LOCK_NAME}) and start again" in line
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing written, the lock left alone
+    # Untouched for longer than a heartbeat's stale time: no run holds it, the next one takes it over.
+    then = time.time() - 301
+    os.utime(run_dir / LOCK_NAME, (then, then))
+    done = subprocess.run(FIT, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "generated.png").exists() and not (run_dir / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff garbage", b'{"host": 3}', b"[1, 2]", b'{"host": "h", "pid": "x", "token": "t"}'],
+                         ids=["binary", "wrong-types", "not-a-record", "bad-pid"])
+def test_a_garbage_lock_is_unreadable_until_stale(tmp_path, content):
+    (tmp_path / LOCK_NAME).write_bytes(content)
+    with pytest.raises(UserError, match=r"cannot be read \(not a lock record\): .* remove it \(rm "):
+        RunLock(tmp_path).acquire()
+    then = time.time() - 301
+    os.utime(tmp_path / LOCK_NAME, (then, then))
+    lock = RunLock(tmp_path).acquire()
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["token"] == lock.record["token"]
+    lock.release()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_fifo_or_a_directory_named_run_lock_is_refused_without_hanging_and_never_removed(tmp_path):
+    os.mkfifo(tmp_path / LOCK_NAME)
+    then = time.time() - 10_000  # however old: only a plain file may be taken over
+    os.utime(tmp_path / LOCK_NAME, (then, then))
+    with pytest.raises(UserError, match=r"run.lock is not a regular file, not a lock this program wrote; if no run is using"):
+        RunLock(tmp_path).acquire()
+    (tmp_path / LOCK_NAME).unlink()
+    (tmp_path / LOCK_NAME).mkdir()
+    with pytest.raises(UserError, match=r"run.lock is a directory, not a lock this program wrote"):
+        RunLock(tmp_path).acquire()
+    assert (tmp_path / LOCK_NAME).is_dir()
+
+
+def test_a_lock_write_that_fails_leaves_no_lock_and_no_temporary(tmp_path, monkeypatch):
+    # The record is written into a temporary file and linked into place: a write cut short by a full
+    # disk leaves nothing (before, an empty run.lock that blocked the directory).
+    from nst_lightning.run import lock_file
+    from nst_lightning.utilities.files import WriteFailed
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(lock_file.os, "fsync", no_space)
+    with pytest.raises(WriteFailed, match=rf"^could not write {re.escape(str(tmp_path / LOCK_NAME))}: No space left on device \("):
+        RunLock(tmp_path).acquire()
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    RunLock(tmp_path).acquire().release()  # and the directory is free at once
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+def test_a_full_disk_while_taking_the_lock_is_one_line_and_leaves_nothing(tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "64k"):
+        pytest.skip("needs root to mount a tmpfs")
+    try:
+        with open(disk / "filler", "wb") as filler:  # the disk is full before the run starts
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+                    filler.flush()
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+        done = subprocess.run([*FIT, "--trainer.logger.init_args.save_dir", str(disk)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        assert last_line(done.stderr) == (
+            f"nst_lightning: error: could not write {disk}/debug/{LOCK_NAME}: No space left on device (0.0 kB free there); "
+            "no checkpoint had been written yet: free some space and start again"
+        )
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no run directory, no empty lock
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from nst_lightning.run.checkpoint_io import SafeCheckpointIO
-from nst_lightning.run.signals import STOP_SIGNALS, is_graceful_stop
+from nst_lightning.run.signals import is_graceful_stop, leave_dead_terminal, stop_signals
 from nst_lightning.utilities.errors import RunInterrupted
 from nst_lightning.utilities.files import remove_stale_temporaries
 
@@ -28,7 +28,7 @@ CHECKPOINT_DEFAULTS = {
     # A resume writes into the same run: overwrite step files and last.ckpt rather than adding
     # last-v1.ckpt, which `--ckpt_path last` would then not pick.
     "enable_version_counter": False,
-    # Ctrl-C and SIGTERM save a checkpoint (never an error: see StepCheckpoint).
+    # Ctrl-C, SIGTERM and SIGHUP save a checkpoint (never an error: see StepCheckpoint).
     "save_on_exception": True,
 }
 
@@ -40,7 +40,7 @@ class StepCheckpoint(ModelCheckpoint):
     - End: Lightning (2.6) writes ``last.ckpt`` at the end of an epoch only if a periodic checkpoint
       fell on that very step, so a run whose ``max_steps`` is not a multiple of
       ``every_n_train_steps`` would end with a ``last.ckpt`` from before its final steps.
-    - Signals: SIGINT and SIGTERM stop training after the current step; then, if
+    - Signals: SIGINT, SIGTERM and SIGHUP stop training after the current step; then, if
       ``save_on_exception`` (the CLI's default), a checkpoint is written. Unlike Lightning's
       ``save_on_exception``, errors never save one: after a non-finite loss it would hold a broken
       image, and after a refused resume it would overwrite the run's last good state.
@@ -71,9 +71,10 @@ class StepCheckpoint(ModelCheckpoint):
         # After Lightning's own SIGTERM handler (registered just before training starts), which
         # only stops runs on SLURM or, elsewhere, at its own pace and with exit code 0.
         if threading.current_thread() is threading.main_thread():
-            self._previous_handlers = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
+            self._previous_handlers = {signum: signal.signal(signum, self._on_signal) for signum in stop_signals()}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        leave_dead_terminal(signum)  # SIGHUP: the terminal is gone, and writing to it would fail
         step = self._trainer.global_step if self._trainer is not None else 0
         if self._stop_signal is not None:  # asked twice: the user wants out now
             self._restore_signal_handlers()

@@ -1,0 +1,84 @@
+"""A closed terminal or a dropped ssh session (SIGHUP): the run stops like on SIGTERM, with a checkpoint
+and the image, and exits 129; under ``nohup`` it carries on. Real processes on a real pseudo-terminal,
+closed as a terminal window is: the kernel sends the SIGHUP, and every later write to it fails."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nst_lightning.inputs.images import load_image
+from nst_lightning.run.run_lock import LOCK_NAME
+from tests.helpers import DEBUG_CONFIG, REPO, checkpoint
+
+FIT = [sys.executable, "-m", "nst_lightning", "fit", "--config", DEBUG_CONFIG]
+
+
+def on_a_terminal(command: list[str], cwd: Path) -> tuple[subprocess.Popen, int]:
+    """Start ``command`` as the session leader of a new pseudo-terminal (its controlling terminal, as
+    a shell in a terminal window has); returns the process and the terminal's master side."""
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=take_terminal)
+    os.close(slave)
+    return process, master
+
+
+def read_until(path: Path, process: subprocess.Popen, master: int, limit_s: float = 180) -> bytes:
+    """What the terminal shows until ``path`` exists (read, so that the program never blocks on it)."""
+    shown, deadline = b"", time.monotonic() + limit_s
+    while not path.exists():
+        assert process.poll() is None, f"the run ended first: {shown[-2000:]!r}"
+        assert time.monotonic() < deadline, f"{path} never appeared: {shown[-2000:]!r}"
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                shown += os.read(master, 65536)
+            except OSError:
+                break
+    return shown
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals as on Linux")
+def test_closing_the_terminal_saves_a_checkpoint_and_the_image_and_exits_129(tmp_path):
+    run_dir = tmp_path / "lightning_logs" / "debug"
+    # The progress bar is on (a terminal): after the hang-up each of its writes would fail with EIO.
+    process, master = on_a_terminal([*FIT, "--trainer.max_steps", "400"], tmp_path)
+    try:
+        read_until(run_dir / "checkpoints" / "last.ckpt", process, master)
+    finally:
+        os.close(master)  # the terminal window closes: the kernel sends SIGHUP to the session
+    assert process.wait(timeout=180) == 129  # before: killed by SIGHUP (-1), nothing saved, the lock left
+    saved = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert 2 <= saved["global_step"] < 400
+    image = load_image(str(run_dir / "generated.png"))
+    assert torch.allclose(image, saved["state_dict"]["image"].clamp(0, 1), atol=1 / 255)
+    assert not (run_dir / LOCK_NAME).exists()
+
+
+@pytest.mark.skipif(shutil.which("nohup") is None or not sys.platform.startswith("linux"), reason="needs nohup")
+def test_under_nohup_a_closed_terminal_does_not_stop_the_run(tmp_path):
+    run_dir = tmp_path / "lightning_logs" / "debug"
+    process, master = on_a_terminal(["nohup", *FIT, "--trainer.max_steps", "30"], tmp_path)
+    try:
+        read_until(run_dir / "checkpoints" / "last.ckpt", process, master)
+    finally:
+        os.close(master)
+    assert process.wait(timeout=180) == 0, (tmp_path / "nohup.out").read_text()[-3000:]
+    assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 30
+    assert "generated image: lightning_logs/debug/generated.png" in (tmp_path / "nohup.out").read_text()
