@@ -4,11 +4,13 @@ A job is an ordinary ``fit`` with the batch's options, run in-process through ``
 has everything a single run has: the input checks, the run lock, checkpoints, resume checks, the
 one-line errors. What a job leaves in ``out/<job>/``:
 
-- ``job.json``: its record (``status`` done, failed or stopped; ``steps``, ``seconds``, final losses,
-  the result's path, the one-line reason of a failure), written atomically at the end of every
-  attempt. ``done`` is what makes a rerun skip the job.
-- ``generated.png``, ``checkpoints/last.ckpt``, the TensorBoard events, ``config.yaml``: as ``fit``
-  writes them; a rerun of a started job resumes from ``last.ckpt`` (``--ckpt_path last``), with its
+- ``job.json``: its record (``status`` done, failed or stopped; its photo and painting in full,
+  ``steps``, ``seconds``, final losses, the result's path, the one-line reason of a failure), written
+  atomically at the end of every attempt. ``done``, with as many steps as the batch asks for and the
+  result file there, is what makes a rerun skip the job (``is_done``).
+- ``generated.png`` (or ``--result.filename``), ``checkpoints/last.ckpt``, the TensorBoard events,
+  ``config.yaml``: as ``fit`` writes them; a rerun of a started job, or of a finished one with a
+  larger ``--trainer.max_steps``, resumes from ``last.ckpt`` (``--ckpt_path last``), with its
   optimizer state.
 - ``batch.log``: the run's own output (Lightning's lines, warnings, the error line).
 
@@ -20,20 +22,19 @@ when the group ends. A group is resumed as a whole, from its own ``last.ckpt``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import logging
 import math
 import os
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from nst_lightning.batch.capture import output_to
 from nst_lightning.batch.plan import Job
-from nst_lightning.run.callbacks.result import member_filename
+from nst_lightning.run.callbacks.result import SaveGeneratedImage, find_callback
 from nst_lightning.utilities.files import atomic_write
 
 RECORD = "job.json"
@@ -65,14 +66,26 @@ def read_record(out: Path, job: Job) -> Optional[dict[str, Any]]:
         return None
 
 
-def is_done(out: Path, job: Job) -> bool:
+def finished_steps(out: Path, job: Job) -> Optional[int]:
+    """The steps of this job's finished run (None: not finished); a record of another photo or
+    painting (a directory of another job, from a version that named jobs ambiguously) is not it."""
     record = read_record(out, job)
-    return record is not None and record.get("status") == "done" and (out / job.name / RESULT).is_file()
+    if record is None or record.get("status") != "done" or (record.get("content"), record.get("style")) != (job.content, job.style):
+        return None
+    steps = record.get("steps")
+    return steps if isinstance(steps, int) else 0
 
 
-def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str]) -> list[str]:
+def is_done(out: Path, job: Job, max_steps: int = 0, result: str = RESULT) -> bool:
+    """Finished with at least ``max_steps`` steps, its ``result`` file there. One finished with fewer
+    (a rerun with a larger ``--trainer.max_steps``) is not: it resumes from its checkpoint to them."""
+    steps = finished_steps(out, job)
+    return steps is not None and steps >= max_steps and (out / job.name / result).is_file()
+
+
+def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str], resume: bool = True) -> list[str]:
     """The ``fit`` command line of a job or group: the batch's options, then the inputs and the run
-    directory, then ``--ckpt_path last`` if it was started before."""
+    directory, then ``--ckpt_path last`` if it was started before (and ``resume``)."""
     directory = run_directory(group, out)
     if len(group) == 1:
         inputs = ["--data.content", group[0].content, "--data.style", group[0].style]
@@ -83,7 +96,7 @@ def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str]) -> l
     args = ["fit", *quiet, *fit_args, *inputs]
     args += ["--trainer.logger.init_args.save_dir", str(directory.parent), "--trainer.logger.init_args.name", ""]
     args += ["--trainer.logger.init_args.version", directory.name]
-    if (directory / "checkpoints" / "last.ckpt").is_file():
+    if resume and (directory / "checkpoints" / "last.ckpt").is_file():
         args += ["--ckpt_path", "last"]
     return args
 
@@ -105,7 +118,7 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     started = time.monotonic()
     log = io.StringIO()
     cli, code = None, 0
-    with _output_to(directory / LOG, log):
+    with output_to(directory / LOG, log):
         try:
             cli = cli_main(args)
         except SystemExit as stop:
@@ -124,7 +137,7 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     if code == 2 and BUSY in reason:  # another process runs it (a twin batch): its record is that one's to write
         return [{"job": job.name, "content": job.content, "style": job.style, "status": "busy", "reason": reason.removeprefix(ERROR_PREFIX)} for job in group]
     if code == 0 and cli is not None:
-        records = [_done(cli, k, job, out_path, directory, len(group)) | common for k, job in enumerate(group)]
+        records = [_done(cli, k, job, out_path, start_step, previous[k]) | common for k, job in enumerate(group)]
     elif code == 2:
         records = [{"status": "failed", "reason": reason.removeprefix(ERROR_PREFIX) or f"exit code {code}"} | common for _ in group]
     else:
@@ -138,17 +151,24 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     return records
 
 
-def _done(cli: Any, k: int, job: Job, out: Path, directory: Path, size: int) -> dict[str, Any]:
-    """A finished job's record; a group member's result is copied into its own directory."""
-    result = out / job.name / RESULT
-    if size > 1:
-        source = directory / member_filename(RESULT, k)
-        result.parent.mkdir(parents=True, exist_ok=True)
+def _done(cli: Any, k: int, job: Job, out: Path, start_step: int, previous: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's record, naming the result file the run wrote (``--result.filename``); a
+    group member's result is copied into its own directory."""
+    saved = find_callback(cli.trainer, SaveGeneratedImage)
+    written = saved.paths if saved is not None else []
+    filename = saved.filename if saved is not None else RESULT
+    result = out / job.name / filename
+    if len(written) > 1:
+        source = written[k]
         atomic_write(result, lambda handle: handle.write(source.read_bytes()))
-    metrics = cli.trainer.callback_metrics
-    prefix = "train/" if size == 1 else f"train/image_{k}/"
-    losses = {name: _number(metrics.get(prefix + name)) for name in ("loss", "content_loss", "style_loss")}
-    return {"status": "done", "steps": int(cli.trainer.global_step), **losses, "path": str(result)}
+    steps = int(cli.trainer.global_step)
+    if steps <= start_step and previous.get("steps") == steps:  # resumed at its end (to write the result): nothing new
+        losses = {name: previous.get(name) for name in ("loss", "content_loss", "style_loss")}
+    else:
+        metrics = cli.trainer.callback_metrics
+        prefix = "train/" if len(written) <= 1 else f"train/image_{k}/"
+        losses = {name: _number(metrics.get(prefix + name)) for name in ("loss", "content_loss", "style_loss")}
+    return {"status": "done", "steps": steps, **losses, "path": str(result)}
 
 
 def _number(value: Any) -> Optional[float]:
@@ -189,41 +209,3 @@ def _last_line(output: str, prefix: str) -> Optional[str]:
     """The last line from ``prefix`` on (a progress bar may share its line, without a newline)."""
     found = [line[line.index(prefix) :] for line in output.splitlines() if prefix in line]
     return found[-1] if found else None
-
-
-@contextlib.contextmanager
-def _output_to(path: Path, copy: io.StringIO) -> Iterator[None]:
-    """A job's output (print, warnings, Lightning's log lines) into its ``batch.log`` and ``copy``,
-    not onto the batch's terminal, which shows one progress bar over the jobs."""
-    handlers = [
-        handler
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning")
-        for handler in logging.getLogger(name).handlers
-        if isinstance(handler, logging.StreamHandler)
-    ]
-    with open(path, "a", encoding="utf-8") as log_file:
-        tee = _Tee(log_file, copy)
-        streams = [handler.setStream(tee) for handler in handlers]
-        try:
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
-                yield
-        finally:
-            for handler, stream in zip(handlers, streams):
-                handler.setStream(stream)
-
-
-class _Tee(io.TextIOBase):
-    def __init__(self, *streams: Any) -> None:
-        self.streams = streams
-
-    def write(self, text: str) -> int:
-        for stream in self.streams:
-            stream.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        for stream in self.streams:
-            stream.flush()
-
-    def isatty(self) -> bool:
-        return False
