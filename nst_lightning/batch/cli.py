@@ -12,12 +12,14 @@ grown) and retries failed ones. ``OUT/summary.csv`` and ``OUT/contact_sheet.jpg`
 finish.
 
 Exit codes: 0 every job done; 1 some jobs failed (each named, with its reason); 2 an error in the
-batch's options; 128 + N stopped by signal N (rerun to go on).
+batch's options, or a full disk (one line: which file, and that a rerun goes on); 128 + N stopped by
+signal N (rerun to go on).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -34,10 +36,16 @@ from nst_lightning.batch.launchers import LAUNCHERS
 from nst_lightning.batch.plan import Job, group_jobs, parse_shard, plan_jobs, shard, sources
 from nst_lightning.batch.report import Progress, write_contact_sheet, write_summary
 from nst_lightning.utilities.errors import RunInterrupted, UserError
+from nst_lightning.utilities.files import WriteFailed
 
 # Set by the batch for each job: giving them would point every job at the same run.
 OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger")
 SHEET_EVERY_S = 30.0  # the contact sheet is redrawn at most this often while jobs finish (and at the end)
+# After a full disk: what is kept (every file is written whole or not at all) and how to go on.
+DISK_FULL_NEXT = (
+    "the files written before are intact: free some space and rerun the same command, which skips the finished jobs "
+    "and resumes the others from their checkpoints"
+)
 
 
 @dataclass
@@ -170,9 +178,13 @@ def run_batch(options: BatchOptions) -> int:
         LAUNCHERS[options.launcher](
             todo, options.out, options.fit_args, finished, address=options.ray_address, cpus_per_job=options.cpus_per_job
         )
-    finally:
+    except BaseException:
         progress.close()
-        _write_reports(options.out, jobs, settings)
+        with contextlib.suppress(WriteFailed):  # the first failure is the one to report
+            _write_reports(options.out, jobs, settings)
+        raise
+    progress.close()
+    _write_reports(options.out, jobs, settings)
     for job, reason in failed.items():
         print(f"batch: {job} failed: {reason}", file=sys.stderr)
     if busy:
@@ -226,6 +238,9 @@ def batch_main(argv: list[str], prog: str) -> int:
         return run_batch(parse(argv, prog))
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)
+        return 2
+    except WriteFailed as err:  # a full disk: the file, the space, and that a rerun goes on
+        print(f"nst_lightning: error: {err}; {DISK_FULL_NEXT}", file=sys.stderr)
         return 2
     except UserError as err:
         print(f"nst_lightning: error: {err.for_cli()}", file=sys.stderr)

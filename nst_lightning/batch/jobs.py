@@ -18,6 +18,9 @@ A group of K jobs is one ``fit`` of K photos (``--data.content`` and ``--data.st
 pairs, one ``[K, 3, H, W]`` image parameter) in ``out/groups/<name>/``: the group's checkpoints,
 events and config are there, and each job's directory gets its ``generated.png`` and ``job.json``
 when the group ends. A group is resumed as a whole, from its own ``last.ckpt``.
+
+A full disk ends the batch, not just the job (every later job would fail the same way): a file the
+batch could not write, or a job's run that could not, is a ``WriteFailed`` naming the file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +39,7 @@ from typing import Any, Optional, Sequence
 from nst_lightning.batch.capture import output_to
 from nst_lightning.batch.plan import Job
 from nst_lightning.run.callbacks.result import SaveGeneratedImage, find_callback
-from nst_lightning.utilities.files import atomic_write
+from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, atomic_write, describe_write_failure
 
 RECORD = "job.json"
 RESULT = "generated.png"
@@ -103,14 +107,15 @@ def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str], resu
 
 def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Optional[str] = None) -> list[dict[str, Any]]:
     """Run (or resume) one job or group to the end, write each job's record, and return them.
-    Raises ``UsageError`` for an option error, ``SystemExit(128 + N)`` when stopped by a signal."""
+    Raises ``UsageError`` for an option error, ``SystemExit(128 + N)`` when stopped by a signal,
+    ``WriteFailed`` when the disk is full (for a record, or for the run itself)."""
     from nst_lightning.run.entry import cli_main  # here: a Ray worker imports this module cheaply
 
     if cwd is not None and os.path.isdir(cwd):
         os.chdir(cwd)  # relative paths in the options mean what they meant where the batch started
     out_path = Path(out)
     directory = run_directory(group, out_path)
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_directory(directory)
     previous = [read_record(out_path, job) or {} for job in group]
     earlier_seconds = max((r.get("seconds", 0.0) for r in previous), default=0.0)
     start_step = _checkpoint_step(directory / "checkpoints" / "last.ckpt")
@@ -144,11 +149,29 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
         steps = _checkpoint_step(directory / "checkpoints" / "last.ckpt")
         records = [{"status": "stopped", "steps": steps, "reason": _stopped_line(log.getvalue()), "exit_code": code} | common for _ in group]
     records = [{"job": job.name, "content": job.content, "style": job.style} | record for job, record in zip(group, records)]
+    full = disk_failure(reason.removeprefix(ERROR_PREFIX)) if code == 2 else None
     for job, record in zip(group, records):
-        _write_record(out_path, job, record)
+        try:
+            _write_record(out_path, job, record)
+        except WriteFailed:
+            if full is None:
+                raise
+            # else the run's own failure, the first, is the one to say
+    if full is not None:  # the next jobs would fail the same way: the batch stops here
+        raise WriteFailed(full.errno, f"{'job ' if len(group) == 1 else 'jobs '}{', '.join(job.name for job in group)}: {full}")
     if code not in (0, 2):
         raise SystemExit(code)
     return records
+
+
+def disk_failure(reason: str) -> Optional[WriteFailed]:
+    """The full disk (quota, read-only or failing file system) in a run's one-line error, if that is
+    why it failed: the clause ``utilities.files.describe_write_failure`` wrote, without what the run
+    said to do next (a batch goes on by being rerun)."""
+    reasons = {os.strerror(code): code for code in DISK_ERRNOS}
+    why = "|".join(map(re.escape, reasons))
+    match = re.match(rf"could not write .*?: (?P<why>{why}) \([^()]*(?:free there|free space unknown)\)", reason)
+    return None if match is None else WriteFailed(reasons[match["why"]], match[0])
 
 
 def _done(cli: Any, k: int, job: Job, out: Path, start_step: int, previous: dict[str, Any]) -> dict[str, Any]:
@@ -182,6 +205,15 @@ def _write_record(out: Path, job: Job, record: dict[str, Any]) -> None:
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     text = json.dumps(record, indent=1).encode()
     atomic_write(out / job.name / RECORD, lambda handle: handle.write(text))
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if err.errno in DISK_ERRNOS:
+            raise WriteFailed(err.errno, describe_write_failure(directory, err)) from None
+        raise
 
 
 def _checkpoint_step(path: Path) -> int:
