@@ -5,18 +5,21 @@ machine, on Ray or as a SLURM array.
         --contents photos/ --styles "[starry.jpg, scream.jpg]" --out styled/
 
 Every other option (``--model.*``, ``--data.image_size``, ``--trainer.*``, ``--config``) is passed to
-each job's ``fit`` as it is. Each job runs in ``OUT/<photo>__<painting>/`` (``jobs.py``); rerunning
-the same command skips finished jobs, resumes started ones from their checkpoints and retries
-failed ones. ``OUT/summary.csv`` and ``OUT/contact_sheet.jpg`` are updated as jobs finish.
+each job's ``fit`` as it is, and checked once before any job starts (``fit_options.py``). Each job
+runs in ``OUT/<photo>__<painting>/`` (``jobs.py``); rerunning the same command skips finished jobs,
+resumes started ones from their checkpoints (and finished ones, when ``--trainer.max_steps`` has
+grown) and retries failed ones. ``OUT/summary.csv`` and ``OUT/contact_sheet.jpg`` are updated as jobs
+finish.
 
 Exit codes: 0 every job done; 1 some jobs failed (each named, with its reason); 2 an error in the
-batch's own options; 128 + N stopped by signal N (rerun to go on).
+batch's options, or a full disk (one line: which file, and that a rerun goes on); 128 + N stopped by
+signal N (rerun to go on).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import contextlib
 import os
 import signal
 import sys
@@ -25,19 +28,24 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-import yaml
-
-from nst_lightning.batch.jobs import UsageError, is_done
+from nst_lightning.batch.fit_options import FitSettings, check_fit_options
+from nst_lightning.batch.jobs import UsageError, finished_steps, fit_arguments, is_done
 from nst_lightning.batch.launchers import LAUNCHERS
 from nst_lightning.batch.plan import Job, group_jobs, parse_shard, plan_jobs, shard, sources
-from nst_lightning.batch.report import write_contact_sheet, write_summary
+from nst_lightning.batch.report import Progress, write_contact_sheet, write_summary
 from nst_lightning.utilities.errors import RunInterrupted, UserError
+from nst_lightning.utilities.files import WriteFailed
 
 # Set by the batch for each job: giving them would point every job at the same run.
 OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger")
 SHEET_EVERY_S = 30.0  # the contact sheet is redrawn at most this often while jobs finish (and at the end)
+# After a full disk: what is kept (every file is written whole or not at all) and how to go on.
+DISK_FULL_NEXT = (
+    "the files written before are intact: free some space and rerun the same command, which skips the finished jobs "
+    "and resumes the others from their checkpoints"
+)
 
 
 @dataclass
@@ -125,53 +133,29 @@ def check_writable(out: Path) -> None:
         raise UserError(f"--out {out}: cannot write there ({err.strerror or err}); give a folder you can write") from None
 
 
-class Progress:
-    """One bar over the jobs: done/total, and an ETA from the times of the jobs finished in this
-    run (skipped jobs take no time and do not count towards it)."""
-
-    def __init__(self, total: int, done: int) -> None:
-        from tqdm import tqdm
-
-        self.started, self.timed = time.monotonic(), 0
-        self.bar = tqdm(
-            total=total, initial=done, unit="job", file=sys.stderr, dynamic_ncols=True,
-            bar_format="batch: {n_fmt}/{total_fmt} jobs |{bar}| {desc}",
-        )
-        self.bar.set_description_str("ETA after the first job")
-
-    def advance(self, jobs: int, label: str) -> None:
-        self.timed += jobs
-        per_job = (time.monotonic() - self.started) / self.timed
-        left = self.bar.total - self.bar.n - jobs
-        self.bar.set_description_str(f"{label}; ETA {_duration(per_job * left)}" if left else label, refresh=False)
-        self.bar.update(jobs)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def run_batch(options: BatchOptions) -> int:
     contents = sources(options.contents, "--contents")
     styles = sources(options.styles, "--styles")
+    jobs = plan_jobs(contents.images, styles.images)
+    # The jobs' options, once, before anything is written (not even --out): a bad one is every job's.
+    settings = check_fit_options(fit_arguments(jobs[:1], options.out, options.fit_args, resume=False))
     skipped = contents.skipped + styles.skipped
     if skipped:
         print(f"batch: left out {len(skipped)} file(s) not named as images: {', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''}", file=sys.stderr)
-    jobs = plan_jobs(contents.images, styles.images)
     check_writable(options.out)
-    groups = group_jobs(jobs, options.batch_size, _size_reader(options))
+    groups = group_jobs(jobs, options.batch_size, _size_reader(options, settings))
     if options.shard is not None:
         index, count = parse_shard(options.shard)
         groups = shard(groups, index, count)
     mine = [job for group in groups for job in group]
-    todo = [group for group in groups if not all(is_done(options.out, job) for job in group)]
+
+    def done(job: Job) -> bool:
+        return is_done(options.out, job, settings.max_steps, settings.result_filename)
+
+    todo = [group for group in groups if not all(done(job) for job in group)]
     done_before = len(mine) - sum(len(group) for group in todo)
     share = f" (share {options.shard})" if options.shard else ""
-    print(f"batch: {len(mine)} jobs{share}, {done_before} already done, {len(todo)} run(s) to go, into {options.out}", file=sys.stderr)
+    print(f"batch: {len(mine)} jobs{share}, {done_before} already done, {len(todo)} run(s) to go, into {options.out}{_extended(options.out, mine, settings)}", file=sys.stderr)
     failed: dict[str, str] = {}
     busy: list[str] = []
     progress = Progress(len(mine), done_before)
@@ -187,17 +171,20 @@ def run_batch(options: BatchOptions) -> int:
         progress.advance(len(records), f"{label} {records[0]['status']}")
         write_summary(options.out, jobs)
         if time.monotonic() - last_sheet[0] > SHEET_EVERY_S:
-            write_contact_sheet(options.out, jobs)
+            write_contact_sheet(options.out, jobs, settings.result_filename)
             last_sheet[0] = time.monotonic()
 
     try:
         LAUNCHERS[options.launcher](
             todo, options.out, options.fit_args, finished, address=options.ray_address, cpus_per_job=options.cpus_per_job
         )
-    finally:
+    except BaseException:
         progress.close()
-        write_summary(options.out, jobs)
-        write_contact_sheet(options.out, jobs)
+        with contextlib.suppress(WriteFailed):  # the first failure is the one to report
+            _write_reports(options.out, jobs, settings)
+        raise
+    progress.close()
+    _write_reports(options.out, jobs, settings)
     for job, reason in failed.items():
         print(f"batch: {job} failed: {reason}", file=sys.stderr)
     if busy:
@@ -210,7 +197,18 @@ def run_batch(options: BatchOptions) -> int:
     return 0
 
 
-def _size_reader(options: BatchOptions):
+def _write_reports(out: Path, jobs: Sequence[Job], settings: FitSettings) -> None:
+    write_summary(out, jobs)
+    write_contact_sheet(out, jobs, settings.result_filename)
+
+
+def _extended(out: Path, jobs: Sequence[Job], settings: FitSettings) -> str:
+    """Finished jobs a larger ``--trainer.max_steps`` extends: said, as they run again."""
+    fewer = [steps for steps in (finished_steps(out, job) for job in jobs) if steps is not None and steps < settings.max_steps]
+    return f" ({len(fewer)} finished with fewer steps: resumed from their checkpoints to {settings.max_steps})" if fewer else ""
+
+
+def _size_reader(options: BatchOptions, settings: FitSettings):
     """For grouping: each photo's result size at the run's ``image_size``, from its header (None if
     unreadable: that job runs alone and fails alone). Only read when grouping."""
     if options.batch_size == 1:
@@ -218,43 +216,17 @@ def _size_reader(options: BatchOptions):
     from nst_lightning.inputs.images import header_size
     from nst_lightning.inputs.sources import read_source
 
-    long_side = _image_size(options.fit_args)
     cache: dict[str, Optional[tuple[int, int]]] = {}
 
     def size_of(job: Job) -> Optional[tuple[int, int]]:
         if job.content not in cache:
             try:
-                cache[job.content] = header_size(read_source(job.content, "--contents"), long_side, job.content, "--contents")
+                cache[job.content] = header_size(read_source(job.content, "--contents"), settings.image_size, job.content, "--contents")
             except UserError:
                 cache[job.content] = None
         return cache[job.content]
 
     return size_of
-
-
-def _image_size(fit_args: list[str]) -> int:
-    """``data.image_size`` as the jobs will see it: the command line's, else the last config's, else
-    the default."""
-    from nst_lightning.inputs.data import StyleTransferData
-
-    size = inspect.signature(StyleTransferData.__init__).parameters["image_size"].default
-    for i, arg in enumerate(fit_args):
-        value = None
-        if arg == "--config" and i + 1 < len(fit_args):
-            try:
-                value = ((yaml.safe_load(Path(fit_args[i + 1]).read_text()) or {}).get("data") or {}).get("image_size")
-            except (OSError, yaml.YAMLError, AttributeError):
-                value = None
-        elif arg == "--data.image_size" and i + 1 < len(fit_args):
-            value = fit_args[i + 1]
-        elif arg.startswith("--data.image_size="):
-            value = arg.split("=", 1)[1]
-        if value is not None:
-            try:
-                size = int(value)
-            except ValueError:
-                pass  # the jobs' own parse refuses it, in one line
-    return size
 
 
 def batch_main(argv: list[str], prog: str) -> int:
@@ -266,6 +238,9 @@ def batch_main(argv: list[str], prog: str) -> int:
         return run_batch(parse(argv, prog))
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)
+        return 2
+    except WriteFailed as err:  # a full disk: the file, the space, and that a rerun goes on
+        print(f"nst_lightning: error: {err}; {DISK_FULL_NEXT}", file=sys.stderr)
         return 2
     except UserError as err:
         print(f"nst_lightning: error: {err.for_cli()}", file=sys.stderr)

@@ -4,11 +4,13 @@ A job is an ordinary ``fit`` with the batch's options, run in-process through ``
 has everything a single run has: the input checks, the run lock, checkpoints, resume checks, the
 one-line errors. What a job leaves in ``out/<job>/``:
 
-- ``job.json``: its record (``status`` done, failed or stopped; ``steps``, ``seconds``, final losses,
-  the result's path, the one-line reason of a failure), written atomically at the end of every
-  attempt. ``done`` is what makes a rerun skip the job.
-- ``generated.png``, ``checkpoints/last.ckpt``, the TensorBoard events, ``config.yaml``: as ``fit``
-  writes them; a rerun of a started job resumes from ``last.ckpt`` (``--ckpt_path last``), with its
+- ``job.json``: its record (``status`` done, failed or stopped; its photo and painting in full,
+  ``steps``, ``seconds``, final losses, the result's path, the one-line reason of a failure), written
+  atomically at the end of every attempt. ``done``, with as many steps as the batch asks for and the
+  result file there, is what makes a rerun skip the job (``is_done``).
+- ``generated.png`` (or ``--result.filename``), ``checkpoints/last.ckpt``, the TensorBoard events,
+  ``config.yaml``: as ``fit`` writes them; a rerun of a started job, or of a finished one with a
+  larger ``--trainer.max_steps``, resumes from ``last.ckpt`` (``--ckpt_path last``), with its
   optimizer state.
 - ``batch.log``: the run's own output (Lightning's lines, warnings, the error line).
 
@@ -16,25 +18,28 @@ A group of K jobs is one ``fit`` of K photos (``--data.content`` and ``--data.st
 pairs, one ``[K, 3, H, W]`` image parameter) in ``out/groups/<name>/``: the group's checkpoints,
 events and config are there, and each job's directory gets its ``generated.png`` and ``job.json``
 when the group ends. A group is resumed as a whole, from its own ``last.ckpt``.
+
+A full disk ends the batch, not just the job (every later job would fail the same way): a file the
+batch could not write, or a job's run that could not, is a ``WriteFailed`` naming the file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import logging
 import math
 import os
+import re
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
+from nst_lightning.batch.capture import output_to
 from nst_lightning.batch.plan import Job
-from nst_lightning.run.callbacks.result import member_filename
-from nst_lightning.utilities.files import atomic_write
+from nst_lightning.run.callbacks.result import SaveGeneratedImage, find_callback
+from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, atomic_write, describe_write_failure
 
 RECORD = "job.json"
 RESULT = "generated.png"
@@ -65,14 +70,26 @@ def read_record(out: Path, job: Job) -> Optional[dict[str, Any]]:
         return None
 
 
-def is_done(out: Path, job: Job) -> bool:
+def finished_steps(out: Path, job: Job) -> Optional[int]:
+    """The steps of this job's finished run (None: not finished); a record of another photo or
+    painting (a directory of another job, from a version that named jobs ambiguously) is not it."""
     record = read_record(out, job)
-    return record is not None and record.get("status") == "done" and (out / job.name / RESULT).is_file()
+    if record is None or record.get("status") != "done" or (record.get("content"), record.get("style")) != (job.content, job.style):
+        return None
+    steps = record.get("steps")
+    return steps if isinstance(steps, int) else 0
 
 
-def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str]) -> list[str]:
+def is_done(out: Path, job: Job, max_steps: int = 0, result: str = RESULT) -> bool:
+    """Finished with at least ``max_steps`` steps, its ``result`` file there. One finished with fewer
+    (a rerun with a larger ``--trainer.max_steps``) is not: it resumes from its checkpoint to them."""
+    steps = finished_steps(out, job)
+    return steps is not None and steps >= max_steps and (out / job.name / result).is_file()
+
+
+def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str], resume: bool = True) -> list[str]:
     """The ``fit`` command line of a job or group: the batch's options, then the inputs and the run
-    directory, then ``--ckpt_path last`` if it was started before."""
+    directory, then ``--ckpt_path last`` if it was started before (and ``resume``)."""
     directory = run_directory(group, out)
     if len(group) == 1:
         inputs = ["--data.content", group[0].content, "--data.style", group[0].style]
@@ -83,21 +100,22 @@ def fit_arguments(group: Sequence[Job], out: Path, fit_args: Sequence[str]) -> l
     args = ["fit", *quiet, *fit_args, *inputs]
     args += ["--trainer.logger.init_args.save_dir", str(directory.parent), "--trainer.logger.init_args.name", ""]
     args += ["--trainer.logger.init_args.version", directory.name]
-    if (directory / "checkpoints" / "last.ckpt").is_file():
+    if resume and (directory / "checkpoints" / "last.ckpt").is_file():
         args += ["--ckpt_path", "last"]
     return args
 
 
 def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Optional[str] = None) -> list[dict[str, Any]]:
     """Run (or resume) one job or group to the end, write each job's record, and return them.
-    Raises ``UsageError`` for an option error, ``SystemExit(128 + N)`` when stopped by a signal."""
+    Raises ``UsageError`` for an option error, ``SystemExit(128 + N)`` when stopped by a signal,
+    ``WriteFailed`` when the disk is full (for a record, or for the run itself)."""
     from nst_lightning.run.entry import cli_main  # here: a Ray worker imports this module cheaply
 
     if cwd is not None and os.path.isdir(cwd):
         os.chdir(cwd)  # relative paths in the options mean what they meant where the batch started
     out_path = Path(out)
     directory = run_directory(group, out_path)
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_directory(directory)
     previous = [read_record(out_path, job) or {} for job in group]
     earlier_seconds = max((r.get("seconds", 0.0) for r in previous), default=0.0)
     start_step = _checkpoint_step(directory / "checkpoints" / "last.ckpt")
@@ -105,7 +123,7 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     started = time.monotonic()
     log = io.StringIO()
     cli, code = None, 0
-    with _output_to(directory / LOG, log):
+    with output_to(directory / LOG, log):
         try:
             cli = cli_main(args)
         except SystemExit as stop:
@@ -124,31 +142,56 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     if code == 2 and BUSY in reason:  # another process runs it (a twin batch): its record is that one's to write
         return [{"job": job.name, "content": job.content, "style": job.style, "status": "busy", "reason": reason.removeprefix(ERROR_PREFIX)} for job in group]
     if code == 0 and cli is not None:
-        records = [_done(cli, k, job, out_path, directory, len(group)) | common for k, job in enumerate(group)]
+        records = [_done(cli, k, job, out_path, start_step, previous[k]) | common for k, job in enumerate(group)]
     elif code == 2:
         records = [{"status": "failed", "reason": reason.removeprefix(ERROR_PREFIX) or f"exit code {code}"} | common for _ in group]
     else:
         steps = _checkpoint_step(directory / "checkpoints" / "last.ckpt")
         records = [{"status": "stopped", "steps": steps, "reason": _stopped_line(log.getvalue()), "exit_code": code} | common for _ in group]
     records = [{"job": job.name, "content": job.content, "style": job.style} | record for job, record in zip(group, records)]
+    full = disk_failure(reason.removeprefix(ERROR_PREFIX)) if code == 2 else None
     for job, record in zip(group, records):
-        _write_record(out_path, job, record)
+        try:
+            _write_record(out_path, job, record)
+        except WriteFailed:
+            if full is None:
+                raise
+            # else the run's own failure, the first, is the one to say
+    if full is not None:  # the next jobs would fail the same way: the batch stops here
+        raise WriteFailed(full.errno, f"{'job ' if len(group) == 1 else 'jobs '}{', '.join(job.name for job in group)}: {full}")
     if code not in (0, 2):
         raise SystemExit(code)
     return records
 
 
-def _done(cli: Any, k: int, job: Job, out: Path, directory: Path, size: int) -> dict[str, Any]:
-    """A finished job's record; a group member's result is copied into its own directory."""
-    result = out / job.name / RESULT
-    if size > 1:
-        source = directory / member_filename(RESULT, k)
-        result.parent.mkdir(parents=True, exist_ok=True)
+def disk_failure(reason: str) -> Optional[WriteFailed]:
+    """The full disk (quota, read-only or failing file system) in a run's one-line error, if that is
+    why it failed: the clause ``utilities.files.describe_write_failure`` wrote, without what the run
+    said to do next (a batch goes on by being rerun)."""
+    reasons = {os.strerror(code): code for code in DISK_ERRNOS}
+    why = "|".join(map(re.escape, reasons))
+    match = re.match(rf"could not write .*?: (?P<why>{why}) \([^()]*(?:free there|free space unknown)\)", reason)
+    return None if match is None else WriteFailed(reasons[match["why"]], match[0])
+
+
+def _done(cli: Any, k: int, job: Job, out: Path, start_step: int, previous: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's record, naming the result file the run wrote (``--result.filename``); a
+    group member's result is copied into its own directory."""
+    saved = find_callback(cli.trainer, SaveGeneratedImage)
+    written = saved.paths if saved is not None else []
+    filename = saved.filename if saved is not None else RESULT
+    result = out / job.name / filename
+    if len(written) > 1:
+        source = written[k]
         atomic_write(result, lambda handle: handle.write(source.read_bytes()))
-    metrics = cli.trainer.callback_metrics
-    prefix = "train/" if size == 1 else f"train/image_{k}/"
-    losses = {name: _number(metrics.get(prefix + name)) for name in ("loss", "content_loss", "style_loss")}
-    return {"status": "done", "steps": int(cli.trainer.global_step), **losses, "path": str(result)}
+    steps = int(cli.trainer.global_step)
+    if steps <= start_step and previous.get("steps") == steps:  # resumed at its end (to write the result): nothing new
+        losses = {name: previous.get(name) for name in ("loss", "content_loss", "style_loss")}
+    else:
+        metrics = cli.trainer.callback_metrics
+        prefix = "train/" if len(written) <= 1 else f"train/image_{k}/"
+        losses = {name: _number(metrics.get(prefix + name)) for name in ("loss", "content_loss", "style_loss")}
+    return {"status": "done", "steps": steps, **losses, "path": str(result)}
 
 
 def _number(value: Any) -> Optional[float]:
@@ -162,6 +205,15 @@ def _write_record(out: Path, job: Job, record: dict[str, Any]) -> None:
     record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     text = json.dumps(record, indent=1).encode()
     atomic_write(out / job.name / RECORD, lambda handle: handle.write(text))
+
+
+def _make_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if err.errno in DISK_ERRNOS:
+            raise WriteFailed(err.errno, describe_write_failure(directory, err)) from None
+        raise
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -189,41 +241,3 @@ def _last_line(output: str, prefix: str) -> Optional[str]:
     """The last line from ``prefix`` on (a progress bar may share its line, without a newline)."""
     found = [line[line.index(prefix) :] for line in output.splitlines() if prefix in line]
     return found[-1] if found else None
-
-
-@contextlib.contextmanager
-def _output_to(path: Path, copy: io.StringIO) -> Iterator[None]:
-    """A job's output (print, warnings, Lightning's log lines) into its ``batch.log`` and ``copy``,
-    not onto the batch's terminal, which shows one progress bar over the jobs."""
-    handlers = [
-        handler
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning")
-        for handler in logging.getLogger(name).handlers
-        if isinstance(handler, logging.StreamHandler)
-    ]
-    with open(path, "a", encoding="utf-8") as log_file:
-        tee = _Tee(log_file, copy)
-        streams = [handler.setStream(tee) for handler in handlers]
-        try:
-            with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
-                yield
-        finally:
-            for handler, stream in zip(handlers, streams):
-                handler.setStream(stream)
-
-
-class _Tee(io.TextIOBase):
-    def __init__(self, *streams: Any) -> None:
-        self.streams = streams
-
-    def write(self, text: str) -> int:
-        for stream in self.streams:
-            stream.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        for stream in self.streams:
-            stream.flush()
-
-    def isatty(self) -> bool:
-        return False

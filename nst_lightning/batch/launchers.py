@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal, Optional, Sequence
 from nst_lightning.batch.jobs import UsageError, run_group
 from nst_lightning.batch.plan import Job
 from nst_lightning.utilities.errors import UserError
+from nst_lightning.utilities.files import WriteFailed
 
 Finished = Callable[[list[dict[str, Any]]], None]
 LauncherName = Literal["sequential", "ray"]
@@ -71,7 +72,7 @@ def ray(
             for ref in ready:
                 pending.pop(ref)
                 outcome = ray_module.get(ref)
-                if isinstance(outcome, UsageError):
+                if isinstance(outcome, (UsageError, WriteFailed)):
                     raise outcome
                 if isinstance(outcome, int):  # the worker was stopped by a signal
                     raise SystemExit(outcome)
@@ -99,8 +100,8 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _ray_task(group: list[Job], out: str, fit_args: list[str], cwd: str) -> Any:
-    """A Ray task: the group's records; a batch-wide option error or a stop by a signal as values
-    (raised again by the driver), so that Ray does not retry them."""
+    """A Ray task: the group's records; a batch-wide option error, a full disk or a stop by a signal
+    as values (raised again by the driver), so that Ray does not retry them."""
     import torch
 
     # Ray sets OMP_NUM_THREADS to the task's CPUs; torch's own thread count follows the cores.
@@ -109,7 +110,7 @@ def _ray_task(group: list[Job], out: str, fit_args: list[str], cwd: str) -> Any:
         torch.set_num_threads(int(threads))
     try:
         return run_group(group, out, fit_args, cwd=cwd)
-    except UsageError as err:
+    except (UsageError, WriteFailed) as err:
         return err
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else 1

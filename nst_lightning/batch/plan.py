@@ -1,7 +1,9 @@
 """A collection: which photos and paintings a ``batch`` styles, as jobs, groups and shares.
 
 Pure planning, no optimisation: ``sources`` turns ``--contents``/``--styles`` into image sources,
-``plan_jobs`` makes one ``Job`` per photo x painting with a readable, collision-free run name,
+``plan_jobs`` makes one ``Job`` per photo x painting with a readable, collision-free run name
+(``<photo>__<painting>``: no name holds ``__`` but as that separator, and none is too long for a
+file system),
 ``group_jobs`` puts jobs of one result size together for ``--batch_size``, and ``shard`` picks the
 I-th of N disjoint shares for a SLURM array. The same command always plans the same jobs, groups
 and shares, which is what makes a rerun (after a crash, on another node) finish the rest.
@@ -26,6 +28,10 @@ from nst_lightning.utilities.errors import UserError
 # (notes, sidecars) is left out and counted; a file so named that is no image fails as its own job.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
 LIST_SUFFIXES = {".txt", ".yaml", ".yml"}
+# A run directory's name is <photo>__<painting>, and a group's adds about 20 characters: with each half
+# at most this long, every name stays far below the 255 bytes most file systems allow (ENAMETOOLONG).
+MAX_NAME_PART = 80
+HASH_CHARS = 6
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def sources(spec: Union[str, Sequence[str]], option: str) -> Sources:
     images: list[str] = []
     skipped: list[str] = []
     for item in items:
-        found = _expand(str(item).strip(), option, skipped)
+        found = _expand(str(item).strip(), option, skipped, ())
         images.extend(found)
     if not images:
         named = ", ".join(map(str, items)) or "nothing"
@@ -66,13 +72,14 @@ def sources(spec: Union[str, Sequence[str]], option: str) -> Sources:
     return Sources(list(dict.fromkeys(images)), skipped)  # in order, each once
 
 
-def _expand(item: str, option: str, skipped: list[str]) -> list[str]:
+def _expand(item: str, option: str, skipped: list[str], reading: tuple[Path, ...]) -> list[str]:
+    """``reading``: the list files being read, outermost first, that led to ``item``."""
     if item.startswith("[") and item.endswith("]"):  # a YAML list, as --data.style takes one
         try:
             values = yaml.safe_load(item)
         except yaml.YAMLError:
             raise UserError(f"{option} {item}: not a valid list; write it as \"[a.jpg, b.jpg]\"") from None
-        return [source for value in values for source in _expand(str(value), option, skipped)]
+        return [source for value in values for source in _expand(str(value), option, skipped, reading)]
     if is_remote(item):
         return [item]
     path = Path(item).expanduser()
@@ -81,7 +88,7 @@ def _expand(item: str, option: str, skipped: list[str]) -> list[str]:
         skipped.extend(str(p) for p in files if p.suffix.lower() not in IMAGE_SUFFIXES)
         return [str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-        return _from_list_file(path, option, skipped)
+        return _from_list_file(path, option, skipped, reading)
     if path.is_file():
         return [item]
     if glob.has_magic(item):
@@ -93,8 +100,15 @@ def _expand(item: str, option: str, skipped: list[str]) -> list[str]:
     raise UserError(f"{option} {item}: no such file, folder or URL; check the path (a glob needs quotes in the shell)")
 
 
-def _from_list_file(path: Path, option: str, skipped: list[str]) -> list[str]:
-    """Sources listed in a file; relative paths are relative to the file's folder."""
+def _from_list_file(path: Path, option: str, skipped: list[str], reading: tuple[Path, ...]) -> list[str]:
+    """Sources listed in a file; relative paths are relative to the file's folder. A list that names
+    itself, directly or through other lists, is refused (it would be read forever); the same list
+    named twice side by side is not a cycle, and its images are taken once."""
+    if any(path.samefile(outer) for outer in reading):
+        start = next(i for i, outer in enumerate(reading) if path.samefile(outer))
+        cycle = " -> ".join(str(p) for p in (*reading[start:], path))
+        raise UserError(f"{option} {reading[0]}: its list files include each other in a cycle ({cycle}); remove the line of {reading[-1]} that names {path.name}")
+    reading = (*reading, path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -111,7 +125,7 @@ def _from_list_file(path: Path, option: str, skipped: list[str]) -> list[str]:
     found = []
     for entry in map(str, entries):
         relative = not is_remote(entry) and not os.path.isabs(os.path.expanduser(entry))
-        found.extend(_expand(str(path.parent / entry) if relative else entry, option, skipped))
+        found.extend(_expand(str(path.parent / entry) if relative else entry, option, skipped, reading))
     return found
 
 
@@ -119,7 +133,9 @@ def _from_list_file(path: Path, option: str, skipped: list[str]) -> list[str]:
 
 
 def plan_jobs(contents: Sequence[str], styles: Sequence[str]) -> list[Job]:
-    """One job per content x style, contents first; run names ``<photo>__<painting>``."""
+    """One job per content x style, contents first; run names ``<photo>__<painting>``. Neither half
+    holds ``__`` nor starts or ends with ``_``, so a name is read back one way only (``a__b.jpg`` x
+    ``c.jpg`` is ``a_b__c``, ``a.jpg`` x ``b__c.jpg`` is ``a__b_c``): no two jobs share a directory."""
     content_names, style_names = _unique_names(contents), _unique_names(styles)
     return [Job(f"{content_names[c]}__{style_names[s]}", c, s) for c in contents for s in styles]
 
@@ -129,21 +145,27 @@ def _stem(source: str) -> str:
         stem = source.removeprefix(BUILTIN_PREFIX)
     else:
         stem = Path(source.split("?", 1)[0].rstrip("/")).stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "image"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem)
+    # "__" separates the photo from the painting in a job's name: a half never holds it.
+    return re.sub(r"__+", "_", stem).strip("-._") or "image"
 
 
 def _unique_names(sources: Sequence[str]) -> dict[str, str]:
-    """A readable name per source: its file name without the extension; where two sources share
-    one (``a/x.jpg``, ``b/x.jpg``), each gets a short hash of its whole source, so that names do not
-    depend on which other sources are in the collection."""
+    """A readable name per source: its file name without the extension. Where two sources share one
+    (``a/x.jpg``, ``b/x.jpg``; ``X.jpg``, ``x.jpg``, one folder on a case-insensitive disk), or a name
+    is longer than ``MAX_NAME_PART``, it is cut and ends in a short hash of the whole source, so that
+    the name does not depend on which other sources are in the collection. Job records and
+    ``summary.csv`` keep the sources in full."""
     stems = {source: _stem(source) for source in sources}
     counts: dict[str, int] = {}
     for stem in stems.values():
-        counts[stem] = counts.get(stem, 0) + 1
-    return {
-        source: stem if counts[stem] == 1 else f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:6]}"
-        for source, stem in stems.items()
-    }
+        counts[stem.lower()] = counts.get(stem.lower(), 0) + 1
+    names = {}
+    for source, stem in stems.items():
+        if counts[stem.lower()] > 1 or len(stem) > MAX_NAME_PART:
+            stem = f"{stem[: MAX_NAME_PART - HASH_CHARS - 1].rstrip('-._')}-{hashlib.sha1(source.encode()).hexdigest()[:HASH_CHARS]}"
+        names[source] = stem
+    return names
 
 
 # ---- groups and shares --------------------------------------------------------------------------

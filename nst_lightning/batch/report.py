@@ -1,6 +1,7 @@
-"""What a ``batch`` shows of its collection: ``summary.csv`` and ``contact_sheet.jpg``.
+"""What a ``batch`` shows of its collection: ``summary.csv``, ``contact_sheet.jpg`` and, while it
+runs, one progress bar over the jobs.
 
-Both are rebuilt from the jobs' records on disk (``job.json``), not from one process's memory, so
+The two files are rebuilt from the jobs' records on disk (``job.json``), not from one process's memory, so
 they are right whichever process wrote them last: a rerun, another shard of a SLURM array, a Ray
 driver. Both are written atomically.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import sys
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -48,9 +51,9 @@ def write_summary(out: Path, jobs: Sequence[Job]) -> Path:
     return atomic_write(out / SUMMARY, lambda handle: handle.write(data))
 
 
-def write_contact_sheet(out: Path, jobs: Sequence[Job]) -> Path:
-    """A grid: the photos down the left, the paintings across the top, each job's result where its
-    row and column meet (grey while it is not done)."""
+def write_contact_sheet(out: Path, jobs: Sequence[Job], result_filename: str = RESULT) -> Path:
+    """A grid: the photos down the left, the paintings across the top, each job's result (its
+    ``result_filename``) where its row and column meet (grey while it is not done)."""
     contents = list(dict.fromkeys(job.content for job in jobs))
     styles = list(dict.fromkeys(job.style for job in jobs))
     cell = max(MIN_CELL, min(MAX_CELL, MAX_SHEET_SIDE // (max(len(contents), len(styles)) + 1)))
@@ -62,7 +65,7 @@ def write_contact_sheet(out: Path, jobs: Sequence[Job]) -> Path:
     for row, content in enumerate(contents, start=1):
         _paste(sheet, _thumbnail_of_source(content, cell), 0, row, pitch, gap, cell)
     for job in jobs:
-        result = out / job.name / RESULT
+        result = out / job.name / result_filename
         image = _thumbnail(result.read_bytes(), cell) if result.is_file() else None
         _paste(sheet, image, styles.index(job.style) + 1, contents.index(job.content) + 1, pitch, gap, cell)
     buffer = io.BytesIO()
@@ -94,3 +97,33 @@ def _thumbnail(data: bytes, cell: int) -> Optional[Image.Image]:
             return ImageOps.contain(image.convert("RGB"), (cell, cell))
     except Exception:
         return None
+
+
+class Progress:
+    """One bar over the jobs: done/total, and an ETA from the times of the jobs finished in this
+    run (skipped jobs take no time and do not count towards it)."""
+
+    def __init__(self, total: int, done: int) -> None:
+        from tqdm import tqdm
+
+        self.started, self.timed = time.monotonic(), 0
+        self.bar = tqdm(
+            total=total, initial=done, unit="job", file=sys.stderr, dynamic_ncols=True,
+            bar_format="batch: {n_fmt}/{total_fmt} jobs |{bar}| {desc}",
+        )
+        self.bar.set_description_str("ETA after the first job")
+
+    def advance(self, jobs: int, label: str) -> None:
+        self.timed += jobs
+        per_job = (time.monotonic() - self.started) / self.timed
+        left = self.bar.total - self.bar.n - jobs
+        self.bar.set_description_str(f"{label}; ETA {_duration(per_job * left)}" if left else label, refresh=False)
+        self.bar.update(jobs)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -23,38 +22,8 @@ from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.utilities.errors import UserError
+from tests.batch.batching import batch, batch_lines, summary
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, scalar_steps
-
-COLORS = [(200, 60, 20), (20, 160, 60), (90, 90, 200)]
-
-
-@pytest.fixture
-def collection(tmp_path, monkeypatch):
-    """3 photos (40x30) in photos/, 2 paintings; the working directory is tmp_path."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["nst_lightning"])
-    (tmp_path / "photos").mkdir()
-    for i, color in enumerate(COLORS):
-        make_image(tmp_path / "photos" / f"p{i}.png", color=color)
-    make_image(tmp_path / "s1.png", size=(30, 40), color=(10, 200, 200))
-    make_image(tmp_path / "s2.png", size=(36, 36), color=(240, 240, 10))
-    return tmp_path
-
-
-def batch(*args: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        dispatch(["batch", "--config", DEBUG_CONFIG, "--contents", "photos", "--styles", "s1.png", "s2.png", "--out", "styled", *args])
-    return exit_info.value.code
-
-
-def summary(out: Path) -> list[dict[str, str]]:
-    with open(out / "summary.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def batch_lines(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().err.splitlines() if line.startswith(("batch:", "nst_lightning"))]
-
 
 # ---- planning: sources, names, shares, groups --------------------------------------------------
 

@@ -1,0 +1,36 @@
+"""Helpers of the batch tests: the command in-process and in a real process, its outputs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nst_lightning.__main__ import dispatch
+from tests.helpers import DEBUG_CONFIG, REPO
+
+
+def batch(*args: str, contents: tuple[str, ...] = ("photos",), styles: tuple[str, ...] = ("s1.png", "s2.png"), out: str = "styled") -> int:
+    """``batch --config configs/debug.yaml`` in this process: its exit code."""
+    with pytest.raises(SystemExit) as exit_info:
+        dispatch(["batch", "--config", DEBUG_CONFIG, "--contents", *contents, "--styles", *styles, "--out", out, *args])
+    return exit_info.value.code
+
+
+def batch_process(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m nst_lightning batch --config configs/debug.yaml ARGS``, a real process, to its end."""
+    command = [sys.executable, "-m", "nst_lightning", "batch", "--config", DEBUG_CONFIG, "--trainer.enable_progress_bar", "false", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=os.environ | {"PYTHONPATH": str(REPO)})
+
+
+def summary(out: Path) -> list[dict[str, str]]:
+    with open(out / "summary.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def batch_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith(("batch:", "nst_lightning"))]
