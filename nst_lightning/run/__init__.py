@@ -1,7 +1,8 @@
 """One run, from its command line to its files: the one entry (``entry.cli_main``), the LightningCLI
 and its checks (``cli``, ``resume``), the callbacks that write files (``callbacks/``), result images
 (``output``) and reruns from them (``rerun``), checkpoint I/O, the run lock, signals, what the output
-leaves out (``quiet``), and ``stylize()`` (``api``).
+leaves out (``quiet``), and ``stylize()`` (``api``; its arguments checked through the CLI's typed
+signatures in ``api_arguments``, its in-memory images in ``api_images``).
 
 Imports ``model`` and everything below it; never a command above it (``batch``, ``__main__``).
 """

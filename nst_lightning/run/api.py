@@ -5,14 +5,15 @@
     image.save("result.png")
 
 It builds the same ``StyleTransfer``, ``StyleTransferData`` and ``Trainer`` the CLI does, and runs
-them without logs or checkpoints unless ``log_dir`` asks for them. Errors are ``UserError``s that
-name this function's arguments.
+them without logs or checkpoints unless ``log_dir`` asks for them. Its arguments are checked as the
+CLI checks its options (``api_arguments.py``), and the run as the CLI checks it before writing
+anything: errors are ``UserError``s that name this function's arguments, and leave ``log_dir`` as it was.
 """
 
 from __future__ import annotations
 
-import inspect
-import io
+import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,35 +21,37 @@ from typing import Any, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse.typing import PositiveInt
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch import Tensor
 
 from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.model.module import StyleTransfer
+from nst_lightning.model.preflight import check_inputs
+from nst_lightning.run.api_arguments import Arguments, Seed
+from nst_lightning.run.api_images import as_source
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.run.output import to_pil
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
-from nst_lightning.run.run_lock import RunLock
+from nst_lightning.run.run_lock import LOCK_NAME, RunLock
+from nst_lightning.utilities.errors import UserError, param
 
 ImageLike = Union[str, Path, Image.Image, Tensor]
-
-
-def _options_of(cls: type) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
 def stylize(
     content: ImageLike,
     style: Union[ImageLike, Sequence[ImageLike]],
     *,
-    max_steps: int = 500,
-    seed: Optional[int] = 0,
+    max_steps: PositiveInt = 500,
+    seed: Optional[Seed] = 0,
     accelerator: str = "auto",
-    precision: str = "32",
-    log_dir: Optional[Union[str, Path]] = None,
+    precision: Union[str, int] = "32",
+    log_dir: Optional[Union[str, os.PathLike]] = None,
     progress_bar: bool = True,
     **options: Any,
 ) -> Image.Image:
@@ -56,7 +59,7 @@ def stylize(
 
     Args:
         content: The photo: a file path, an http(s) URL, ``builtin:NAME``, a PIL image or an image
-            tensor (``[3, H, W]`` or ``[1, 3, H, W]``, values in [0, 1]).
+            tensor (``[3, H, W]``, ``[1, 3, H, W]`` or ``[H, W, 3]``; floats in [0, 1] or uint8).
         style: The painting, in any of those forms, or a list of them to blend.
         max_steps: Optimisation steps (loss evaluations).
         seed: Seeds the noise of ``init="noise"`` (the caller's own random state is left as it was);
@@ -64,63 +67,117 @@ def stylize(
         accelerator: Lightning's ``accelerator``: ``auto``, ``cpu``, ``gpu``...
         precision: Lightning's ``precision``: ``32``, ``bf16-mixed``, ``16-mixed``.
         log_dir: If given, the run is also kept there as the CLI keeps it: TensorBoard events,
-            checkpoints (``checkpoints/last.ckpt``) and ``generated.png``.
+            checkpoints (``checkpoints/last.ckpt``) and ``generated.png``. It must be new or empty: an
+            earlier run there is refused, never continued or overwritten.
         progress_bar: Show Lightning's progress bar.
         **options: Any option of ``StyleTransfer`` (``style_weight``, ``optimizer``, ``lr``,
             ``preserve_colors``, ``stage_steps``, ...) or ``StyleTransferData`` (``image_size``,
             ``style_weights``, ``style_scale``), by the names ``--model.*``/``--data.*`` use.
     """
-    model_names, data_names = _options_of(StyleTransfer), _options_of(StyleTransferData) - {"content", "style"}
-    unknown = sorted(set(options) - model_names - data_names)
-    if unknown:
-        raise TypeError(
-            f"stylize() got unexpected keyword argument(s) {', '.join(unknown)}; options are "
-            f"{', '.join(sorted(model_names | data_names))}, max_steps, seed, accelerator, precision, log_dir"
-        )
+    run = dict(
+        max_steps=max_steps, seed=seed, accelerator=accelerator, precision=precision, log_dir=log_dir, progress_bar=progress_bar
+    )
+    checked = Arguments(stylize).check(run, options)
+    run = checked["run"]
     # The caller's random state is left as it was; within, seeded as the CLI's seed_everything seeds
     # a run (before the model is built), so the same options give the CLI's result.
     with tempfile.TemporaryDirectory(prefix="nst_stylize_") as inputs, torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        if run["seed"] is not None:
+            torch.manual_seed(run["seed"])
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
         data = StyleTransferData(
-            content=_as_source(content, Path(inputs) / "content.png"),
-            style=[_as_source(s, Path(inputs) / f"style{k}.png") for k, s in enumerate(styles)],
-            **{name: value for name, value in options.items() if name in data_names},
+            content=as_source(content, Path(inputs) / "content.png", param("data.content")),
+            style=[
+                as_source(s, Path(inputs) / f"style{k}.png", param("data.style") + (f"[{k}]" if len(styles) > 1 else ""))
+                for k, s in enumerate(styles)
+            ],
+            **checked["data"],
         )
-        model = StyleTransfer(**{name: value for name, value in options.items() if name in model_names})
-        keep = log_dir is not None
-        trainer = pl.Trainer(
+        model = StyleTransfer(**checked["model"])
+        NoAdvertisements.install()  # before the Trainer, which prints one
+        with warnings.catch_warnings():
+            for message in EXPECTED_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            trainer = _trainer(**run)
+            _check_run(model, data, trainer, run["max_steps"], str(run["precision"] or "32"))  # None: the Trainer's default
+            lock = None if run["log_dir"] is None else _hold(Path(run["log_dir"]))
+            try:
+                trainer.fit(model, datamodule=data)
+            finally:
+                if lock is not None:
+                    lock.release()
+        return to_pil(model.result())
+
+
+def _trainer(
+    max_steps: int, accelerator: str, precision: Any, log_dir: Optional[str], progress_bar: bool, **_: Any
+) -> pl.Trainer:
+    """The CLI's Trainer for this run (nothing is written until ``fit``)."""
+    keep = log_dir is not None
+    try:
+        return pl.Trainer(
             max_steps=max_steps,
             accelerator=accelerator,
             devices=1,
             precision=precision,
-            logger=TensorBoardLogger(str(log_dir), name="", version="", default_hp_metric=False) if keep else False,
-            # RunLock first: no other callback writes before the run holds its directory.
-            callbacks=[RunLock(log_dir), StepCheckpoint(**CHECKPOINT_DEFAULTS), ImageLogger(), SaveGeneratedImage()] if keep else [],
+            logger=TensorBoardLogger(log_dir, name="", version="", default_hp_metric=False) if keep else False,
+            callbacks=[StepCheckpoint(**CHECKPOINT_DEFAULTS), ImageLogger(), SaveGeneratedImage()] if keep else [],
             enable_checkpointing=keep,
             enable_progress_bar=progress_bar,
             enable_model_summary=False,
             log_every_n_steps=max(1, min(10, max_steps)),
         )
-        NoAdvertisements.install()
-        with warnings.catch_warnings():
-            for message in EXPECTED_WARNINGS:
-                warnings.filterwarnings("ignore", message=message)
-            trainer.fit(model, datamodule=data)
-        return to_pil(model.result())
+    except ImportError as err:  # a precision whose package is missing (transformer-engine)
+        raise UserError(f"{param('trainer.precision')} {precision!r} cannot run here: {err}") from None
+    except (ValueError, MisconfigurationException) as err:  # an unknown or unavailable accelerator
+        raise UserError(
+            f"{param('trainer.accelerator')} {accelerator!r} cannot run here: {str(err).strip()} "
+            f"(give {param('trainer.accelerator')}='auto' to use what this machine has)"
+        ) from None
 
 
-def _as_source(image: ImageLike, spill: Path) -> str:
-    """A source ``StyleTransferData`` reads: strings as they are; an in-memory image written as a
-    lossless PNG to ``spill`` (the datamodule reads, hashes and resizes sources from their bytes)."""
-    if isinstance(image, (str, Path)):
-        return str(image)
-    if isinstance(image, Tensor):
-        image = to_pil(image)
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"stylize() takes a path, URL, PIL image or tensor as an image, not {type(image).__name__}")
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    spill.write_bytes(buffer.getvalue())
-    return str(spill)
+def _check_run(model: StyleTransfer, data: StyleTransferData, trainer: pl.Trainer, max_steps: int, precision: str) -> None:
+    """The CLI's checks before anything is written (``StyleTransferCLI.before_fit``): the inputs, the
+    stage schedule, the memory, and the precision against the optimizer (the precision asked for, as
+    the CLI: on a CPU Lightning quietly swaps 16-mixed for bf16-mixed)."""
+    check_inputs(model, data, max_steps, trainer.strategy.root_device, precision)
+    if model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
+        raise UserError(
+            f"{param('model.optimizer')} lbfgs cannot run with {param('trainer.precision')} {precision} (its GradScaler "
+            f"does not support L-BFGS); use bf16-mixed, 32, or {param('model.optimizer')} adam"
+        )
+
+
+def _hold(log_dir: Path) -> RunLock:
+    """The run lock of ``log_dir`` (one writer, as with the CLI), once it is known to hold no earlier run.
+
+    An earlier run there is refused, not resumed as the CLI's ``--ckpt_path last`` would: a call's result
+    depends on its arguments only, so re-running a notebook cell never quietly continues, nor overwrites,
+    what another call left (a resume would also keep that call's options and steps, not these)."""
+    if log_dir.exists() and not log_dir.is_dir():
+        raise UserError(f"{param('run.log_dir')} {log_dir} is a file; give a directory, new or empty")
+    try:
+        lock = RunLock(log_dir).acquire()
+    except OSError as err:
+        raise UserError(
+            f"{param('run.log_dir')} {log_dir} cannot be written ({err.strerror}); give a writable directory"
+        ) from None
+    try:
+        held = sorted(entry.name for entry in log_dir.iterdir() if not entry.name.startswith(LOCK_NAME))
+        last = log_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            raise UserError(
+                f"{param('run.log_dir')} {log_dir} already holds a run ({last}); give another {param('run.log_dir')}, "
+                "or delete this one to start over"
+            )
+        if held:
+            raise UserError(
+                f"{param('run.log_dir')} {log_dir} is not empty (it holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''}); "
+                f"give a new or empty {param('run.log_dir')}, so that nothing there is overwritten"
+            )
+    except BaseException:
+        lock.release()
+        if lock.created_directory:
+            shutil.rmtree(lock.directory, ignore_errors=True)  # it held nothing but the lock
+        raise
+    return lock
