@@ -36,7 +36,7 @@ from nst_lightning.batch.launchers import LAUNCHERS
 from nst_lightning.batch.plan import Job, group_jobs, parse_shard, plan_jobs, shard, sources
 from nst_lightning.batch.report import Progress, write_contact_sheet, write_summary
 from nst_lightning.utilities.errors import RunInterrupted, UserError
-from nst_lightning.utilities.files import WriteFailed
+from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
 
 # Set by the batch for each job: giving them would point every job at the same run.
 OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger")
@@ -124,12 +124,16 @@ def _absolute_config(arg: str, args: list[str], i: int) -> str:
 def check_writable(out: Path) -> None:
     """``--out`` must be a folder this process (and, on a cluster, every node) can write: checked
     here, before any job, with a file written and removed."""
+    probe = out / f".write-test-{uuid.uuid4().hex}"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex}"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)  # created, but its bytes did not fit
+        if err.errno in DISK_ERRNOS:  # a full disk: said as the other writes say it
+            raise WriteFailed(err.errno, describe_write_failure(out, err, what=f"into --out {out}")) from None
         raise UserError(f"--out {out}: cannot write there ({err.strerror or err}); give a folder you can write") from None
 
 

@@ -57,6 +57,15 @@ def temporaries(directory: Path) -> list[Path]:
     return list(directory.rglob(f"*{TMP_SUFFIX}"))
 
 
+def test_an_out_with_no_room_at_all_is_refused_before_any_job(collection, disk, capsys):
+    fill(disk, leave=0)
+    capsys.readouterr()
+    assert batch(out=str(disk / "styled")) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
+    assert len(lines) == 1 and lines[0].startswith(f"nst_lightning: error: could not write into --out {disk / 'styled'}: No space left on device ("), lines
+    assert list((disk / "styled").iterdir()) == []
+
+
 def test_a_job_record_that_does_not_fit(collection, disk):
     (collection / "photos" / "broken.jpg").write_text("not a JPEG")  # its fit writes nothing but its log
     filler = fill(disk)
