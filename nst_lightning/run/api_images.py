@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from nst_lightning.inputs.images import to_pil
 from nst_lightning.run.api_arguments import ArgumentTypeError, a_noun
+from nst_lightning.run.output import to_pil
 from nst_lightning.utilities.errors import UserError
 
 
