@@ -14,6 +14,7 @@ import hashlib
 import math
 from typing import Any, Optional
 
+from nst_lightning.inputs.sources import redact_url
 from nst_lightning.utilities.errors import UserError, new_run_hint, param
 
 
@@ -23,12 +24,13 @@ def fingerprint(data: Any) -> dict[str, Any]:
     checks), of a loaded ``StyleTransferData``."""
     photos = [_sha256(data.source_bytes(c, param("data.content"))) for c in data.contents]
     return {
-        "content": data.content,
+        # The names for messages, without a URL's password; what is compared is the bytes' hashes.
+        "content": redact_url(data.content) if isinstance(data.content, str) else [redact_url(c) for c in data.content],
         # Of the bytes, not of the decoded pixels: stable across Pillow versions, and the same for
         # a URL and a downloaded copy of it.
         "content_sha256": photos[0] if len(photos) == 1 else photos,
         "size": list(data.size(data.image_size)),
-        "styles": list(data.styles),
+        "styles": [redact_url(s) for s in data.styles],
         "styles_sha256": [_sha256(data.source_bytes(s, param("data.style"))) for s in data.styles],
         "style_weights": list(data.style_weights),
         "style_scale": data.style_scale,
@@ -57,6 +59,7 @@ def check_resume(data: Any, saved: Optional[dict[str, Any]], checkpoint: str = "
     (``None`` for checkpoints older than fingerprints: the module still checks the image size)."""
     if not saved or "styles_sha256" not in saved:
         return
+    _check_saved(saved, checkpoint)
     now = data.fingerprint()
     new_run = new_run_hint(checkpoint)
     if saved["content_sha256"] != now["content_sha256"]:
@@ -88,6 +91,34 @@ def check_resume(data: Any, saved: Optional[dict[str, Any]], checkpoint: str = "
             f"{param('data.image_size')} {data.image_size} and {param('data.style_scale')} {data.style_scale:g} make the result "
             f"{w}x{h} but {checkpoint} was made for {saved_w}x{saved_h} with {param('data.style_scale')} "
             f"{saved['style_scale']:g}; resume with the same sizes, {new_run} (it is resized)"
+        )
+
+
+# What each entry of a saved fingerprint is (the checks below index them all): a file's is untrusted.
+_SAVED_TYPES = {
+    "content": (str, list),
+    "content_sha256": (str, list),
+    "size": (list,),
+    "styles": (list,),
+    "styles_sha256": (list,),
+    "style_weights": (list,),
+    "style_scale": (int, float),
+}
+
+
+def _check_saved(saved: Any, checkpoint: str) -> None:
+    def text(value: Any) -> bool:
+        return isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    good = isinstance(saved, dict) and all(isinstance(saved.get(k), types) for k, types in _SAVED_TYPES.items())
+    good = good and all(text(saved[k]) for k in ("content", "content_sha256", "styles", "styles_sha256"))
+    good = good and len(saved["size"]) == 2 and all(type(n) is int for n in saved["size"])
+    good = good and all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in saved["style_weights"])
+    good = good and isinstance(saved.get("regions", []), list) and not isinstance(saved["style_scale"], bool)
+    if not good:
+        raise UserError(
+            f"{param('ckpt_path')}: {checkpoint} is not a checkpoint this program can use (its fingerprint of the "
+            "inputs is not one this program writes); give a .ckpt file it wrote"
         )
 
 

@@ -24,16 +24,17 @@ from nst_lightning.inputs.color import ColorMode
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
 from nst_lightning.loss.statistics import STYLE_STATISTICS, StyleLossName
 from nst_lightning.loss.total import batch_losses
+from nst_lightning.model.checkpoint_checks import prepare_load
 from nst_lightning.model.divergence import DivergenceGuard
 from nst_lightning.model.loss_logger import LossLogger
-from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, check_same_optimizer, grouped
+from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.model.start import initial_image
 from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
 from nst_lightning.scale.multiscale import CoarseToFine, stage_sizes
-from nst_lightning.utilities.errors import UserError, param
+from nst_lightning.utilities.errors import param
 from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
 
 
@@ -225,19 +226,9 @@ class StyleTransfer(pl.LightningModule):
         return state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The parameter (and the average) take the saved shape (that of the checkpoint's stage, which
-        # CoarseToFine checks) before the state dict and the optimizer state are loaded into them.
-        check_same_optimizer(checkpoint, self.optim.optimizer)
-        state = checkpoint["state_dict"]
-        if not isinstance(state.get("image"), Tensor):
-            raise UserError(f"{param('ckpt_path')}: the checkpoint holds no image; give a .ckpt this program wrote")
-        if self.image is None:  # e.g. StyleTransfer.load_from_checkpoint(path): no setup has run
-            self.image = nn.Parameter(torch.empty_like(state["image"]))
-        self.image.data = torch.empty_like(state["image"])
-        if "average.value" in state:
-            self.average = self.average or IterateAverage(state["average.value"], self.optim.ema_decay or 0.99)
-            self.average.value = torch.empty_like(state["average.value"])
-
+        # Checked whole first (no tensor is allocated from an untrusted shape), then the parameter and
+        # the average take the saved shape, that of the checkpoint's stage: model/checkpoint_checks.py.
+        prepare_load(self, checkpoint)
 
 def _forgive_missing_vgg_weights(module: nn.Module, incompatible_keys: Any) -> None:
     """Loading a checkpoint (which never holds VGG19's frozen weights) leaves them as they are; so that

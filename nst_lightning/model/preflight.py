@@ -14,7 +14,7 @@ import torch
 
 from nst_lightning.inputs.checkpoints import load_start_image
 from nst_lightning.scale.budget import plan_run
-from nst_lightning.scale.memory import MemoryModel, memory_model
+from nst_lightning.scale.memory import MemoryModel, available_bytes, memory_model
 from nst_lightning.scale.multiscale import check_schedule
 from nst_lightning.scale.tiles import vgg_halo_and_alignment
 
@@ -34,7 +34,10 @@ def check_inputs(module: Any, datamodule: Any, max_steps: Optional[int], device:
     datamodule.load()
     check_schedule(optim.stages, max_steps, datamodule)
     if optim.init == "image" and module._start_image is None:
-        module._start_image = load_start_image(optim.init_image)  # each size resizes it
+        # Its size, from its header or the checkpoint's tensor, against the memory there is (it is
+        # loaded on the CPU), before it is decoded or allocated.
+        available = available_bytes(torch.device("cpu")) if compute.check_memory else None
+        module._start_image = load_start_image(optim.init_image, max_bytes=available)  # each size resizes it
 
 
 def memory_model_of(module: Any, datamodule: Any, precision: str) -> MemoryModel:

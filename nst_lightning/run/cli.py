@@ -164,7 +164,7 @@ class StyleTransferCLI(LightningCLI):
         special = ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry")  # Lightning's own
         if resume_from is not None and not special and (ckpt_path != "last" or os.path.exists(resume_from)):
             checkpoint = load_checkpoint_file(resume_from)  # weights_only, whatever --weights_only says
-            check_resume(checkpoint, self.model, self.datamodule, name=str(resume_from))
+            check_resume(checkpoint, self.model, self.datamodule, name=str(resume_from), trainer=self.trainer)
             self._refuse_changed_options(checkpoint, str(resume_from))
 
     def _refuse_changed_options(self, checkpoint: dict[str, Any], name: str) -> None:

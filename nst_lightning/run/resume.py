@@ -15,18 +15,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from nst_lightning.model.options import MAY_CHANGE_ON_RESUME, check_same_optimizer
-from nst_lightning.scale.multiscale import check_same_schedule
+from nst_lightning.model.checkpoint_checks import check_checkpoint
+from nst_lightning.model.options import MAY_CHANGE_ON_RESUME
 from nst_lightning.utilities.errors import param
 
 
-def check_resume(checkpoint: Mapping[str, Any], model: Any, datamodule: Any, name: str = "the checkpoint") -> None:
+def check_resume(checkpoint: Mapping[str, Any], model: Any, datamodule: Any, name: str = "the checkpoint", trainer: Any = None) -> None:
     """Refuse to resume from ``checkpoint`` if it was made for other inputs (see
-    ``StyleTransferData.check_resume``), another stage schedule or the other optimizer."""
-    if datamodule is not None and hasattr(datamodule, "check_resume"):
-        datamodule.check_resume(checkpoint.get(type(datamodule).__qualname__, {}).get("fingerprint"), name)
-    check_same_schedule(checkpoint, model.hparams.stage_steps or [], name)
-    check_same_optimizer(checkpoint, model.hparams.optimizer, name)
+    ``StyleTransferData.check_resume``), another stage schedule or the other optimizer, or if
+    anything in it is not what this run can continue from (``model/checkpoint_checks.py``; with
+    ``trainer``, its loop and callback states too), so that the Trainer never sees a bad one."""
+    check_checkpoint(checkpoint, model, datamodule, trainer, name)
 
 
 def changed_options(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> list[str]:
