@@ -118,7 +118,9 @@ def _check_state_dict(checkpoint: dict[str, Any], module: Any, datamodule: Any) 
             image = state.get("image")
             stage = _stage_of(image.shape, stages, datamodule) if isinstance(image, Tensor) and image.dim() >= 2 else 0
         size = CoarseToFine(stages).image_shape(datamodule, stage)
-    image = check_image(state.get("image"), "its image", count, size)
+    if "image" not in state:  # the message the core gave before these checks (tests/model/test_module.py)
+        raise CheckpointProblem("it holds no image")
+    image = check_image(state["image"], "its image", count, size)
     if "average.value" in state:
         check_tensor(state["average.value"], "its average.value", shape=image.shape)
         count = check_number(check_tensor(state.get("average.count"), "its average.count", shape=()), "its average.count")
