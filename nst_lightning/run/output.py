@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
 import numpy as np
-import png
-import tifffile
 import torch
 import yaml
 from PIL import Image, ImageCms, PngImagePlugin
@@ -165,6 +163,8 @@ def _png16(pixels: np.ndarray, icc: bytes, config: Optional[str]) -> Callable[[B
     """A 16-bit RGB PNG by pypng, with the chunks pypng does not write put after ``IHDR``, as the
     PNG specification wants ``iCCP`` (before ``IDAT``; the text chunks there too, so that a reader
     finds them without decoding the image)."""
+    import png  # here: most runs write 8-bit PNG, and every run imports this module
+
     height, width, _ = pixels.shape
     encoded = io.BytesIO()
     png.Writer(width, height, greyscale=False, bitdepth=16, compression=6).write(encoded, pixels.reshape(height, -1))
@@ -185,6 +185,8 @@ def _tiff(pixels: np.ndarray, icc: bytes, config: Optional[str]) -> Callable[[Bi
     if config is not None:
         # TIFF text is 7-bit ASCII: non-ASCII characters (a path with an accent) as YAML escapes.
         description = config if config.isascii() else _ascii_yaml(config)
+
+    import tifffile  # here: most runs write PNG, and every run imports this module
 
     def write(handle: BinaryIO) -> None:
         # Encoded in memory first: tifffile wants a named file, and atomic_write's is an open descriptor.

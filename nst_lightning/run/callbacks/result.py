@@ -48,7 +48,7 @@ class SaveGeneratedImage(pl.Callback):
             filename: Name of the result image inside the run's log directory (``trainer.log_dir``);
                 the extension picks the format (``.png``, ``.tif``, ``.jpg``, ...).
             bit_depth: Bits per channel: 8, or 16 (PNG or TIFF) to keep the gradations of the fp32
-                optimisation (no banding in skies at print sizes), at twice the file size.
+                optimisation (no banding in skies at print sizes), at several times the file size.
             color_profile: ``srgb`` (the default: the space the optimisation works in, shown right by
                 every viewer and browser) tags the result with sRGB; ``photo`` converts it to the photo's
                 own embedded RGB profile (Display P3, Adobe RGB...) and tags it with that, 8 bits only.
