@@ -216,6 +216,8 @@ def check_structure(checkpoint: dict[str, Any]) -> None:
 def check_image(value: Any, what: str, count: Optional[int] = None, size: Optional[tuple[int, int]] = None) -> Tensor:
     """The image of a checkpoint: float32 ``[K, 3, H, W]``, ``K == count`` and ``(H, W) == size`` when
     given, and at most ``MAX_PIXELS`` per image (the limit of every image input) in any case."""
+    if value is None:
+        raise CheckpointProblem("it holds no image")
     image = check_type(value, Tensor, what)
     if image.dim() != 4 or image.shape[1] != 3 or 0 in image.shape:
         raise CheckpointProblem(f"{what} is {shape_text(image.shape)}, not K x 3 x H x W")

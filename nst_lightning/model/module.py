@@ -230,6 +230,7 @@ class StyleTransfer(pl.LightningModule):
         # the average take the saved shape, that of the checkpoint's stage: model/checkpoint_checks.py.
         prepare_load(self, checkpoint)
 
+
 def _forgive_missing_vgg_weights(module: nn.Module, incompatible_keys: Any) -> None:
     """Loading a checkpoint (which never holds VGG19's frozen weights) leaves them as they are; so that
     ``load_from_checkpoint`` does not warn about each of them, they are not reported as missing."""

@@ -15,7 +15,7 @@ from nst_lightning.inputs import sources as source_io
 from nst_lightning.inputs.images import load_image
 from nst_lightning.inputs.sources import read_source, redact_url
 from nst_lightning.utilities.errors import UserError
-from tests.helpers import make_image
+from tests.helpers import make_image, user_error
 
 
 def download_error(source: str, **kwargs) -> str:
@@ -144,3 +144,16 @@ def test_schemes_are_case_insensitive(http_server, scheme):
     url = scheme + base.removeprefix("http")
     assert load_image(f"{url}/c.png").shape == (1, 3, 30, 40)  # before: "file not found: HTTP://..."
     assert source_io.is_url(url) and not source_io.is_url("HTTPfoo/c.png")
+
+
+def test_a_refused_resume_names_the_inputs_without_their_password(run_cli, http_server, capsys):
+    # The fingerprint in the checkpoint names its inputs for the message: without the password.
+    base, root = http_server
+    make_image(root / "c.png", size=(40, 30))
+    make_image(root / "d.png", size=(40, 30), color=(10, 200, 30))
+    host = base.removeprefix("http://")
+    run_cli("--data.content", f"http://user:secret@{host}/auth/c.png")
+    args = ["--data.content", f"http://user:secret@{host}/auth/d.png", "--ckpt_path", "last", "--trainer.max_steps", "6"]
+    line = user_error(run_cli, capsys, *args)
+    assert f"--data.content http://user:***@{host}/auth/d.png is not the image" in line
+    assert f"(http://user:***@{host}/auth/c.png, sha256" in line and "secret" not in line
