@@ -90,13 +90,15 @@ def prepare_load(module: Any, checkpoint: dict[str, Any]) -> None:
         checkpoint.setdefault("callbacks", {})
         if datamodule is not None and "nst_stage" not in checkpoint:
             checkpoint["nst_stage"] = _stage_of(shape, module.optim.stages, datamodule)
-    # NCHW whatever the saved strides: L-BFGS flattens the parameter and its gradient.
+    # NCHW whatever the saved strides (L-BFGS flattens the parameter and its gradient), on the device
+    # the parameter is on (the Trainer restores after moving the module), whatever the saved one.
+    device = module.image.device if module.image is not None else torch.device("cpu")
     if module.image is None:
         module.image = nn.Parameter(torch.empty(shape))
-    module.image.data = torch.empty(shape)
+    module.image.data = torch.empty(shape, device=device)
     if "average.value" in checkpoint["state_dict"]:
         module.average = module.average or IterateAverage(module.image, module.optim.ema_decay or 0.99)
-        module.average.value = torch.empty(shape)
+        module.average.value = torch.empty(shape, device=device)
 
 
 def _stage_of(shape: torch.Size, stages: list[int], datamodule: Any) -> int:
