@@ -10,6 +10,12 @@ saying what could not be written and what is intact; the disk is then enlarged, 
 free space, and the run resumed). A SIGKILL leaves the run's lock behind: the next attempt must take
 it over.
 
+Since issue 19 (``soak_faults.py``): empty and garbage locks planted before an attempt (a fresh one
+must be refused in one line saying how to remove it, a stale one taken over), paintings downloaded
+from a flaky server on 127.0.0.1 (each failure one line, then a retry that downloads again), and
+``batch`` runs whose output is a small tmpfs that fills up while the batch keeps its books (one line,
+then rerun after the disk is enlarged until every job is done).
+
     python scripts/soak.py --runs 30 --jobs 2 --out /tmp/soak
 
 Debug-sized (48-64 px, untrained VGG19, up to 40 steps), so it needs no download and no GPU. Prints
@@ -21,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import subprocess
@@ -31,8 +36,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-from PIL import Image
+from soak_faults import (
+    FlakyServer,
+    can_mount,
+    check,
+    environment,
+    is_download_failure,
+    judge_planted_lock,
+    mount_tmpfs,
+    plant_lock,
+    soak_batch,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STYLES = ["builtin:starry_night", "builtin:shipwreck", "builtin:the_scream"]
@@ -52,6 +66,10 @@ class Run:
     disk_full: list[str] = field(default_factory=list)  # what the full disk stopped
     stale_locks_taken_over: int = 0
     signalled_while_exiting: int = 0
+    planted_locks: list[str] = field(default_factory=list)  # "fresh" (refused, then removed) or "stale" (taken over)
+    download_failures: int = 0  # attempts that stopped on a failed download, then retried
+    batch: dict = field(default_factory=dict)  # a batch run's report (soak_faults.soak_batch)
+    skipped: bool = False  # not started: --max-minutes had passed
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -60,8 +78,9 @@ class Run:
         return not self.problems
 
 
-def random_options(rng: random.Random) -> tuple[list[str], int, int]:
-    """Valid options drawn at random: optimizer, init, sizes, schedule, averaging, colours, blends."""
+def random_options(rng: random.Random, download_share: float = 0.0) -> tuple[list[str], int, int]:
+    """Valid options drawn at random: optimizer, init, sizes, schedule, averaging, colours, blends;
+    in ``download_share`` of the runs one painting comes from the flaky server (``flaky:NAME``)."""
     max_steps = rng.randint(6, 40)
     image_size = rng.choice([48, 56, 64])
     optimizer = rng.choice(["adam", "adam", "lbfgs"])
@@ -78,6 +97,8 @@ def random_options(rng: random.Random) -> tuple[list[str], int, int]:
         "--seed_everything", str(rng.randint(0, 10**6)),
     ]
     styles = rng.sample(STYLES, rng.choice([1, 1, 2]))
+    if rng.random() < download_share:
+        styles[0] = "flaky:" + styles[0].removeprefix("builtin:")
     args += ["--data.style", "[" + ",".join(styles) + "]"]
     if len(styles) == 2:
         args += ["--data.style_weights", f"[{rng.randint(1, 3)},{rng.randint(1, 3)}]"]
@@ -92,7 +113,7 @@ def attempt(command: list[str], cwd: Path, kill: tuple[str, bool, float] | None)
     """Run once; with ``kill = (signal name, after_checkpoint, seconds)``, send that signal that long
     after the start (or after the first checkpoint of this attempt appeared) if the run is still going.
     Returns the exit code, where the kill landed (None: it did not) and stderr."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = environment(cwd / "cache")
     last = cwd / "lightning_logs" / "soak" / "checkpoints" / "last.ckpt"
     before = last.stat().st_mtime_ns if last.exists() else None
     with open(cwd / "stderr.txt", "w+") as stderr:
@@ -116,37 +137,50 @@ def attempt(command: list[str], cwd: Path, kill: tuple[str, bool, float] | None)
 
 def twin_attempt(command: list[str], cwd: Path) -> tuple[list[int], list[str]]:
     """The same attempt started twice at once; exit codes and stderr of both."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = environment(cwd / "cache")
     processes = [subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [process.communicate(timeout=600)[1] for process in processes]
     return [process.returncode for process in processes], outputs
 
 
-def mount_tmpfs(path: Path, kilobytes: int, remount: bool = False) -> bool:
-    path.mkdir(parents=True, exist_ok=True)
-    options = ("remount," if remount else "") + f"size={kilobytes}k"
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
-
-
-def can_mount() -> bool:
-    return sys.platform.startswith("linux") and os.geteuid() == 0
-
-
-def soak_one(run: Run, root: Path, rng: random.Random, kill_share: float, max_kills: int, twin_share: float = 0.0, disk_share: float = 0.0) -> Run:
+def soak_one(run: Run, root: Path, rng: random.Random, kill_share: float, max_kills: int, twin_share: float = 0.0, disk_share: float = 0.0,
+             faults: dict | None = None) -> Run:
+    """``faults``: ``server`` (a FlakyServer), ``lock_share``, ``batch`` (this run is a batch)."""
+    faults = faults or {}
     start = time.monotonic()
+    if start > faults.get("deadline", float("inf")):  # out of time: not started, not counted
+        run.skipped = True
+        return run
     cwd = root / f"run{run.index:03d}"
     cwd.mkdir(parents=True)
+    if faults.get("batch"):
+        run.batch = soak_batch(cwd, rng, mount_tmpfs, full_disk=rng.random() < 0.7 and can_mount())
+        run.attempts, run.problems = run.batch["attempts"], run.batch.pop("problems")
+        run.seconds = time.monotonic() - start
+        return run
+    if faults.get("server") is not None:  # this run's own URL: its own failures, its own cache entry
+        run.args = [arg.replace("flaky:", faults["server"].url(f"run{run.index:03d}", "")[:-4]) for arg in run.args]
     disk = cwd / "lightning_logs"
     # A disk that fills up partway: checkpoints of these runs are 30-200 kB, each event file grows.
     full_disk = rng.random() < disk_share and can_mount() and mount_tmpfs(disk, rng.randint(120, 600))
     try:
-        return _soak_one(run, cwd, rng, kill_share, max_kills, twin_share, full_disk, start)
+        return _soak_one(run, cwd, rng, kill_share, max_kills, twin_share, full_disk, start, faults.get("lock_share", 0.0), faults.get("server"))
     finally:
         if full_disk:
             subprocess.run(["umount", str(disk)], capture_output=True)
 
 
-def _soak_one(run: Run, cwd: Path, rng: random.Random, kill_share: float, max_kills: int, twin_share: float, full_disk: bool, start: float) -> Run:
+def download_problems(run: Run, server: FlakyServer, stderr: str) -> list[str]:
+    """A failed download is one line, and happens no more often than the server failed: a later
+    attempt must download again, not reuse a broken body."""
+    problems = ["a failed download printed a traceback"] if "Traceback" in stderr else []
+    if run.download_failures > server.failures_served(f"run{run.index:03d}"):
+        problems.append(f"a download failed after the server recovered (a broken body was kept): {stderr.strip().splitlines()[-1][:300]}")
+    return problems
+
+
+def _soak_one(run: Run, cwd: Path, rng: random.Random, kill_share: float, max_kills: int, twin_share: float, full_disk: bool, start: float,
+              lock_share: float, server: FlakyServer | None) -> Run:
     base = [
         sys.executable, "-m", "nst_lightning", "fit", "--config", str(REPO / "configs" / "debug.yaml"),
         "--trainer.logger.init_args.name", "soak", "--trainer.enable_progress_bar", "false", *run.args,
@@ -161,7 +195,25 @@ def _soak_one(run: Run, cwd: Path, rng: random.Random, kill_share: float, max_ki
         if run.attempts > 30:
             run.problems.append("no end after 30 attempts")
             break
-        if rng.random() < twin_share and not full_disk:
+        planted = plant_lock(lock.parent, rng) if not lock.exists() and rng.random() < lock_share else None
+        download = any("http://127.0.0.1" in arg for arg in run.args)
+        if planted == "fresh":  # must be refused in one line: no signal, no twin
+            code, _, stderr = attempt(command, cwd, None)
+            if download and is_download_failure(code, stderr):  # inputs are read before the lock is taken
+                run.download_failures += 1
+                run.problems += download_problems(run, server, stderr)
+                lock.unlink(missing_ok=True)
+                if run.problems:
+                    break
+                continue
+            run.planted_locks.append(planted)
+            run.problems += judge_planted_lock(planted, code, stderr, lock.parent)
+            if run.problems:
+                break
+            continue
+        if planted == "stale":
+            run.planted_locks.append(planted)
+        if rng.random() < twin_share and not full_disk and not download and planted is None:
             codes, outputs = twin_attempt(command, cwd)
             refused = [k for k, code in enumerate(codes) if code == 2 and "is in use by another run" in outputs[k]]
             if sorted(codes) == [0, 2] and len(refused) == 1:
@@ -181,6 +233,14 @@ def _soak_one(run: Run, cwd: Path, rng: random.Random, kill_share: float, max_ki
                 kill = (rng.choice(list(KILL_SIGNALS)), True, rng.uniform(0.0, 3.0))
         code, landed, stderr = attempt(command, cwd, kill)
         ended = (stderr.strip().splitlines() or [""])[-1]
+        if download and is_download_failure(code, stderr):  # one line, exit 2: try again, as a user would
+            run.download_failures += 1
+            run.problems += download_problems(run, server, stderr)  # a stale planted lock stays: the next attempt takes it over
+            if run.problems:
+                break
+            continue
+        if planted == "stale":
+            run.problems += judge_planted_lock(planted, code, stderr, lock.parent)
         if kill is not None and code == -KILL_SIGNALS[kill[0]] and kill[0] != "SIGKILL" and (
             ended.startswith("`Trainer.fit` stopped") or "could not write" in ended
         ):
@@ -218,40 +278,6 @@ def _soak_one(run: Run, cwd: Path, rng: random.Random, kill_share: float, max_ki
     return run
 
 
-def check(run_dir: Path, run: Run) -> list[str]:
-    """What is wrong with a finished run's files (empty: nothing)."""
-    problems = []
-    try:
-        with Image.open(run_dir / "generated.png") as image:
-            image.load()  # decodes every pixel: a truncated file fails here
-            size = image.size
-        if max(size) != run.image_size:
-            problems.append(f"generated.png is {size[0]}x{size[1]}, long side not {run.image_size}")
-    except Exception as err:  # noqa: BLE001 - any failure to decode is the finding
-        problems.append(f"generated.png does not decode: {type(err).__name__}: {err}")
-        size = None
-    for path in sorted((run_dir / "checkpoints").glob("*.ckpt")):
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001
-            problems.append(f"{path.name} does not load: {type(err).__name__}")
-            continue
-        if path.name == "last.ckpt":
-            if checkpoint["global_step"] != run.max_steps:
-                problems.append(f"last.ckpt is at step {checkpoint['global_step']}, not {run.max_steps}")
-            image = checkpoint["state_dict"]["image"]
-            if size is not None and tuple(image.shape[-2:]) != (size[1], size[0]):
-                problems.append(f"last.ckpt's image is {tuple(image.shape[-2:])}, generated.png {size}")
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        problems.append("no last.ckpt")
-    if (run_dir / "run.lock").exists():
-        problems.append("run.lock left behind")
-    leftovers = [p.name for p in run_dir.rglob("*") if p.name.startswith(".") and p.is_file()]
-    if leftovers:
-        problems.append(f"temporary files left: {leftovers}")
-    return problems
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -260,6 +286,10 @@ def main() -> int:
     parser.add_argument("--max-kills", type=int, default=3, help="interruptions per run at most")
     parser.add_argument("--twin-share", type=float, default=0.15, help="chance that an attempt is started twice at once")
     parser.add_argument("--disk-share", type=float, default=0.2, help="share of runs on a small tmpfs that fills up (root only)")
+    parser.add_argument("--lock-share", type=float, default=0.1, help="chance that an attempt finds an empty or garbage run.lock")
+    parser.add_argument("--download-share", type=float, default=0.25, help="share of runs with a painting from a flaky local server")
+    parser.add_argument("--batch-share", type=float, default=0.15, help="share of runs that are a batch (on a filling tmpfs as root)")
+    parser.add_argument("--max-minutes", type=float, help="start no run after this long (the summary counts the runs started)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("soak-runs"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -269,21 +299,34 @@ def main() -> int:
     rng = random.Random(options.seed)
     runs = []
     for index in range(options.runs):
-        args, max_steps, image_size = random_options(rng)
+        args, max_steps, image_size = random_options(rng, options.download_share)
         runs.append(Run(index, args, max_steps, image_size))
     seeds = [rng.randrange(2**32) for _ in runs]
+    batches = {run.index for run in runs if rng.random() < options.batch_share}
+    server = FlakyServer(options.seed)
     started = time.monotonic()
+    deadline = started + 60 * options.max_minutes if options.max_minutes else float("inf")
     with ThreadPoolExecutor(options.jobs) as pool:
         futures = [
-            pool.submit(soak_one, run, options.out, random.Random(seed), options.kill_share, options.max_kills, options.twin_share, options.disk_share)
+            pool.submit(soak_one, run, options.out, random.Random(seed), options.kill_share, options.max_kills, options.twin_share, options.disk_share,
+                        {"server": server, "lock_share": options.lock_share, "batch": run.index in batches, "deadline": deadline})
             for run, seed in zip(runs, seeds)
         ]
         for future in futures:
             run = future.result()
+            if run.skipped:
+                continue
             status = "ok  " if run.ok else "FAIL"
+            if run.batch:
+                print(f"{status} run{run.index:03d} batch of {run.batch['jobs']} jobs x {run.batch['max_steps']} steps, {run.attempts} attempt(s), "
+                      f"full disk: {'; '.join(run.batch['disk_full']) or '-'}; {'; '.join(run.problems)}", flush=True)
+                continue
             print(f"{status} run{run.index:03d} {run.max_steps:2d} steps, {run.attempts} attempt(s), "
                   f"interrupted: {', '.join(run.interruptions) or '-'}; twins: {', '.join(run.twins) or '-'}; "
-                  f"full disk: {', '.join(run.disk_full) or '-'}; {'; '.join(run.problems)}", flush=True)
+                  f"full disk: {', '.join(run.disk_full) or '-'}; planted locks: {', '.join(run.planted_locks) or '-'}; "
+                  f"failed downloads: {run.download_failures}; {'; '.join(run.problems)}", flush=True)
+    server.close()
+    runs = [run for run in runs if not run.skipped]
     kills = [k for run in runs for k in run.interruptions]
     summary = {
         "runs": len(runs),
@@ -301,6 +344,14 @@ def main() -> int:
         "full_disk_while_writing": sorted({name for run in runs for name in run.disk_full}),
         "stale_locks_taken_over": sum(run.stale_locks_taken_over for run in runs),
         "signalled_while_exiting": sum(run.signalled_while_exiting for run in runs),
+        "planted_locks_fresh_refused_then_removed": sum(k == "fresh" for run in runs for k in run.planted_locks),
+        "planted_locks_stale_taken_over": sum(k == "stale" for run in runs for k in run.planted_locks),
+        "runs_with_flaky_downloads": sum(any("http://127.0.0.1" in a for a in run.args) for run in runs if not run.batch),
+        "download_attempts_failed_then_retried": sum(run.download_failures for run in runs),
+        "server_answers": dict(server.served),
+        "batches": sum(bool(run.batch) for run in runs),
+        "batches_done": sum(bool(run.batch) and run.ok for run in runs),
+        "batch_full_disk_stops": sum(len(run.batch.get("disk_full", [])) for run in runs),
         "wall_seconds": round(time.monotonic() - started),
         "seed": options.seed,
     }
