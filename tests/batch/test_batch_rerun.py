@@ -21,7 +21,8 @@ def test_a_larger_max_steps_resumes_finished_jobs_to_it_and_a_smaller_one_keeps_
     capsys.readouterr()
     # Before: "1 already done", the new max_steps ignored, the result still after 4 steps.
     assert batch("--trainer.max_steps", "8", **one) == 0
-    assert "1 jobs, 0 already done, 1 run(s) to go" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 jobs, 0 already done, 1 run(s) to go" in err and "(1 finished with fewer steps: resumed from their checkpoints to 8)" in err
     record = json.loads((run / "job.json").read_text())
     assert (record["status"], record["steps"], record["resumed_from_step"]) == ("done", 8, 4)
     assert checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 8
