@@ -241,11 +241,11 @@ def test_a_full_disk_while_taking_the_lock_is_one_line_and_leaves_nothing(tmp_pa
     if not _mount_tmpfs(disk, "64k"):
         pytest.skip("needs root to mount a tmpfs")
     try:
-        with open(disk / "filler", "wb") as filler:  # the disk is full before the run starts
+        # The disk is full before the run starts (unbuffered: closing the file has nothing left to write).
+        with open(disk / "filler", "wb", buffering=0) as filler:
             try:
                 while True:
                     filler.write(b"\0" * 4096)
-                    filler.flush()
             except OSError as err:
                 assert err.errno == errno.ENOSPC
         done = subprocess.run([*FIT, "--trainer.logger.init_args.save_dir", str(disk)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
