@@ -9,12 +9,14 @@ import lightning.pytorch as pl
 
 
 def logger_writes_this_step(trainer: pl.Trainer) -> bool:
-    """Whether the Trainer writes this step's metrics to the logger: when (step + 1) is a multiple of
-    ``log_every_n_steps``, or on the last step. A copy of Lightning's own rule (its
-    ``should_update_logs`` is not public); tests/run/test_cli.py's
-    ``test_detailed_scalars_are_logged_on_the_steps_the_logger_writes`` pins that the two agree."""
+    """In ``on_train_batch_end``: whether the Trainer writes this step's metrics to the logger, i.e.
+    whether the number of steps done, this one included, is a multiple of ``log_every_n_steps`` (or
+    training stops). A copy of Lightning's own rule (its ``should_update_logs``, not public, counts
+    ``_batches_that_stepped + 1``, which is ``global_step`` once this step's optimizer step is done);
+    tests/run/test_cli.py's ``test_detailed_scalars_are_logged_on_the_steps_the_logger_writes`` pins
+    that the steps agree, tests/model/test_host_sync.py that the values written are that step's."""
     every = trainer.log_every_n_steps
-    return every > 0 and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
+    return every > 0 and (trainer.global_step % every == 0 or trainer.should_stop)
 
 
 class LossLogger(pl.Callback):
