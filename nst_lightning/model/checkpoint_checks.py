@@ -35,6 +35,7 @@ from nst_lightning.inputs.checkpoints import (
     not_ours,
 )
 from nst_lightning.model.options import check_same_optimizer
+from nst_lightning.model.schedules import check_schedule_state, schedule_state
 from nst_lightning.scale.iterate_average import IterateAverage
 from nst_lightning.scale.multiscale import CoarseToFine, check_same_schedule
 from nst_lightning.utilities.errors import new_run_hint
@@ -61,6 +62,10 @@ def check_checkpoint(checkpoint: Any, module: Any, datamodule: Any = None, train
         image_checked = True
         if "optimizer_states" in checkpoint:
             _check_optimizer(checkpoint["optimizer_states"], module, image)
+            check_schedule_state(checkpoint, module.optim.scheduled, name)
+            if module.optim.scheduled:  # LambdaLR reads its keys unchecked; without a schedule none is restored
+                fresh = schedule_state(module.optim.make_optimizer(nn.Parameter(torch.zeros(1))), module.optim, 1, 0)
+                same_layout(checkpoint.get("lr_schedulers"), [fresh], "its lr_schedulers")
         if trainer is not None:
             _check_trainer_states(checkpoint, trainer)
     except CheckpointProblem as problem:
@@ -86,6 +91,9 @@ def prepare_load(module: Any, checkpoint: dict[str, Any]) -> None:
         )
         fresh = module.optim.make_optimizer(nn.Parameter(torch.zeros(shape)))
         checkpoint["optimizer_states"], checkpoint["lr_schedulers"] = [fresh.state_dict()], []
+        if module.optim.scheduled:  # the schedule goes on from the saved step, not from its start
+            step = check_count(checkpoint.get("global_step", 0), "its global_step")
+            checkpoint["lr_schedulers"] = [schedule_state(fresh, module.optim, trainer.max_steps, step)]
         # Callbacks are restored only when the checkpoint has their states, and the stage only then.
         checkpoint.setdefault("callbacks", {})
         if datamodule is not None and "nst_stage" not in checkpoint:

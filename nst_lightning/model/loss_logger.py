@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import lightning.pytorch as pl
+
+from nst_lightning.model.options import sync_interval
 
 
 def logger_writes_this_step(trainer: pl.Trainer) -> bool:
@@ -20,12 +22,33 @@ def logger_writes_this_step(trainer: pl.Trainer) -> bool:
 
 
 class LossLogger(pl.Callback):
-    """Logs ``train/loss`` every step (the progress bar shows it) and the loss's parts
-    (``train/content_loss``, ``train/style_loss``, ``train/style_loss/<layer>``, ``train/tv_loss``) on
-    the steps the logger writes: each ``log`` call costs Python time per step, noise next to a CPU
-    step but a real share of a millisecond GPU step (measured in docs/performance.md)."""
+    """Logs ``train/loss`` (the progress bar shows it) and the loss's parts (``train/content_loss``,
+    ``train/style_loss``, ``train/style_loss/<layer>``, ``train/tv_loss``) on the steps the logger
+    writes: each ``log`` call costs Python time per step, noise next to a CPU step but a real share of
+    a millisecond GPU step (measured in docs/performance.md).
+
+    With ``sync_every`` 1 (the default on a CPU) ``train/loss`` is logged every step, and the progress
+    bar reads it every step. Lightning's bar reads every metric logged with ``prog_bar`` at every step
+    (a host-device synchronisation on a GPU), so with N > 1 (the default on a GPU: 50) ``train/loss``
+    goes to the logger on the steps it writes, as the parts do, and to the bar as a number read every
+    N steps and at the end, put into ``trainer.progress_bar_metrics`` (the dict the bar shows; pinned
+    by tests/model/test_host_sync.py)."""
+
+    def __init__(self, sync_every: Optional[int] = None) -> None:
+        self.sync_every = sync_every  # None: 1 on a CPU, 50 on a GPU (``options.sync_interval``)
+        self.every = 1
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.every = sync_interval(self.sync_every, pl_module.device)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
-        pl_module.log("train/loss", outputs["loss"], prog_bar=True)
-        if logger_writes_this_step(trainer):
+        writes = logger_writes_this_step(trainer)
+        if self.every == 1:
+            pl_module.log("train/loss", outputs["loss"], prog_bar=True)
+        else:
+            if writes:
+                pl_module.log("train/loss", outputs["loss"])
+            if trainer.global_step % self.every == 0 or trainer.global_step == trainer.max_steps:
+                trainer.progress_bar_metrics["train/loss"] = outputs["loss"].item()
+        if writes:
             pl_module.log_dict({f"train/{name}": value for name, value in outputs.items() if name != "loss"})

@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
-from jsonargparse.typing import OpenUnitInterval, PositiveInt
+from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
 from nst_lightning.inputs.color import ColorMode
@@ -29,11 +29,13 @@ from nst_lightning.model.divergence import DivergenceGuard
 from nst_lightning.model.loss_logger import LossLogger
 from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
 from nst_lightning.model.preflight import check_inputs
+from nst_lightning.model.schedules import Configured
 from nst_lightning.model.start import initial_image
 from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
 from nst_lightning.scale.multiscale import CoarseToFine, stage_sizes
+from nst_lightning.scale.tiling import tiled_step
 from nst_lightning.utilities.errors import param
 from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
 
@@ -51,6 +53,9 @@ class StyleTransfer(pl.LightningModule):
         style_loss: StyleLossName = "gram",
         optimizer: Literal["adam", "lbfgs"] = "adam",
         lr: Optional[FinitePositiveFloat] = None,
+        lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
+        lr_floor: FiniteNonNegativeFloat = 0.0,
+        warmup_steps: NonNegativeInt = 0,
         lbfgs_history: PositiveInt = 100,
         init: Literal["content", "noise", "image"] = "content",
         init_image: Optional[str] = None,
@@ -63,6 +68,7 @@ class StyleTransfer(pl.LightningModule):
         tile_size: Optional[PositiveInt] = None,
         max_memory_gb: Optional[FinitePositiveFloat] = None,
         check_memory: bool = True,
+        sync_every: Optional[PositiveInt] = None,
         region_masks: MaskMethod = "downsample",
     ) -> None:
         """
@@ -79,6 +85,9 @@ class StyleTransfer(pl.LightningModule):
                 by the 2-Wasserstein distance, as crowsonkb/style-transfer-pytorch does).
             optimizer: ``adam`` (robust, works with mixed precision) or ``lbfgs`` (the paper's).
             lr: Step size; default 0.02 for Adam (in units of the [0, 1] pixel range), 1.0 for L-BFGS.
+            lr_schedule: Adam's step size over the run: ``constant``, or ``cosine``/``linear`` decay to lr * lr_floor.
+            lr_floor: The step size at the run's end as a fraction of lr, with ``cosine`` or ``linear``.
+            warmup_steps: Steps of linear warm-up from ~0 to lr first (``model/schedules.py``).
             lbfgs_history: Number of past updates L-BFGS keeps to approximate curvature.
             init: Start from the ``content`` image, from uniform ``noise`` (the paper's Fig. 2) or ``init_image``.
             init_image: With ``init: image``: an image (file, URL, ``builtin:NAME``), resized to the content's
@@ -96,6 +105,7 @@ class StyleTransfer(pl.LightningModule):
                 not the image, and the gradient is the untiled one (``scale/tiling.py``).
             max_memory_gb: A memory budget that chooses the tile size of each stage (untiled where it fits).
             check_memory: Refuse a run whose estimated memory exceeds what the device has free; ``false``: try.
+            sync_every: Read the loss to the host every N steps; default 1 on a CPU, 50 on a GPU.
             region_masks: With ``data.regions``, how a mask reaches each layer (Gatys et al. 2017):
                 ``downsample`` (averaged over each position's pixels) or ``propagate`` (through the network).
         """
@@ -130,7 +140,8 @@ class StyleTransfer(pl.LightningModule):
         return self.targets[0][1] if self.targets else {}
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [DivergenceGuard(), LossLogger(), CoarseToFine(self.optim.stages)]
+        sync_every = self.compute.sync_every
+        return [DivergenceGuard(sync_every), LossLogger(sync_every), CoarseToFine(self.optim.stages)]
 
     def setup(self, stage: str) -> None:
         datamodule = datamodule_of(self.trainer)
@@ -183,22 +194,11 @@ class StyleTransfer(pl.LightningModule):
         return add_terms(losses, self.target_terms, image)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
-        if self.automatic_optimization:
-            return self()  # "loss" is optimised; LossLogger logs it and its parts
-        optimizer, losses = self.optimizers(), {}
+        # "loss" is optimised (LossLogger logs it and its parts); tiled, the tiles backpropagate one by one.
+        return self() if self.automatic_optimization else tiled_step(self, self.optimizers())
 
-        def closure() -> Tensor:  # evaluated once per step by Adam and by L-BFGS (max_iter=1) alike
-            optimizer.zero_grad()
-            targets = (self.image, self.content_targets, self.style_targets)
-            losses.update(self.tiled_loss.losses_and_backward(*targets, self.manual_backward, self.control.vgg_input, self.target_terms))
-            return losses["loss"]
-
-        optimizer.step(closure=closure)
-        self._after_step()
-        return losses
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optim.make_optimizer(self.image)
+    def configure_optimizers(self) -> Configured:
+        return self.optim.configure_optimizers(self.image, self.trainer.max_steps)
 
     def on_after_backward(self) -> None:
         # Under autocast the gradient can come back channels-last, which L-BFGS's flat view cannot take.
@@ -207,9 +207,9 @@ class StyleTransfer(pl.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
-        self._after_step()
+        self.after_step()
 
-    def _after_step(self) -> None:
+    def after_step(self) -> None:
         # Valid pixels after each Adam step; not for L-BFGS, whose curvature a projection would corrupt.
         if self.optim.optimizer == "adam":
             with torch.no_grad():

@@ -1,13 +1,15 @@
-"""``StyleTransfer``'s 23 options, grouped by what they decide.
+"""``StyleTransfer``'s 27 options, grouped by what they decide.
 
 Users see them flat (``--model.lr``, ``StyleTransfer(lr=...)``, ``stylize(lr=...)``), and checkpoints
 save them flat as hyperparameters; inside, the module builds each group once from ``hparams``, and
 each group checks its own fields:
 
 - ``LossOptions``: what is optimised: the network, its layers and the loss's weights;
-- ``OptimOptions``: how: the optimizer, its step size, the start, the stages, the averaged output;
-- ``ComputeOptions``: how a step is computed (layout, checkpointing, tiles, memory); the same result
-  up to float rounding, so a resume may change them (``MAY_CHANGE_ON_RESUME``);
+- ``OptimOptions``: how: the optimizer, its step size and its schedule, the start, the stages, the
+  averaged output;
+- ``ComputeOptions``: how a step is computed (layout, checkpointing, tiles, memory, how often the loss
+  is read to the host); the same result up to float rounding, so a resume may change them
+  (``MAY_CHANGE_ON_RESUME``);
 - ``ControlOptions``: Gatys et al. (2017)'s perceptual controls: colour and regions.
 
 ``tests/model/test_options.py`` checks that the groups' fields are exactly ``StyleTransfer``'s
@@ -24,11 +26,15 @@ from torch import Tensor
 
 from nst_lightning.inputs.color import gray, match_color_histogram, match_luminance, with_chroma_of
 from nst_lightning.loss.total import LossWeights
+from nst_lightning.model.schedules import Configured, with_schedule
 from nst_lightning.scale.tiling import TiledLoss
 from nst_lightning.utilities.errors import UserError, new_run_hint, param
 
 DEFAULT_STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]  # a list, as checkpoints save it
 DEFAULT_LR = {"adam": 0.02, "lbfgs": 1.0}
+# How often the loss is read to the host by default (``sync_every``): every step on a CPU, where a
+# read costs nothing; every 50 steps on a GPU, where each read waits for the queued kernels.
+DEFAULT_SYNC_EVERY = {"cpu": 1, "gpu": 50}
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,9 @@ class OptimOptions:
 
     optimizer: str = "adam"
     lr: Optional[float] = None
+    lr_schedule: str = "constant"
+    lr_floor: float = 0.0
+    warmup_steps: int = 0
     lbfgs_history: int = 100
     init: str = "content"
     init_image: Optional[str] = None
@@ -75,6 +84,34 @@ class OptimOptions:
             raise UserError(
                 f"{param('model.init')} image needs {param('model.init_image')} PATH" if self.init == "image"
                 else f"{param('model.init_image')} is set but {param('model.init')} is {self.init}; add {param('model.init')} image"
+            )
+        if self.optimizer == "lbfgs" and self.scheduled:
+            raise UserError(
+                f"{param('model.optimizer')} lbfgs takes no {param('model.lr_schedule')} or {param('model.warmup_steps')} "
+                f"(it is {self.lr_schedule}, with {self.warmup_steps} warm-up steps): L-BFGS sizes each step from its curvature "
+                f"estimate, which a schedule would distort; use {param('model.optimizer')} adam, or leave both at their defaults"
+            )
+        if self.lr_floor > 1 or (self.lr_floor > 0 and self.lr_schedule == "constant"):
+            raise UserError(
+                f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: "
+                + ("give at most 1" if self.lr_floor > 1 else f"it needs {param('model.lr_schedule')} cosine or linear")
+            )
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the step size follows a schedule (otherwise it is ``lr`` throughout, as before schedules existed)."""
+        return self.lr_schedule != "constant" or self.warmup_steps > 0
+
+    def check_steps(self, max_steps: Optional[int]) -> None:
+        """A schedule runs over ``max_steps``: it needs one, and a warm-up shorter than the run."""
+        if not self.scheduled:
+            return
+        if max_steps is None or max_steps < 1:
+            raise UserError(f"{param('model.lr_schedule')} and {param('model.warmup_steps')} need {param('trainer.max_steps')}, the run's length")
+        if self.warmup_steps >= max_steps:
+            raise UserError(
+                f"{param('model.warmup_steps')} {self.warmup_steps} does not fit in {param('trainer.max_steps')} {max_steps}: "
+                f"the warm-up would take the whole run; lower {param('model.warmup_steps')} or raise {param('trainer.max_steps')}"
             )
 
     @property
@@ -90,6 +127,14 @@ class OptimOptions:
             return torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=self.lbfgs_history)
         return torch.optim.Adam([image], lr=lr)
 
+    def configure_optimizers(self, image: Tensor, max_steps: int) -> Configured:
+        """``StyleTransfer.configure_optimizers``: the optimizer alone without a schedule (as before
+        schedules existed: the same results and checkpoints), else with its step-wise ``LambdaLR``."""
+        optimizer = self.make_optimizer(image)
+        if not self.scheduled:
+            return optimizer
+        return with_schedule(optimizer, self.lr_schedule, self.lr_floor, self.warmup_steps, max_steps)
+
     def check_images(self, count: int, tiled: bool) -> None:
         """K photos optimised together need Adam, untiled."""
         if count > 1 and (self.optimizer == "lbfgs" or tiled):
@@ -102,13 +147,15 @@ class OptimOptions:
 
 @dataclass(frozen=True)
 class ComputeOptions:
-    """How a step is computed: the same result up to float rounding, whatever these say."""
+    """How a step is computed: the same result up to float rounding, whatever these say (``sync_every``:
+    how often the loss is read to the host, which the result does not depend on at all)."""
 
     memory_format: str = "auto"
     activation_checkpointing: bool = False
     tile_size: Optional[int] = None
     max_memory_gb: Optional[float] = None
     check_memory: bool = True
+    sync_every: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and self.max_memory_gb is not None:
@@ -140,6 +187,10 @@ class ComputeOptions:
         if self.memory_format == "auto":
             return device.type == "cpu" or "mixed" in precision
         return self.memory_format == "channels_last"
+
+def sync_interval(sync_every: Optional[int], device: torch.device) -> int:
+    """``sync_every``, or its default on ``device``: 1 on a CPU, 50 on a GPU (``DEFAULT_SYNC_EVERY``)."""
+    return sync_every or DEFAULT_SYNC_EVERY["cpu" if device.type == "cpu" else "gpu"]
 
 
 @dataclass(frozen=True)

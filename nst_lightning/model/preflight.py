@@ -20,11 +20,12 @@ from nst_lightning.scale.tiles import vgg_halo_and_alignment
 
 
 def check_inputs(module: Any, datamodule: Any, max_steps: Optional[int], device: torch.device, precision: str) -> None:
-    """Fail early, with one line, on what would fail mid-run: K photos with L-BFGS or tiles, a size
-    that does not fit on ``device`` (or, with ``max_memory_gb``, set the budget), unreadable images,
-    a bad stage schedule, an unreadable ``init_image``."""
+    """Fail early, with one line, on what would fail mid-run: K photos with L-BFGS or tiles, a warm-up
+    as long as the run, a size that does not fit on ``device`` (or, with ``max_memory_gb``, set the
+    budget), unreadable images, a bad stage schedule, an unreadable ``init_image``."""
     optim, compute = module.optim, module.compute
     optim.check_images(len(getattr(datamodule, "contents", [None])), module.tiled_loss is not None)
+    optim.check_steps(max_steps)  # a learning-rate schedule's warm-up must fit in the run
     # First, from the images' headers: a size that cannot fit is refused before it is decoded.
     halo, align = vgg_halo_and_alignment(module.vgg, module.vgg.layers)  # also untiled: a refusal may suggest tiles
     module.memory_budget = plan_run(

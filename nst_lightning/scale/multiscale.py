@@ -81,7 +81,8 @@ def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamod
 class CoarseToFine(pl.Callback):
     """Moves the optimisation to the next size when its stage's steps are done: upscales the image
     (in place, so the optimizer keeps its reference), its average and Adam's moments, restarts
-    L-BFGS, and has the module recompute its targets at the new size.
+    L-BFGS, and has the module recompute its targets at the new size. It duck-types the module
+    (``image``, ``average``, ``optim.make_optimizer``, ``refresh_targets``).
 
     The current stage is saved in checkpoints (``nst_stage``, with the schedule ``nst_stage_steps``),
     so that a resume continues at the right size; a checkpoint made with another schedule is refused.
@@ -96,7 +97,8 @@ class CoarseToFine(pl.Callback):
         while self.scale_index < target:
             self._next_scale(trainer, pl_module)
         if self.stage_steps:
-            pl_module.log("train/stage", float(self.scale_index))
+            # A host tensor: a float would be copied to the GPU every step (a host-device sync).
+            pl_module.log("train/stage", torch.tensor(float(self.scale_index)))
 
     @torch.no_grad()
     def _next_scale(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -112,8 +114,13 @@ class CoarseToFine(pl.Callback):
             average.resize(size)
         if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in trainer.optimizers):
             # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling. A new
-            # one starts (as each stage of jcjohnson's multires script restarts its L-BFGS).
-            trainer.optimizers = [pl_module.configure_optimizers()]
+            # one starts (as each stage of jcjohnson's multires script restarts its L-BFGS); L-BFGS
+            # takes no learning-rate schedule, so there is no scheduler to move to it.
+            trainer.optimizers = [pl_module.optim.make_optimizer(pl_module.image)]
+        # Adam's optimizer persists, its state resized below, and so does its learning-rate schedule
+        # (``model/schedules.py``), which runs over the whole run's global step, not per stage: each
+        # stage refines what the last one formed, and the last stage ends at the floor, so the last
+        # image is the settled one.
         for optimizer in trainer.optimizers:
             if image in optimizer.state:
                 resize_adam_state(optimizer.state[image], size, pixel_ratio)

@@ -137,7 +137,9 @@ class TiledLoss:
         # Pass 1: the whole image's statistics and content errors, tile by tile.
         parts = {name: [[] for _ in regions[name]] for name in w.style_layers}
         shares = {name: [[] for _ in regions[name]] for name in w.style_layers}
-        content_error = {name: 0.0 for name in w.content_layers}
+        # On the device, in fp64 as the Python floats they were (the same sums): a float() per tile
+        # would wait for the GPU every tile.
+        content_error = {name: image.new_zeros((), dtype=torch.float64) for name in w.content_layers}
         with torch.no_grad():
             for tile in tiles:
                 features = self._features(image, tile, vgg_input)
@@ -152,7 +154,7 @@ class TiledLoss:
                 for name in w.content_layers:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
-                    content_error[name] += float((features[name][..., ys, xs].float() - target).pow(2).sum())
+                    content_error[name] += (features[name][..., ys, xs].float() - target).pow(2).sum().double()
         # The loss, and each style layer's gradient with respect to its statistic.
         gradients: dict[str, list] = {}
         per_layer = {}
@@ -174,7 +176,8 @@ class TiledLoss:
             per_layer[name] = layer_loss if layer_loss is not None else image.new_zeros((), dtype=torch.float32)
         norms = {name: content_targets[name].float().pow(2).sum().clamp_min(1e-12) for name in w.content_layers}
         zero = image.new_zeros((), dtype=torch.float32)
-        content = sum((content_error[n] / norms[n] for n in w.content_layers), zero) / max(len(w.content_layers), 1)
+        # reciprocal() *: what `float / tensor` computed when the errors were Python floats (the same bits).
+        content = sum((norms[n].reciprocal() * content_error[n].float() for n in w.content_layers), zero) / max(len(w.content_layers), 1)
         style = sum((w.style_layers[n] * per_layer[n] for n in w.style_layers), zero)
         tv = total_variation_loss(image.detach()) if w.tv > 0 else zero
         # Pass 2: each tile's surrogate, whose gradient is its share of the true one. Each crop is a
@@ -244,3 +247,25 @@ def _inner(gradient: Any, part: Any) -> Tensor:
     if isinstance(part, dict):
         return sum((_inner(gradient[key], part[key]) for key in part if gradient[key] is not None), part[next(iter(part))].new_zeros(()))
     return (gradient.to(part.dtype) * part).sum()
+
+
+def tiled_step(module: Any, optimizer: Any) -> dict[str, Tensor]:
+    """One training step of a ``StyleTransfer`` (duck-typed: ``image``, ``tiled_loss``, its targets,
+    ``manual_backward``, ``after_step``, ``lr_schedulers``) under manual optimization, its loss and
+    gradient computed in tiles; returns the losses, as the untiled ``training_step`` does."""
+    losses: dict[str, Tensor] = {}
+
+    def closure() -> Tensor:  # evaluated once per step by Adam and by L-BFGS (max_iter=1) alike
+        optimizer.zero_grad()
+        targets = (module.image, module.content_targets, module.style_targets)
+        losses.update(module.tiled_loss.losses_and_backward(*targets, module.manual_backward, module.control.vgg_input, module.target_terms))
+        return losses["loss"]
+
+    optimizer.step(closure=closure)
+    module.after_step()
+    # Lightning steps no scheduler under manual optimization: here, after the optimizer step, as it
+    # does after each step under automatic optimization (before the step's callbacks and checkpoint).
+    scheduler = module.lr_schedulers()
+    if scheduler is not None:
+        scheduler.step()
+    return losses

@@ -19,7 +19,7 @@ def _comparable(value):
 
 def test_the_signature_is_exactly_the_union_of_the_groups_with_the_same_defaults():
     fields = [field for group in GROUPS for field in dataclasses.fields(group)]
-    assert len(fields) == len({field.name for field in fields}) == 23, "each option in exactly one group"
+    assert len(fields) == len({field.name for field in fields}) == 27, "each option in exactly one group"
     assert {field.name for field in fields} == set(SIGNATURE)
     for field in fields:
         assert _comparable(field.default) == _comparable(SIGNATURE[field.name]), field.name
@@ -35,7 +35,7 @@ def test_checkpoints_keep_the_flat_hyperparameters_and_the_groups_are_built_from
 
 
 def test_what_a_resume_may_change_is_the_compute_group():
-    assert MAY_CHANGE_ON_RESUME == ("memory_format", "activation_checkpointing", "tile_size", "max_memory_gb", "check_memory")
+    assert MAY_CHANGE_ON_RESUME == ("memory_format", "activation_checkpointing", "tile_size", "max_memory_gb", "check_memory", "sync_every")
 
 
 @pytest.mark.parametrize(

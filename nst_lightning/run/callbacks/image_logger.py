@@ -11,6 +11,8 @@ import torch
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from nst_lightning.model.divergence import check_losses
+
 
 def _tensorboard(trainer: pl.Trainer) -> Optional[Any]:
     """The SummaryWriter, or None when logging is off or goes elsewhere (e.g. ``fast_dev_run``)."""
@@ -71,4 +73,5 @@ class ImageLogger(pl.Callback):
     def _log_generated(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = _tensorboard(trainer)
         if writer is not None:
+            check_losses(trainer)  # with sync_every > 1, a diverged image is not shown
             writer.add_image("generated", self.preview(pl_module.result()), trainer.global_step)

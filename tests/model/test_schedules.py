@@ -1,0 +1,164 @@
+"""Learning-rate schedules (model/schedules.py): the factor, the options' checks, and through the real
+CLI (configs/debug.yaml) the step sizes used, untiled and tiled, and resumes equal to runs straight
+through."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import shutil
+
+import pytest
+import torch
+
+from nst_lightning import StyleTransfer, UserError
+from nst_lightning.model.schedules import StepSizeFactor
+from tests.helpers import checkpoint, user_error
+
+COSINE = ("--model.lr_schedule", "cosine", "--model.warmup_steps", "2", "--model.lr_floor", "0.1")
+
+
+def test_the_factor_warms_up_then_decays_to_the_floor_at_the_runs_end():
+    cosine = StepSizeFactor("cosine", 0.1, 2, 10)
+    assert [cosine(k) for k in range(3)] == [1 / 3, 2 / 3, 1.0]  # warm-up from ~0, then lr
+    decay = [cosine(k) for k in range(2, 11)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+    assert decay[-1] == pytest.approx(0.1) and cosine(50) == pytest.approx(0.1)  # the floor at max_steps, and after
+    assert cosine(6) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: the cosine's middle
+    linear = StepSizeFactor("linear", 0.0, 0, 4)
+    assert [linear(k) for k in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert [StepSizeFactor("constant", 0.0, 3, 10)(k) for k in (0, 2, 3, 9)] == [0.25, 0.75, 1.0, 1.0]
+
+
+def test_the_factor_is_an_object_whose_state_loads_with_weights_only(tmp_path):
+    factor = StepSizeFactor("cosine", 0.1, 2, 10)
+    assert pickle.loads(pickle.dumps(factor))(5) == factor(5)
+    image = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    configured = StyleTransfer(weights="random", lr_schedule="cosine", warmup_steps=2).optim.configure_optimizers(image, 10)
+    scheduler = configured["lr_scheduler"]["scheduler"]
+    assert configured["lr_scheduler"]["interval"] == "step"
+    torch.save(scheduler.state_dict(), tmp_path / "s.pt")
+    assert torch.load(tmp_path / "s.pt", weights_only=True)["lr_lambdas"] == [vars(StepSizeFactor("cosine", 0.0, 2, 10))]
+
+
+def test_without_a_schedule_the_optimizer_is_returned_alone_as_before():
+    image = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    optimizer = StyleTransfer(weights="random").optim.configure_optimizers(image, 10)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 0.02
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(optimizer="lbfgs", lr_schedule="cosine"), "optimizer lbfgs takes no lr_schedule or warmup_steps (it is cosine"),
+        (dict(optimizer="lbfgs", warmup_steps=5), "L-BFGS sizes each step from its curvature estimate"),
+        (dict(lr_floor=0.1), "it needs lr_schedule cosine or linear"),
+        (dict(lr_schedule="linear", lr_floor=2.0), "give at most 1"),
+    ],
+)
+def test_schedule_options_are_checked_in_their_group(options, message):
+    with pytest.raises(UserError) as err:
+        StyleTransfer(weights="random", **options)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.optimizer", "lbfgs", "--model.lr_schedule", "linear"], "--model.optimizer lbfgs takes no --model.lr_schedule"),
+        (["--model.warmup_steps", "4"], "--model.warmup_steps 4 does not fit in --trainer.max_steps 4"),
+        (["--model.lr_schedule", "step"], 'Parser key "model.lr_schedule"'),
+        (["--model.warmup_steps", "-1"], 'Parser key "model.warmup_steps"'),
+        (["--model.lr_floor", "nan"], 'Parser key "model.lr_floor"'),
+        (["--model.sync_every", "0"], 'Parser key "model.sync_every"'),
+    ],
+)
+def test_bad_schedules_are_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
+    assert message in user_error(run_cli, capsys, *args)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])
+def test_each_step_takes_the_scheduled_step_size(run_cli, run_dir, tiled):
+    # Tiled, the step runs under manual optimization, where Lightning steps no scheduler: the tiled
+    # step does. Either way the checkpoint after step k holds the step size of step k.
+    tiles = ("--model.tile_size", "16") if tiled else ()
+    cli = run_cli(*COSINE, "--trainer.max_steps", "6", *tiles)
+    assert cli.model.automatic_optimization is not tiled
+    factor = StepSizeFactor("cosine", 0.1, 2, 6)
+    for step in (2, 4, 6):
+        saved = checkpoint(run_dir / "checkpoints" / f"step{step:06d}.ckpt")
+        assert saved["lr_schedulers"][0]["last_epoch"] == step
+        assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.02 * factor(step))
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--trainer.max_steps", "4"),
+        ("--trainer.max_steps", "4", "--model.tile_size", "16", "--data.image_size", "64"),
+        ("--trainer.max_steps", "6", "--model.stage_steps", "[3]", "--model.ema_decay", "0.9"),
+    ],
+    ids=["untiled", "tiled", "coarse-to-fine"],
+)
+def test_a_resumed_scheduled_run_is_bit_identical_to_one_straight_through(run_cli, run_dir, options):
+    run_cli(*COSINE, *options)
+    straight = _sha(run_dir / "generated.png")
+    # As a run killed after its step-2 checkpoint leaves it (tests/run/test_reliability.py kills real
+    # processes): last.ckpt is that of step 2, nothing later. Then resumed with --ckpt_path last.
+    checkpoints = run_dir / "checkpoints"
+    shutil.copyfile(checkpoints / "step000002.ckpt", checkpoints / "last.ckpt")
+    for later in [p for p in checkpoints.glob("step*.ckpt") if p.name != "step000002.ckpt"] + [run_dir / "generated.png"]:
+        later.unlink()
+    assert checkpoint(checkpoints / "last.ckpt")["lr_schedulers"][0]["last_epoch"] == 2
+    run_cli(*COSINE, *options, "--ckpt_path", "last")
+    assert _sha(run_dir / "generated.png") == straight
+
+
+def test_a_resume_that_extends_the_run_stretches_the_rest_of_the_schedule(run_cli, run_dir):
+    run_cli(*COSINE, "--trainer.max_steps", "4")
+    run_cli(*COSINE, "--trainer.max_steps", "8", "--ckpt_path", "last")
+    saved = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert saved["lr_schedulers"][0]["lr_lambdas"][0]["total_steps"] == 8
+    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.02 * StepSizeFactor("cosine", 0.1, 2, 8)(8))
+
+
+def test_a_checkpoint_made_before_schedules_resumes_and_refuses_to_start_one(run_cli, run_dir, capsys):
+    run_cli("--trainer.max_steps", "6")
+    straight = _sha(run_dir / "generated.png")
+    # A checkpoint of the format before schedules: no schedule options in its hyperparameters (and,
+    # as every checkpoint without a scheduler, an empty list of scheduler states).
+    checkpoints = run_dir / "checkpoints"
+    state = checkpoint(checkpoints / "step000002.ckpt")
+    for name in ("lr_schedule", "lr_floor", "warmup_steps", "sync_every"):
+        del state["hyper_parameters"][name]
+    assert state["lr_schedulers"] == []
+    for path in checkpoints.glob("*.ckpt"):
+        path.unlink()
+    torch.save(state, checkpoints / "last.ckpt")
+    (run_dir / "generated.png").unlink()
+    before = (checkpoints / "last.ckpt").read_bytes()
+    line = user_error(run_cli, capsys, "--trainer.max_steps", "6", "--ckpt_path", "last", "--model.lr_schedule", "cosine")
+    assert "was made without a learning-rate schedule" in line and "--model.lr_schedule constant" in line
+    assert (checkpoints / "last.ckpt").read_bytes() == before
+    run_cli("--trainer.max_steps", "6", "--ckpt_path", "last")
+    assert _sha(run_dir / "generated.png") == straight
+
+
+def test_a_nan_during_warm_up_names_the_options_step_size_not_the_scheduled_one(run_cli, capsys, monkeypatch):
+    forward = StyleTransfer.forward
+
+    def nan_at_step_1(self, image=None):
+        losses = forward(self, image)
+        if self.trainer.global_step == 1:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(StyleTransfer, "forward", nan_at_step_1)
+    line = user_error(run_cli, capsys, *COSINE)
+    assert "the loss became nan after 1 step:" in line
+    assert "a lower --model.lr (it is 0.02)" in line  # the step size of the moment was 0.02 * 2/3
