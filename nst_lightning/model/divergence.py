@@ -24,9 +24,10 @@ class DivergenceGuard(pl.Callback):
     GPU: 50) the check stays on the device: each step, without a host read, the image is copied into
     the last-finite buffer only while every loss so far was finite (``torch.where``), with the step
     and, at the first non-finite loss, its step and value; these are read every N steps, before each
-    checkpoint and at the end, and raise the same error naming the step the loss first became
-    non-finite. The result after a divergence is still the exact last finite image; training runs on
-    for fewer than N steps of NaN before it stops.
+    checkpoint and TensorBoard preview (``check_losses``), at each stage's first step and at the end,
+    and raise the same error naming the step the loss first became non-finite. The result after a
+    divergence is still the exact last finite image; training runs on for fewer than N steps of NaN
+    before it stops.
     """
 
     def __init__(self, sync_every: Optional[int] = None) -> None:
