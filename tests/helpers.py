@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def events(run_dir: Path) -> EventAccumulator:
 
 def scalar_steps(run_dir: Path, tag: str = "train/loss") -> list[int]:
     return [event.step for event in events(run_dir).Scalars(tag)]
+
+
+def pixels_sha(path: Path) -> str:
+    """A hash of an image's pixels alone: a result also holds the run's configuration, which names a
+    resume's ``--ckpt_path`` and a run's directory, so equal images need not be equal files."""
+    with Image.open(path) as image:
+        return hashlib.sha256(image.mode.encode() + repr(image.size).encode() + image.tobytes()).hexdigest()
 
 
 def checkpoint(path: Path) -> dict:

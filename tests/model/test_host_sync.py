@@ -8,14 +8,12 @@ keeps them on the host on every device (unless ``capturable``), so reading them 
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import torch
 
 from nst_lightning import StyleTransfer
 from nst_lightning.scale.tiling import TiledLoss
-from tests.helpers import events, scalar_steps, user_error
+from tests.helpers import events, pixels_sha, scalar_steps, user_error
 
 READS = ("item", "__bool__", "tolist", "cpu", "__float__", "__int__", "numpy")
 # Few writes of anything else: the logger writes at the last of 22 steps only (after the counted
@@ -56,10 +54,6 @@ class HostReads:
         return self.count / (self.last - self.first)
 
 
-def _sha(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_sync_every_10_reads_the_host_a_tenth_as_often_and_changes_nothing_else(run_cli, run_dir, monkeypatch):
     with monkeypatch.context() as patch:
         every_step = HostReads(patch, first=1, last=21)
@@ -73,7 +67,7 @@ def test_sync_every_10_reads_the_host_a_tenth_as_often_and_changes_nothing_else(
     assert every_10.per_step <= every_step.per_step / 5, (every_10.count, every_step.count)
     print(f"host reads in 20 steps: {every_step.count} with sync_every 1, {every_10.count} with 10")
     # The same image, the same TensorBoard points; the bar shows the loss read at the end.
-    assert _sha(run_dir / "every10" / "generated.png") == _sha(run_dir / "generated.png")
+    assert pixels_sha(run_dir / "every10" / "generated.png") == pixels_sha(run_dir / "generated.png")
     assert scalar_steps(run_dir / "every10") == scalar_steps(run_dir) == [21]
     last_loss = events(run_dir / "every10").Scalars("train/loss")[-1].value
     assert cli.trainer.progress_bar_metrics["train/loss"] == pytest.approx(last_loss, rel=1e-6)
@@ -126,11 +120,11 @@ def test_a_nan_with_sync_every_10_keeps_the_exact_last_finite_image_and_names_it
 
     monkeypatch.setattr(TiledLoss, "losses_and_backward", nan_tiles_from_step_5)
     every_step = user_error(run_cli, capsys, "--trainer.max_steps", "12", *options)
-    expected = _sha(run_dir / "generated.png")
+    expected = pixels_sha(run_dir / "generated.png")
     every_10 = user_error(run_cli, capsys, "--trainer.max_steps", "12", *options, "--model.sync_every", "10", "--trainer.logger.init_args.version", "every10")
     assert every_10 == every_step.replace("lightning_logs/debug/", "lightning_logs/debug/every10/")
     assert "the loss became nan after 5 steps" in every_10 and "the last image with a finite loss (after 4 steps)" in every_10
-    assert _sha(run_dir / "every10" / "generated.png") == expected
+    assert pixels_sha(run_dir / "every10" / "generated.png") == expected
     # Nor is a diverged image shown in TensorBoard: the previews (every 2 steps) stop where they did.
     previews = [[image.step for image in events(path).Images("generated")] for path in (run_dir, run_dir / "every10")]
     assert previews[0] == previews[1]

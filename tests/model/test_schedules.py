@@ -4,7 +4,6 @@ through."""
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import shutil
 
@@ -13,7 +12,7 @@ import torch
 
 from nst_lightning import StyleTransfer, UserError
 from nst_lightning.model.schedules import StepSizeFactor
-from tests.helpers import checkpoint, user_error
+from tests.helpers import checkpoint, pixels_sha, user_error
 
 COSINE = ("--model.lr_schedule", "cosine", "--model.warmup_steps", "2", "--model.lr_floor", "0.1")
 
@@ -92,10 +91,6 @@ def test_each_step_takes_the_scheduled_step_size(run_cli, run_dir, tiled):
         assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.02 * factor(step))
 
 
-def _sha(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -107,7 +102,7 @@ def _sha(path) -> str:
 )
 def test_a_resumed_scheduled_run_is_bit_identical_to_one_straight_through(run_cli, run_dir, options):
     run_cli(*COSINE, *options)
-    straight = _sha(run_dir / "generated.png")
+    straight = pixels_sha(run_dir / "generated.png")
     # As a run killed after its step-2 checkpoint leaves it (tests/run/test_reliability.py kills real
     # processes): last.ckpt is that of step 2, nothing later. Then resumed with --ckpt_path last.
     checkpoints = run_dir / "checkpoints"
@@ -116,7 +111,7 @@ def test_a_resumed_scheduled_run_is_bit_identical_to_one_straight_through(run_cl
         later.unlink()
     assert checkpoint(checkpoints / "last.ckpt")["lr_schedulers"][0]["last_epoch"] == 2
     run_cli(*COSINE, *options, "--ckpt_path", "last")
-    assert _sha(run_dir / "generated.png") == straight
+    assert pixels_sha(run_dir / "generated.png") == straight
 
 
 def test_a_resume_that_extends_the_run_stretches_the_rest_of_the_schedule(run_cli, run_dir):
@@ -129,7 +124,7 @@ def test_a_resume_that_extends_the_run_stretches_the_rest_of_the_schedule(run_cl
 
 def test_a_checkpoint_made_before_schedules_resumes_and_refuses_to_start_one(run_cli, run_dir, capsys):
     run_cli("--trainer.max_steps", "6")
-    straight = _sha(run_dir / "generated.png")
+    straight = pixels_sha(run_dir / "generated.png")
     # A checkpoint of the format before schedules: no schedule options in its hyperparameters (and,
     # as every checkpoint without a scheduler, an empty list of scheduler states).
     checkpoints = run_dir / "checkpoints"
@@ -146,7 +141,7 @@ def test_a_checkpoint_made_before_schedules_resumes_and_refuses_to_start_one(run
     assert "was made without a learning-rate schedule" in line and "--model.lr_schedule constant" in line
     assert (checkpoints / "last.ckpt").read_bytes() == before
     run_cli("--trainer.max_steps", "6", "--ckpt_path", "last")
-    assert _sha(run_dir / "generated.png") == straight
+    assert pixels_sha(run_dir / "generated.png") == straight
 
 
 def test_a_nan_during_warm_up_names_the_options_step_size_not_the_scheduled_one(run_cli, capsys, monkeypatch):
