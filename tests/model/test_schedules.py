@@ -157,3 +157,27 @@ def test_a_nan_during_warm_up_names_the_options_step_size_not_the_scheduled_one(
     line = user_error(run_cli, capsys, *COSINE)
     assert "the loss became nan after 1 step:" in line
     assert "a lower --model.lr (it is 0.02)" in line  # the step size of the moment was 0.02 * 2/3
+
+
+def test_a_weights_only_checkpoint_of_a_scheduled_run_goes_on_from_its_place_in_the_schedule(run_cli, run_dir):
+    # Such a checkpoint holds no scheduler state: the schedule is moved on to its step, not restarted.
+    args = [*COSINE, "--checkpoint.save_weights_only", "true"]
+    run_cli(*args, "--trainer.max_steps", "4")
+    assert "lr_schedulers" not in checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    with pytest.warns(UserWarning, match="holds no optimizer state"):
+        cli = run_cli(*args, "--trainer.max_steps", "6", "--ckpt_path", "last")
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == 6
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.02 * StepSizeFactor("cosine", 0.1, 2, 6)(6))
+
+
+def test_a_garbage_scheduler_state_is_one_line_and_nothing_written(run_cli, run_dir, capsys):
+    run_cli(*COSINE, "--trainer.max_steps", "4")
+    path = run_dir / "checkpoints" / "last.ckpt"
+    state = checkpoint(path)
+    state["lr_schedulers"][0]["last_epoch"] = "four"
+    torch.save(state, path)
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    line = user_error(run_cli, capsys, *COSINE, "--trainer.max_steps", "6", "--ckpt_path", "last")
+    assert "lr_schedulers" in line and "last_epoch" in line, line
+    assert sorted(p.name for p in run_dir.rglob("*")) == before
