@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import os
 import sys
 import threading
 import time
@@ -14,6 +15,14 @@ import pytest
 
 from nst_lightning.run.entry import cli_main
 from tests.helpers import DEBUG_CONFIG, shared_weights_path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under `pytest -n N`: one compute thread per worker and per process a test starts, so that N
+    # workers share the cores instead of each running as many threads as there are cores.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
