@@ -57,6 +57,10 @@ SETTINGS = {
                           "--model.stage_steps", "null"],
     "linear 85 lr 0.05": ["--trainer.max_steps", "85", "--model.lr_schedule", "linear", "--model.lr_floor", "0.05", "--model.lr", "0.05",
                           "--model.stage_steps", "null"],
+    "cosine 200 lr 0.03": ["--trainer.max_steps", "200", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.lr", "0.03",
+                           "--model.stage_steps", "null"],
+    "constant 100 averaged": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.ema_decay", "0.9",
+                              "--model.stage_steps", "null"],
     "lbfgs 60": ["--trainer.max_steps", "60", "--model.optimizer", "lbfgs", "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
 }
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
