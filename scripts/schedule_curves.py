@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import shutil
 import statistics
@@ -70,7 +71,9 @@ def stem(source: str) -> str:
     return Path(source.removeprefix("builtin:")).stem
 
 
+@functools.lru_cache(maxsize=32)
 def load(source: str, long_side: int | None = None) -> torch.Tensor:
+    """Decoded once per source and size: each checkpoint of a run scores against the same photo."""
     return decode_image(read_source(source, "image"), long_side, source, "image")
 
 
