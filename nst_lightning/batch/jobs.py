@@ -36,9 +36,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from nst_lightning.batch.capture import output_to
 from nst_lightning.batch.plan import Job
 from nst_lightning.run.callbacks.result import SaveGeneratedImage, find_callback
+from nst_lightning.run.capture import output_to
+from nst_lightning.run.fit_options import UsageError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, atomic_write, describe_write_failure
 
 RECORD = "job.json"
@@ -47,10 +48,6 @@ LOG = "batch.log"
 GROUPS = "groups"
 ERROR_PREFIX = "nst_lightning: error: "
 BUSY = "is in use by another run"  # run_lock's refusal: the job is running in another process
-
-
-class UsageError(Exception):
-    """A batch-wide option error (the same for every job): the batch stops at the first job."""
 
 
 def group_name(group: Sequence[Job]) -> str:

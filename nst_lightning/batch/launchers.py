@@ -13,8 +13,9 @@ import socket
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Sequence
 
-from nst_lightning.batch.jobs import UsageError, run_group
+from nst_lightning.batch.jobs import run_group
 from nst_lightning.batch.plan import Job
+from nst_lightning.run.fit_options import UsageError
 from nst_lightning.utilities.errors import UserError
 from nst_lightning.utilities.files import WriteFailed
 

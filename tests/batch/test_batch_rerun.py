@@ -67,7 +67,7 @@ def test_jobs_with_a_result_filename_count_as_done(collection, capsys, batch_siz
         (["--trainer.max_steps", "0"], "--trainer.max_steps must be a positive number"),
         (["--trainer.devices", "0"], "Trainer(devices='0')"),  # by the Trainer
         (["--trainer.strategy", "bogus"], "ValueError: You selected an invalid strategy name"),  # by Lightning, not as a UserError
-        (["--result.filename", "/tmp/everyone.png"], "--result.filename /tmp/everyone.png: in a batch each job writes"),
+        (["--result.filename", "/tmp/everyone.png"], "--result.filename /tmp/everyone.png: each job of a batch (frame of a video) writes"),
     ],
 )
 def test_a_bad_fit_option_is_refused_before_anything_is_written(collection, capsys, args, words):

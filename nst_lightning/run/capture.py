@@ -1,5 +1,5 @@
-"""Where a job's output goes: into its ``batch.log`` and a copy the batch reads its one-line error
-from, not onto the batch's terminal, which shows one progress bar over the jobs.
+"""Where an in-process run's output goes (a batch job's, a video frame's): into its log and a copy the
+command reads its one-line error from, not onto the terminal, which shows one progress bar over them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The jobs' ``fit`` options, checked once, before any job writes anything.
+"""The ``fit`` options of many runs (a batch's jobs, a video's frames), checked once, before any of them
+writes anything.
 
-Every job is a ``fit`` with the same options (``--config``, ``--model.*``, ``--data.image_size``,
+Every job (or frame) is a ``fit`` with the same options (``--config``, ``--model.*``, ``--data.image_size``,
 ``--trainer.*``...), so an error in them is every job's. ``check_fit_options`` finds it first: the
 first job's own command line goes through the run's own CLI (``run.cli.StyleTransferCLI``: its
 parser, its checks after parsing, the model, datamodule and Trainer built from the result), which
@@ -16,20 +17,23 @@ from __future__ import annotations
 
 import io
 from argparse import ArgumentError
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from nst_lightning.batch.capture import output_to
-from nst_lightning.batch.jobs import UsageError
 from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.model.module import StyleTransfer
+from nst_lightning.run.capture import output_to
 from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
 from nst_lightning.run.entry import program_name
 from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
 from nst_lightning.utilities.errors import UserError
+
+
+class UsageError(Exception):
+    """An option error shared by every run of a batch or a video: the command stops at the first."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class FitSettings:
     max_steps: int  # --trainer.max_steps: a job finished with fewer is extended to them
     result_filename: str  # --result.filename: the file that makes a job done
     image_size: int  # --data.image_size: the long side of the results, for grouping
+    config: Any = field(default=None, compare=False, repr=False)  # the whole parsed fit configuration
 
 
 class _Checked(Exception):
@@ -95,7 +100,7 @@ def check_fit_options(args: list[str]) -> FitSettings:
         raise UsageError("--trainer.max_steps must be a positive number of optimisation steps")
     if PurePath(filename).is_absolute() or ".." in PurePath(filename).parts:
         raise UsageError(
-            f"--result.filename {filename}: in a batch each job writes its result into its own run directory; "
+            f"--result.filename {filename}: each job of a batch (frame of a video) writes its result into its own run directory; "
             "give a file name, e.g. --result.filename result.jpg"
         )
-    return FitSettings(max_steps=int(max_steps), result_filename=filename, image_size=int(config.get("data.image_size")))
+    return FitSettings(max_steps=int(max_steps), result_filename=filename, image_size=int(config.get("data.image_size")), config=config)
