@@ -1,5 +1,5 @@
 """The loss's pure kernels: Gram matrices, relative squared errors, the content, style and
-total-variation terms of Gatys et al. (2015) with the normalisation this project uses. Functions of
+total-variation terms of Gatys et al. (2015) and the temporal term of Ruder et al. (2016) with the normalisation this project uses. Functions of
 tensors only: no class, no option, nothing above them (``total.py`` weighs them into the loss).
 
 Every function here works in fp32 whatever the input dtype: under autocast the VGG features may be
@@ -75,3 +75,15 @@ def total_variation_loss(image: Tensor) -> Tensor:
         dy = image[..., 1:, :] - image[..., :-1, :]
         dx = image[..., :, 1:] - image[..., :, :-1]
         return dy.pow(2).mean() + dx.pow(2).mean()
+
+
+def temporal_loss(image: Tensor, previous: Tensor, weights: Tensor) -> Tensor:
+    """Ruder, Dosovitskiy & Brox (2016), Eq. 7: ``(1 / D) sum_p c_p (x_p - w_p)^2``, the squared
+    difference between the image ``x`` and the previous frame's result warped onto it ``w``, weighted
+    per pixel by ``c`` (``[N, 1, H, W]`` or ``[N, C, H, W]``: 0 where the flow cannot be trusted, 1
+    elsewhere), over ``D``, the number of values in the image (so its weight does not depend on the size).
+    Plain pixel units, unlike the relative content and style terms: the images are in [0, 1].
+    """
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        image = image.float()
+        return (weights.float() * (image - previous.float()).pow(2)).sum() / image.numel()

@@ -8,6 +8,7 @@ from nst_lightning.loss.functional import (
     gram_matrix,
     relative_squared_error,
     style_loss,
+    temporal_loss,
     total_variation_loss,
 )
 
@@ -68,3 +69,19 @@ def test_total_variation_of_checkerboard_and_ramp():
     ramp = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]).view(1, 1, 2, 3)
     assert total_variation_loss(ramp).item() == 1.0  # dx = 1 everywhere, dy = 0
     assert total_variation_loss(torch.full((1, 3, 5, 5), 0.7)).item() == 0.0
+
+
+def test_temporal_loss_by_hand():
+    # A 1x3x2x2 image, the previous frame 0.5 below it in the left column and equal in the right one.
+    image = torch.tensor([[[[1.0, 0.2], [1.0, 0.4]]]]).repeat(1, 3, 1, 1)
+    previous = image.clone()
+    previous[..., 0] -= 0.5
+    everywhere = torch.ones(1, 1, 2, 2)
+    # 6 differences (3 channels x 2 rows) of 0.25 over D = 12 values.
+    assert temporal_loss(image, previous, everywhere).item() == 6 * 0.25 / 12
+    # Pixels the flow cannot be trusted at do not count, but D stays the image's size (Ruder et al., Eq. 7).
+    top_only = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert temporal_loss(image, previous, top_only).item() == 3 * 0.25 / 12
+    assert temporal_loss(image, image, everywhere).item() == 0.0
+    # fp32 whatever the inputs: bf16 images give the same value.
+    assert temporal_loss(image.bfloat16(), previous.bfloat16(), everywhere).dtype == torch.float32
