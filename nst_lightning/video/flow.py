@@ -6,8 +6,8 @@ Convention: a flow ``f`` from frame a to frame b is an H x W x 2 float32 array o
 ``warp(prev_result, flow_current_to_prev)`` is the previous stylized frame moved onto the current one.
 
 The flow is OpenCV's DIS (Kroeger et al. 2016) on grey images, not the DeepFlow/EpicFlow of Ruder et
-al.: it runs in a fraction of a second per pair on a CPU at 1024 px (docs/video.md: the presets measured
-on Sintel against the true flow), where DeepFlow takes tens of seconds.
+al.: 33 ms a pair at 1024 px on 2 CPU cores with the default preset (docs/video.md: the presets measured
+on Sintel against the true flow; large motion, ~32 px a frame, is beyond it).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ PRESETS: dict[str, int] = {
     "fast": cv2.DISOpticalFlow_PRESET_FAST,
     "medium": cv2.DISOpticalFlow_PRESET_MEDIUM,
 }
+# The lowest end-point error on Sintel at every size, for 33 ms a pair at 1024 px (docs/video.md).
 DEFAULT_PRESET: Preset = "medium"
-# DIS refuses smaller images (its coarsest patch must fit); cv2.remap's maps are limited to SHRT_MAX.
+# DIS raises on frames under 12 px a side and crashed the process (a segfault, OpenCV 5.0) on a 100 x 12
+# one, so we refuse under 16 first; cv2.remap's maps are limited to SHRT_MAX.
 MIN_SIDE = 16
 MAX_SIDE = 32767
 
