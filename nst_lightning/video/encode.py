@@ -56,7 +56,12 @@ def write_video(
         sound = audio_packets(container, audio_from, audio_start, audio_end) if audio_from else iter(())
         pending = next(sound, None)
         for image, time in zip(itertools.chain([first], images), times):
-            frame = av.VideoFrame.from_ndarray(_even(image), format="rgb24")
+            image = _even(image)
+            if image.shape[:2] != (stream.height, stream.width):
+                raise ValueError(
+                    f"write_video: an image is {image.shape[1]}x{image.shape[0]}, the first {stream.width}x{stream.height}"
+                )
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = round(Fraction(time) / time_base), time_base
             container.mux(stream.encode(frame))
             # Sound interleaved with the picture as it goes, so the muxer never holds much of either.

@@ -58,10 +58,10 @@ def _natural_key(path: str) -> list:
 
 def _image_files(source: str) -> Optional[list[str]]:
     """The images of a folder or glob, in natural order; ``None`` when ``source`` is a single file."""
-    if glob.has_magic(source):
-        found = glob.glob(source)
-    elif os.path.isdir(source):
+    if os.path.isdir(source):
         found = [os.path.join(source, name) for name in os.listdir(source)]
+    elif glob.has_magic(source) and not os.path.exists(source):  # a file named "take[1].mp4" is a file
+        found = glob.glob(source)
     else:
         return None
     images = sorted((p for p in found if Path(p).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(p)), key=_natural_key)
@@ -99,10 +99,32 @@ def open_clip(source: str, fps: Optional[Fraction] = None) -> ClipInfo:
         stream = container.streams.video[0]
         # average_rate is unset for some streams (a GIF, raw H.264): guessed_rate is FFmpeg's estimate.
         rate = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
-        return ClipInfo(
-            source, "video", stream.codec_context.width, stream.codec_context.height,
-            stream.frames or None, Fraction(rate), bool(container.streams.audio),
-        )  # fmt: skip
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if _quarter_turns(_first_rotation(container)) % 2:
+            width, height = height, width  # a phone's portrait clip: stored sideways, shown upright
+        return ClipInfo(source, "video", width, height, stream.frames or None, Fraction(rate), bool(container.streams.audio))
+
+
+def _first_rotation(container: av.container.InputContainer) -> int:
+    """The display rotation of the first frame that decodes (the stream's display matrix), else 0."""
+    try:
+        for frame in container.decode(video=0):
+            return frame.rotation
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def _quarter_turns(rotation: int) -> int:
+    return round(rotation / 90) % 4
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as RGB the way players show it: turned by its display matrix (counterclockwise
+    degrees, as PyAV reports them), since FFmpeg's decoder returns the picture as stored."""
+    turns = _quarter_turns(frame.rotation)
+    image = frame.to_ndarray(format="rgb24")
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def parse_range(text: str) -> tuple[int, Optional[int]]:
@@ -225,4 +247,4 @@ def _decoded(source: str, times: list[int], start: int, stop: int, seek: bool = 
                     return
                 if index >= start:
                     time = Fraction((frame.pts if frame.pts is not None else times[index]) - times[0]) * stream.time_base
-                    yield Frame(index, frame.to_ndarray(format="rgb24"), time)
+                    yield Frame(index, _upright(frame), time)

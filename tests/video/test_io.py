@@ -23,11 +23,13 @@ def gradient(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray
     return np.stack([(x * 5 + index * 10) % 256, (y * 7) % 256, np.full_like(x, index * 9 % 256)], -1).astype(np.uint8)
 
 
-def make_clip(path: Path, audio_codec: str | None = "aac", frames: int = FRAMES, seconds: float = 2.0) -> Path:
+def make_clip(path: Path, audio_codec: str | None = "aac", frames: int = FRAMES, seconds: float = 2.0, rotation: int = 0) -> Path:
     """``frames`` frames at 12 fps (a keyframe every 6) and ``seconds`` of a 440 Hz sine."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=FPS, options={"g": "6", "preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        if rotation:
+            video.set_display_rotation(rotation)
         if audio_codec:
             audio = out.add_stream(audio_codec, rate=RATE)
             audio.layout = "mono"
@@ -83,6 +85,15 @@ def test_a_range_after_a_seek_gives_the_same_frames(clip, decoded):
         assert frame.time == decoded[frame.index].time
         assert np.array_equal(frame.image, decoded[frame.index].image)
     assert [f.index for f in FrameReader(str(clip), start=20)] == [20, 21, 22, 23]
+
+
+def test_a_rotated_clip_is_read_upright(tmp_path):
+    # A phone's portrait clip: stored landscape with a display matrix turning it a quarter clockwise.
+    path = make_clip(tmp_path / "portrait.mp4", audio_codec=None, frames=2, rotation=-90)
+    info = open_clip(str(path))
+    assert (info.width, info.height) == (HEIGHT, WIDTH)
+    first = next(iter(FrameReader(str(path))))
+    assert first.image.shape == (WIDTH, HEIGHT, 3) and mad(first.image, np.rot90(gradient(0), -1)) < 6
 
 
 def test_frames_folder_in_natural_order(tmp_path):
@@ -255,3 +266,17 @@ def test_parse_range_refuses_bad_text(text):
     with pytest.raises(UserError) as caught:
         parse_range(text)
     assert "--frames" in caught.value.for_cli()
+
+
+def test_start_past_the_end_of_a_clip_without_a_frame_count(tmp_path):
+    path = make_clip(tmp_path / "clip.mkv", audio_codec=None, frames=4)  # Matroska keeps no count
+    assert open_clip(str(path)).frame_count is None
+    with pytest.raises(UserError, match="6: but the clip has 4 frames"):
+        list(FrameReader(str(path), start=6))
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    images = [gradient(0), gradient(1, width=40)]
+    with pytest.raises(ValueError, match="the first 48x32"):
+        write_video(images, [Fraction(0), Fraction(1, 12)], tmp_path / "out.mp4", fps=FPS)
+    assert list(tmp_path.iterdir()) == []
