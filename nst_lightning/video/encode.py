@@ -41,7 +41,8 @@ def write_video(
     CRF ``crf``, in mp4). ``fps`` is the nominal rate the file declares; the frames keep their own
     times, so a variable rate stays variable. ``audio_from``: its first audio stream from
     ``audio_start`` to ``audio_end``, moved to start at 0 (copied when mp4 can hold its codec, else
-    re-encoded to AAC). Returns ``out``."""
+    re-encoded to AAC); the picture is not moved, so for a cut give ``times`` from the cut too
+    (``frame.time - audio_start``) and the two stay in sync. Returns ``out``."""
     out = Path(out)
     time_base = _time_base(times)
     images = iter(images)
