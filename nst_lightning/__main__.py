@@ -1,5 +1,5 @@
 """``python -m nst_lightning COMMAND`` and the ``nst-lightning`` command: the only module that imports
-every command (``fit`` and LightningCLI's others through ``run``, ``batch``), and only once the signal
+every command (``fit`` and LightningCLI's others through ``run``, ``batch``, ``video``), and only once the signal
 handlers below are in place."""
 
 import os
@@ -22,23 +22,40 @@ def _stop_while_starting(signum: int, frame: object) -> None:
 
 
 def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> object:
-    """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), or else a
+    """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), ``video``
+    (``video/cli.py``), or else a
     LightningCLI subcommand such as ``fit`` (``run/entry.py``). Ends in ``SystemExit`` with the
     command's exit code, or returns the finished ``fit``'s CLI object."""
     from nst_lightning.run.entry import cli_main, program_name
     from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
 
     argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["batch"]:  # many jobs, each one a fit through cli_main
-        from nst_lightning.batch.cli import batch_main
-
+    commands = {"batch": _batch_main, "video": _video_main}  # many fits, each through cli_main
+    if argv[:1] and argv[0] in commands:
         hide_expected_warnings()
         NoAdvertisements.install()
-        code = batch_main(argv[1:], program_name())
+        code = commands[argv[0]](argv[1:], program_name())
         if exit_on_signals:
             exit_on_signal()
         raise SystemExit(code)
     return cli_main(args, exit_on_signals=exit_on_signals)
+
+
+def _batch_main(argv: list[str], prog: str) -> int:
+    from nst_lightning.batch.cli import batch_main
+
+    return batch_main(argv, prog)
+
+
+def _video_main(argv: list[str], prog: str) -> int:
+    try:
+        from nst_lightning.video.cli import video_main
+    except ImportError as err:  # PyAV or OpenCV missing: the extra
+        if err.name not in ("av", "cv2"):
+            raise
+        print(f"nst_lightning: error: video needs {err.name}: pip install -e \".[video]\" (or pip install \"nst_lightning[video]\")", file=sys.stderr)
+        return 2
+    return video_main(argv, prog)
 
 
 def main() -> None:

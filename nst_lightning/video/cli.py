@@ -1,0 +1,140 @@
+"""``python -m nst_lightning video``: a clip in a painting's style without flicker (Ruder et al. 2016).
+
+    python -m nst_lightning video --config configs/quick.yaml --input clip.mp4 --style starry.jpg --out styled/
+
+Every other option (``--model.*``, ``--data.image_size``, ``--trainer.*``, ``--config``) is each
+frame's ``fit`` option, checked once before anything is written. Rerunning the same command skips
+finished frames and resumes the one in progress from its checkpoint.
+
+Exit codes: 0 done; 2 an error (one line: the option, or the frame and its reason); 128 + N stopped by
+signal N (rerun to go on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from nst_lightning.utilities.errors import RunInterrupted, UserError
+from nst_lightning.utilities.files import WriteFailed
+from nst_lightning.video.clip import VideoOptions, run_clip
+
+# Set by the command for each frame: giving them would point every frame at the same run.
+OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger", "--model.init_image")
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{prog} video",
+        description="Style a clip frame by frame, each frame held to the previous one by optical flow; any fit option "
+        "(--config, --model.*, --data.image_size, --trainer.*) applies to every frame.",
+        exit_on_error=False,
+    )
+    p.add_argument("--input", required=True, help="a video file (mp4, mov, mkv, webm, GIF) or a folder or glob of frames")
+    p.add_argument("--style", required=True, help="the painting (a file, URL or builtin:NAME; a list \"[a.jpg, b.jpg]\" blends)")
+    p.add_argument("--out", default=None, help="the run's folder (default: INPUT_styled): frames/, the video, a run per frame")
+    p.add_argument("--frames", default=None, help="A:B, the frames from A to B (0-based, B excluded), e.g. 0:24 for a first try")
+    p.add_argument("--out_format", default="mp4", choices=["mp4", "gif"], help="mp4 (H.264, the input's sound) or gif (short loops)")
+    p.add_argument("--video.first_frame_steps", dest="first_frame_steps", type=int, default=None,
+                   help="steps of each shot's first frame, a still run (default: --trainer.max_steps)")
+    p.add_argument("--video.frame_steps", dest="frame_steps", type=int, default=None,
+                   help="steps of every later frame, started from the previous result (default: a quarter of the first's)")
+    p.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
+                   help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
+    p.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
+                   help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/video.md)")
+    p.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
+                   help="histogram distance between frames above which a new shot starts")
+    p.add_argument("--video.crf", dest="crf", type=int, default=18, help="H.264 quality: 0 lossless ... 51 worst (18: visually lossless)")
+    p.add_argument("--video.fps", dest="fps", default=None, help="a folder of frames' rate (default 25), e.g. 24 or 30000/1001")
+    return p
+
+
+def parse(argv: list[str], prog: str) -> VideoOptions:
+    from nst_lightning.video.io import parse_range
+
+    try:
+        known, rest = parser(prog).parse_known_args(argv)
+    except argparse.ArgumentError as err:
+        raise UserError(f"{err}; see {prog} video --help") from None
+    for arg in rest:
+        name = arg.split("=", 1)[0]
+        if name.startswith(OWN_OPTIONS):
+            raise UserError(f"{name} is set by video for each frame; give the clip with --input, the painting with --style")
+        if name.startswith("--data.regions"):
+            raise UserError("--data.regions: a video has no per-frame masks yet; leave --data.regions out")
+    for name in ("first_frame_steps", "frame_steps", "crf"):
+        value = getattr(known, name)
+        if value is not None and (value < (0 if name == "crf" else 1) or (name == "crf" and value > 51)):
+            option = "--video.crf" if name == "crf" else f"--video.{name}"
+            raise UserError(f"{option} {value}: give {'0 to 51' if name == 'crf' else 'a positive number of steps'}")
+    if known.temporal_weight < 0:
+        raise UserError(f"--video.temporal_weight {known.temporal_weight}: give 0 or more")
+    try:
+        fps = Fraction(known.fps) if known.fps is not None else None
+    except (ValueError, ZeroDivisionError):
+        fps = Fraction(0)
+    if fps is not None and fps <= 0:
+        raise UserError(f"--video.fps {known.fps}: give a positive rate, e.g. 25 or 30000/1001")
+    start, stop = parse_range(known.frames) if known.frames is not None else (0, None)
+    out = Path(known.out) if known.out else Path(f"{Path(known.input.rstrip('/')).stem or 'clip'}_styled")
+    fit_args = [_absolute(arg, rest, i) for i, arg in enumerate(rest)]
+    return VideoOptions(
+        input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
+        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
+        flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
+        fps=fps, fit_args=tuple(fit_args),
+    )
+
+
+def _absolute(arg: str, args: list[str], i: int) -> str:
+    # --config files as absolute paths: the clip's identity must not depend on where it was started.
+    if i > 0 and args[i - 1] == "--config" and Path(arg).is_file():
+        return str(Path(arg).absolute())
+    return arg
+
+
+def video_main(argv: list[str], prog: str) -> int:
+    """The ``video`` command: its exit code; every error is one line on stderr."""
+    from nst_lightning.run.fit_options import UsageError, check_fit_options
+    from nst_lightning.video.frame_run import frame_arguments
+    from nst_lightning.video.layout import ClipDirectory
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # between frames: like Ctrl-C
+    try:
+        options = parse(argv, prog)
+        # The frames' fit options, once, before anything is written: a bad one is every frame's.
+        settings = check_fit_options(frame_arguments(ClipDirectory(options.out), 1, options.style, options.fit_args, None, None))
+        if settings.config.get("data.regions"):
+            raise UserError("--data.regions: a video has no per-frame masks yet; leave data.regions out of the config")
+        run_clip(options, settings.image_size, settings.max_steps)
+        return 0
+    except UsageError as err:
+        print(f"nst_lightning: error: {err}", file=sys.stderr)
+        return 2
+    except WriteFailed as err:
+        print(f"nst_lightning: error: {err}; free some space and rerun the same command to go on", file=sys.stderr)
+        return 2
+    except UserError as err:
+        print(f"nst_lightning: error: {err.for_cli()}", file=sys.stderr)
+        return 2
+    except SystemExit as stop:  # a frame stopped by a signal: it saved its checkpoint
+        return stop.code if isinstance(stop.code, int) else 1
+    except (KeyboardInterrupt, RunInterrupted) as err:
+        signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
+        print(f"video: stopped by {signal.Signals(signum).name} between frames; rerun the same command to go on", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise RunInterrupted(signum, None, saved=False)

@@ -1,0 +1,117 @@
+"""One frame of a clip: what it starts from, what holds it to the previous frame, and its ``fit``.
+
+The first frame of a shot is a still run. Frame ``n`` after it (Ruder et al. 2016, Sec. 3) starts from
+frame ``n - 1``'s saved result warped onto frame ``n`` by the backward flow (``n -> n - 1``), and the
+temporal loss holds it there wherever the consistency mask trusts the flow. Where it does not
+(disoccluded pixels, motion boundaries) the start is the photo's own pixels: Ruder et al. start from
+the warped image everywhere, which leaves the previous frame's strokes smeared over what has just come
+into view (``docs/video.md``).
+
+Everything a frame needs is computed from its inputs and the previous frame's *saved* result, and
+written before its ``fit`` starts (``init.png``, ``previous.pt``), so an interrupted frame resumes
+against exactly what it started with, and a resumed clip gives the frames an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nst_lightning.run.capture import output_to
+from nst_lightning.utilities.files import atomic_write
+from nst_lightning.video.flow import FlowCache, consistency_mask, warp
+from nst_lightning.video.layout import ClipDirectory
+from nst_lightning.video.temporal import save_previous
+
+TEMPORAL_CALLBACK = "nst_lightning.video.temporal.TemporalLoss"
+ERROR_PREFIX = "nst_lightning: error: "
+STOPPED_PREFIX = "nst_lightning: stopped"
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    code: int  # cli_main's exit code: 0 done, 2 a user error, 128 + N stopped by signal N
+    line: str  # the run's one-line error or stop message ("" when done)
+    cli: Any = None
+    seconds: float = 0.0
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def prepare(clip: ClipDirectory, n: int, flows: FlowCache) -> float:
+    """Frame ``n``'s start image and temporal target, from frame ``n - 1``'s result; the fraction of
+    its pixels the flow is trusted at."""
+    content, before = read_rgb(clip.input(n)), read_rgb(clip.input(n - 1))
+    backward = flows.pair(n, n - 1, content, before)
+    forward = flows.pair(n - 1, n, before, content)
+    mask = consistency_mask(backward, forward)
+    warped = warp(read_rgb(clip.frame(n - 1)).astype(np.float32) / 255.0, backward)
+    trusted = mask[..., None]
+    start = trusted * warped + (1.0 - trusted) * (content.astype(np.float32) / 255.0)
+    write_png(clip.run(n) / "init.png", np.clip(np.rint(start * 255.0), 0, 255).astype(np.uint8))
+    as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)  # noqa: E731
+    save_previous(clip.run(n) / "previous.pt", as_tensor(warped), as_tensor(trusted))
+    return float(mask.mean())
+
+
+def frame_arguments(
+    clip: ClipDirectory, n: int, style: str, fit_args: Sequence[str], steps: Optional[int], temporal_weight: Optional[float]
+) -> list[str]:
+    """Frame ``n``'s ``fit`` command line: the clip's fit options, then what is this frame's own.
+    ``temporal_weight`` None: a shot's first frame, a still run; else it starts from ``init.png`` with
+    the temporal loss, in one stage (the warped start is already at full size: coarse-to-fine would
+    throw it away)."""
+    run = clip.run(n)
+    args = ["fit", "--trainer.enable_progress_bar", "false", *fit_args, "--data.content", str(clip.input(n)), "--data.style", style]
+    args += ["--trainer.max_steps", str(steps)] if steps is not None else []
+    args += ["--trainer.logger.init_args.save_dir", str(run.parent), "--trainer.logger.init_args.name", ""]
+    args += ["--trainer.logger.init_args.version", run.name]
+    if temporal_weight is not None:
+        args += ["--model.init", "image", "--model.init_image", str(run / "init.png"), "--model.stage_steps", "null"]
+        args += [f"--trainer.callbacks+={TEMPORAL_CALLBACK}", "--trainer.callbacks.previous", str(run / "previous.pt")]
+        args += ["--trainer.callbacks.weight", repr(float(temporal_weight))]
+    if (run / "checkpoints" / "last.ckpt").is_file():
+        args += ["--ckpt_path", "last"]
+    return args
+
+
+def run_frame(clip: ClipDirectory, n: int, args: list[str]) -> FrameOutcome:
+    """Frame ``n``'s ``fit``, in this process through ``cli_main`` (every check, lock, checkpoint and
+    one-line error of a ``fit``), its output into ``runs/frame_NNNNNN/frame.log``."""
+    from nst_lightning.run.entry import cli_main
+
+    clip.run(n).mkdir(parents=True, exist_ok=True)
+    log, started, cli, code = io.StringIO(), time.monotonic(), None, 0
+    with output_to(clip.run(n) / "frame.log", log):
+        try:
+            cli = cli_main(args)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    lines = log.getvalue().splitlines()
+    prefix = ERROR_PREFIX if code == 2 else STOPPED_PREFIX
+    found = [line[line.index(prefix) :] for line in lines if prefix in line]
+    return FrameOutcome(code, found[-1] if found and code else "", cli, time.monotonic() - started)
+
+
+def record(outcome: FrameOutcome, n: int, trusted: Optional[float]) -> dict[str, Any]:
+    """``frame.json``: what the frame's run ended with."""
+    metrics = outcome.cli.trainer.callback_metrics if outcome.cli is not None else {}
+    losses = {name: round(float(metrics[f"train/{name}"]), 6) for name in ("loss", "content_loss", "style_loss", "temporal_loss") if f"train/{name}" in metrics}
+    steps = int(outcome.cli.trainer.global_step) if outcome.cli is not None else 0
+    return {"frame": n, "status": "done", "steps": steps, "seconds": round(outcome.seconds, 2), "trusted_fraction": trusted, **losses}
