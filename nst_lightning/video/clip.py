@@ -9,6 +9,7 @@ pictures. The flow of the next frame is computed in a thread while the current o
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -143,7 +144,9 @@ def stylize_frames(options: VideoOptions, clip: ClipDirectory, manifest: Manifes
                 raise UserError(f"frame {n}: {outcome.line.removeprefix('nst_lightning: error: ')} (its log: {clip.run(n) / 'frame.log'})")
             if outcome.code != 0:
                 progress.close()
-                print(f"video: {outcome.line.removeprefix('nst_lightning: ')} at frame {n} of {manifest.count}; "
+                # The run's own line says how to resume a fit; a clip resumes by its own command.
+                head = outcome.line.removeprefix("nst_lightning: ").split(";")[0]
+                print(f"video: {head} of frame {n} of {manifest.count}, its checkpoint saved; "
                       "rerun the same command to continue from there", file=sys.stderr)
                 raise SystemExit(outcome.code)
             clip.finish_frame(n, clip.run(n) / "generated.png", record(outcome, n, trusted))
@@ -181,8 +184,17 @@ def run_clip(options: VideoOptions, image_size: int, fit_max_steps: int) -> Path
     identity = options.identity(image_size, fit_max_steps)
     manifest = clip.check_same(identity)
     if manifest is None:
+        open_clip(options.input, options.fps)  # not a clip: said before anything is written
+        created = not options.out.exists()
         options.out.mkdir(parents=True, exist_ok=True)
-        manifest = extract(options, clip, image_size, identity)
+        try:
+            manifest = extract(options, clip, image_size, identity)
+        except BaseException:
+            # A range past the end, a frame of another size, a stop: found while extracting, and
+            # nothing of it kept (the manifest is written last, so a rerun starts afresh anyway).
+            if created:
+                shutil.rmtree(options.out, ignore_errors=True)
+            raise
     if manifest.lost:
         print(f"video: {len(manifest.lost)} frame(s) could not be decoded and are left out: {manifest.lost[:10]}", file=sys.stderr)
     started = time.monotonic()

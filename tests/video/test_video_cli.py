@@ -1,0 +1,195 @@
+"""``python -m nst_lightning video`` end to end on tiny clips (random weights, a few steps): the frames,
+the video with its timing and sound, the temporal loss after the first frame, shots, reruns, and every
+bad input as one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_lightning.__main__ import dispatch
+from tests.helpers import DEBUG_CONFIG, REPO, events, make_image, pixels_sha
+from tests.video.clips import make_pan_clip, pan_frames
+
+SMALL = ["--config", DEBUG_CONFIG, "--data.image_size", "64", "--checkpoint.every_n_train_steps", "1", "--image_logger.every_n_steps", "100"]
+
+
+def video(*args: str) -> int:
+    try:
+        dispatch(["video", *SMALL, *args])
+    except SystemExit as done:
+        return done.code
+    raise AssertionError("the command returned without an exit code")
+
+
+def error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture
+def clip(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["nst_lightning"])
+    make_image(tmp_path / "style.png", (48, 48), color=(10, 200, 90))
+    return make_pan_clip(tmp_path / "pan.mp4", count=5)
+
+
+def test_a_clip_becomes_frames_and_a_video_with_its_timing_and_sound(clip, tmp_path):
+    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "2") == 0
+    out = tmp_path / "styled"
+    frames = sorted((out / "frames").iterdir())
+    assert [f.name for f in frames] == [f"{n:06d}.png" for n in range(1, 6)]
+    assert Image.open(frames[0]).size == (64, 48)
+    records = [json.loads((out / "runs" / f"frame_{n:06d}" / "frame.json").read_text()) for n in range(1, 6)]
+    # The first frame is a still run of the fit's max_steps (4 in debug.yaml); the others start from
+    # the previous result, with the temporal loss, for --video.frame_steps.
+    assert records[0]["steps"] == 4 and "temporal_loss" not in records[0] and records[0]["trusted_fraction"] is None
+    assert all(r["steps"] == 2 and r["temporal_loss"] > 0 and 0.8 < r["trusted_fraction"] <= 1 for r in records[1:])
+    # While a frame runs it has its checkpoint; once done, only its result, record, config and events.
+    assert not any((out / "runs").glob("*/checkpoints")) and not any((out / "runs").glob("*/previous.pt"))
+    assert events(out / "runs" / "frame_000003").Scalars("train/temporal_loss")
+    with av.open(str(out / "pan.mp4")) as container:
+        picture, sound = container.streams.video[0], container.streams.audio[0]
+        assert (picture.codec_context.name, picture.codec_context.pix_fmt, sound.codec_context.name) == ("h264", "yuv420p", "aac")
+        times = [frame.time for frame in container.decode(video=0)]
+    assert times == pytest.approx([n / 12 for n in range(5)], abs=1e-3)  # the input's 12 fps
+    assert float(sound.duration * sound.time_base) == pytest.approx(5 / 12, abs=0.05)  # trimmed to the picture
+
+
+def test_later_frames_follow_the_pan_and_a_cut_starts_a_new_shot(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["nst_lightning"])
+    make_image(tmp_path / "style.png", (48, 48), color=(10, 200, 90))
+    make_pan_clip(tmp_path / "cut.mp4", count=5, cut_at=3, audio=False)
+    assert video("--input", "cut.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1", "--out_format", "gif") == 0
+    out = tmp_path / "styled"
+    manifest = json.loads((out / "clip.json").read_text())
+    assert manifest["shots"] == [4]  # frame 4 (1-based) is the first of the Starry Night
+    shot_start = json.loads((out / "runs" / "frame_000004" / "frame.json").read_text())
+    assert "temporal_loss" not in shot_start and shot_start["steps"] == 4
+    assert "temporal_loss" in json.loads((out / "runs" / "frame_000005" / "frame.json").read_text())
+    with Image.open(out / "cut.gif") as gif:
+        assert gif.n_frames == 5
+
+
+def test_a_rerun_skips_finished_frames_and_more_frames_are_refused(clip, tmp_path, capsys):
+    args = ["--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1", "--frames", "0:3"]
+    assert video(*args) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "styled" / "frames").iterdir()}
+    assert video(*args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "styled" / "frames").iterdir()} == before
+    capsys.readouterr()
+    assert video(*args[:-1], "0:4") == 2
+    line = error_line(capsys)
+    assert "holds a video run of another clip or with other options (frames differ)" in line and "another --out" in line
+
+
+def _video_process(cwd: Path, out: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--input", "pan.mp4", "--style", "style.png", "--out", out]
+    command += ["--trainer.max_steps", "12", "--video.frame_steps", "12"]
+    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _stop_at(cwd: Path, frame: int, stop: signal.Signals) -> subprocess.CompletedProcess:
+    """The clip into ``cwd/stopped``, stopped by ``stop`` once frame ``frame`` has its first checkpoint."""
+    process = _video_process(cwd, "stopped")
+    checkpoint = cwd / "stopped" / "runs" / f"frame_{frame:06d}" / "checkpoints" / "last.ckpt"
+    try:
+        _wait_for(lambda: checkpoint.is_file() or process.poll() is not None)
+        process.send_signal(stop)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not (cwd / "stopped" / "frames" / f"{frame:06d}.png").exists() and checkpoint.is_file()
+    return subprocess.CompletedProcess(process.args, process.returncode, "", err)
+
+
+def test_a_stopped_clip_resumes_to_the_same_frames_as_an_uninterrupted_one(clip, tmp_path):
+    whole = _video_process(tmp_path, "whole")
+    _, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    # Ctrl-C in frame 3: a checkpoint at a step boundary and one line; then SIGKILL in frame 4 of the rerun.
+    stopped = _stop_at(tmp_path, 3, signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("video: stopped by SIGINT after ") and last.endswith(
+        "steps of frame 3 of 5, its checkpoint saved; rerun the same command to continue from there"), last
+    assert _stop_at(tmp_path, 4, signal.SIGKILL).returncode == -signal.SIGKILL
+    resumed = _video_process(tmp_path, "stopped")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    for n in range(1, 6):
+        assert pixels_sha(tmp_path / "stopped" / "frames" / f"{n:06d}.png") == pixels_sha(tmp_path / "whole" / "frames" / f"{n:06d}.png"), n
+
+
+def _text_file(tmp_path: Path) -> None:
+    (tmp_path / "notes.mp4").write_text("not a video")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--input", "notes.mp4"], "--input"),
+        (["--input", "missing.mp4"], "--input"),
+        (["--input", "pan.mp4", "--frames", "10:12"], "--frames"),
+        (["--input", "pan.mp4", "--frames", "x"], "--frames"),
+        (["--input", "pan.mp4", "--data.content", "a.png"], "--data.content is set by video for each frame"),
+        (["--input", "pan.mp4", "--data.regions", "[]"], "--data.regions: a video has no per-frame masks yet"),
+        (["--input", "pan.mp4", "--model.style_weight", "-1"], "model.style_weight"),
+        (["--input", "pan.mp4", "--video.frame_steps", "0"], "--video.frame_steps 0: give a positive number of steps"),
+        (["--input", "pan.mp4", "--video.temporal_weight", "-2"], "--video.temporal_weight -2"),
+        (["--input", "pan.mp4", "--video.crf", "60"], "--video.crf 60"),
+    ],
+    ids=["not-a-video", "missing", "past-the-end", "bad-range", "own-option", "regions", "bad-fit-option", "steps", "weight", "crf"],
+)
+def test_bad_input_is_one_line_and_nothing_is_written(clip, tmp_path, capsys, args, words):
+    _text_file(tmp_path)
+    capsys.readouterr()
+    assert video(*args, "--style", "style.png", "--out", "styled") == 2
+    assert words in error_line(capsys)
+    assert not (tmp_path / "styled").exists()
+
+
+def test_an_out_folder_holding_other_files_is_refused(clip, tmp_path, capsys):
+    (tmp_path / "styled").mkdir()
+    (tmp_path / "styled" / "holiday.jpg").write_bytes(b"mine")
+    capsys.readouterr()
+    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled") == 2
+    assert "--out" in error_line(capsys) and sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["holiday.jpg"]
+
+
+def test_a_folder_of_frames_at_its_own_rate(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["nst_lightning"])
+    make_image(tmp_path / "style.png", (48, 48), color=(10, 200, 90))
+    (tmp_path / "shots").mkdir()
+    for i, pixels in enumerate(pan_frames(3)):
+        Image.fromarray(pixels).save(tmp_path / "shots" / f"f{i + 1}.png")
+    assert video("--input", "shots", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1", "--video.fps", "8") == 0
+    with av.open(str(tmp_path / "styled" / "shots.mp4")) as container:
+        assert [frame.time for frame in container.decode(video=0)] == pytest.approx([0, 1 / 8, 2 / 8], abs=1e-3)
+        assert not container.streams.audio
+    assert Fraction(json.loads((tmp_path / "styled" / "clip.json").read_text())["fps"]) == 8
+    assert np.asarray(Image.open(tmp_path / "styled" / "frames" / "000003.png")).shape == (48, 64, 3)
