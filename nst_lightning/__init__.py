@@ -18,6 +18,7 @@ _EXPORTS = {
     "UserError": "nst_lightning.utilities.errors",
     "StyleTransfer": "nst_lightning.model.module",
     "stylize": "nst_lightning.run.api",
+    "stylize_video": "nst_lightning.video.api",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -99,22 +99,31 @@ def _absolute(arg: str, args: list[str], i: int) -> str:
     return arg
 
 
-def video_main(argv: list[str], prog: str) -> int:
-    """The ``video`` command: its exit code; every error is one line on stderr."""
-    from nst_lightning.run.fit_options import UsageError, check_fit_options
+def run_video(argv: list[str], prog: str) -> Path:
+    """Parse ``argv``, check the frames' fit options once, run the clip; the encoded video's path.
+    Raises ``UsageError``/``UserError`` (one line), ``WriteFailed``, ``SystemExit(128 + N)`` when a
+    frame was stopped by signal N."""
+    from nst_lightning.run.fit_options import check_fit_options
     from nst_lightning.video.frame_run import frame_arguments
     from nst_lightning.video.layout import ClipDirectory
+
+    options = parse(argv, prog)
+    # The frames' fit options, once, before anything is written: a bad one is every frame's.
+    settings = check_fit_options(frame_arguments(ClipDirectory(options.out), 1, options.style, options.fit_args, None, None))
+    if settings.config.get("data.regions"):
+        raise UserError("--data.regions: a video has no per-frame masks yet; leave data.regions out of the config")
+    return run_clip(options, settings.image_size, settings.max_steps)
+
+
+def video_main(argv: list[str], prog: str) -> int:
+    """The ``video`` command: its exit code; every error is one line on stderr."""
+    from nst_lightning.run.fit_options import UsageError
 
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)  # between frames: like Ctrl-C
     try:
-        options = parse(argv, prog)
-        # The frames' fit options, once, before anything is written: a bad one is every frame's.
-        settings = check_fit_options(frame_arguments(ClipDirectory(options.out), 1, options.style, options.fit_args, None, None))
-        if settings.config.get("data.regions"):
-            raise UserError("--data.regions: a video has no per-frame masks yet; leave data.regions out of the config")
-        run_clip(options, settings.image_size, settings.max_steps)
+        run_video(argv, prog)
         return 0
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)

@@ -193,3 +193,16 @@ def test_a_folder_of_frames_at_its_own_rate(tmp_path, monkeypatch):
         assert not container.streams.audio
     assert Fraction(json.loads((tmp_path / "styled" / "clip.json").read_text())["fps"]) == 8
     assert np.asarray(Image.open(tmp_path / "styled" / "frames" / "000003.png")).shape == (48, 64, 3)
+
+
+def test_stylize_video_is_the_command_in_one_call(clip, tmp_path):
+    from nst_lightning import UserError, stylize_video
+
+    path = stylize_video("pan.mp4", "style.png", "styled", config=DEBUG_CONFIG, frames="0:2", frame_steps=1, image_size=64, style_weight=5.0)
+    assert path == tmp_path / "styled" / "pan.mp4" and len(list((tmp_path / "styled" / "frames").iterdir())) == 2
+    assert json.loads((tmp_path / "styled" / "runs" / "frame_000002" / "frame.json").read_text())["steps"] == 1
+    with pytest.raises(UserError, match="unknown option colour="):
+        stylize_video("pan.mp4", "style.png", "other", colour=1)
+    with pytest.raises(UserError, match="frames"):
+        stylize_video("pan.mp4", "style.png", "other", config=DEBUG_CONFIG, frames="9:12")
+    assert not (tmp_path / "other").exists()
