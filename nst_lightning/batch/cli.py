@@ -32,9 +32,10 @@ from typing import Any, Optional, Sequence
 
 from nst_lightning.batch.jobs import finished_steps, fit_arguments, is_done
 from nst_lightning.batch.launchers import LAUNCHERS
-from nst_lightning.batch.plan import Job, group_jobs, parse_shard, plan_jobs, shard, sources
+from nst_lightning.batch.plan import Job, group_jobs, plan_jobs, shard, sources
 from nst_lightning.batch.report import Progress, write_contact_sheet, write_summary
 from nst_lightning.run.fit_options import FitSettings, UsageError, check_fit_options
+from nst_lightning.run.launchers import parse_shard
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
 

@@ -188,29 +188,6 @@ def group_jobs(jobs: Sequence[Job], batch_size: int, size_of: Callable[[Job], Op
     return sorted(groups + alone, key=lambda group: jobs.index(group[0]))
 
 
-def parse_shard(value: str, environ: Optional[dict[str, str]] = None) -> tuple[int, int]:
-    """``I/N`` (0 <= I < N), or ``slurm``: a job array's task, ``SLURM_ARRAY_TASK_ID`` counted from
-    ``SLURM_ARRAY_TASK_MIN`` (so ``--array=1-4`` and ``--array=0-3`` both work) of
-    ``SLURM_ARRAY_TASK_COUNT``."""
-    environ = os.environ if environ is None else environ
-    if value == "slurm":
-        try:
-            task, first, count = (int(environ[k]) for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"))
-        except (KeyError, ValueError):
-            raise UserError(
-                "--shard slurm: SLURM_ARRAY_TASK_ID, _MIN and _COUNT are not set; run it inside an sbatch --array job, or give --shard I/N"
-            ) from None
-        index, count = task - first, count
-    else:
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
-        if not match:
-            raise UserError(f"--shard {value}: give I/N (the I-th of N shares, counted from 0) or slurm")
-        index, count = int(match[1]), int(match[2])
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"--shard {value}: I must be in 0..N-1 and N at least 1 (here I={index}, N={count})")
-    return index, count
-
-
 def shard(groups: Sequence[Sequence[Job]], index: int, count: int) -> list[Sequence[Job]]:
     """The ``index``-th of ``count`` disjoint shares: groups sorted by their first job's name and dealt
     out in turn, so every group is in exactly one share, the shares differ by at most one group, a

@@ -17,10 +17,11 @@ import torch
 from PIL import Image
 
 from nst_lightning.__main__ import dispatch
-from nst_lightning.batch.plan import Job, group_jobs, parse_shard, plan_jobs, shard, sources
+from nst_lightning.batch.plan import Job, group_jobs, plan_jobs, shard, sources
 from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.module import StyleTransfer
+from nst_lightning.run.launchers import parse_shard
 from nst_lightning.utilities.errors import UserError
 from tests.batch.batching import batch, batch_lines, summary
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, scalar_steps
