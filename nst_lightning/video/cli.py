@@ -18,7 +18,7 @@ import sys
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import WriteFailed
@@ -40,6 +40,10 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="the run's folder (default: INPUT_styled): frames/, the video, a run per frame")
     p.add_argument("--frames", default=None, help="A:B, the frames from A to B (0-based, B excluded), e.g. 0:24 for a first try")
     p.add_argument("--out_format", default="mp4", choices=["mp4", "gif"], help="mp4 (H.264, the input's sound) or gif (short loops)")
+    p.add_argument("--launcher", default="sequential", choices=["sequential", "ray"], help="where shots run: this process, or Ray tasks in parallel")
+    p.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
+    p.add_argument("--cpus_per_job", type=float, default=None, help="with --launcher ray on CPUs: cores per shot (default: all of this machine's)")
+    p.add_argument("--shard", default=None, help="I/N: only the I-th (from 0) of N shares of the shots; slurm: a job array's task")
     p.add_argument("--video.first_frame_steps", dest="first_frame_steps", type=int, default=None,
                    help="steps of each shot's first frame, a still run (default: --trainer.max_steps)")
     p.add_argument("--video.frame_steps", dest="frame_steps", type=int, default=None,
@@ -81,6 +85,14 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         fps = Fraction(0)
     if fps is not None and fps <= 0:
         raise UserError(f"--video.fps {known.fps}: give a positive rate, e.g. 25 or 30000/1001")
+    if known.ray_address is not None and known.launcher != "ray":
+        raise UserError("--ray_address is for --launcher ray; add --launcher ray")
+    if known.cpus_per_job is not None and not known.cpus_per_job > 0:
+        raise UserError(f"--cpus_per_job {known.cpus_per_job}: give a positive number of cores")
+    if known.shard is not None:
+        from nst_lightning.run.launchers import parse_shard
+
+        parse_shard(known.shard)  # a bad share: said before anything is written
     start, stop = parse_range(known.frames) if known.frames is not None else (0, None)
     out = Path(known.out) if known.out else Path(f"{Path(known.input.rstrip('/')).stem or 'clip'}_styled")
     fit_args = [_absolute(arg, rest, i) for i, arg in enumerate(rest)]
@@ -88,7 +100,8 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
         first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
         flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
-        fps=fps, fit_args=tuple(fit_args),
+        fps=fps, fit_args=tuple(fit_args), launcher=known.launcher, ray_address=known.ray_address,
+        cpus_per_job=known.cpus_per_job, shard=known.shard,
     )
 
 
@@ -99,8 +112,9 @@ def _absolute(arg: str, args: list[str], i: int) -> str:
     return arg
 
 
-def run_video(argv: list[str], prog: str) -> Path:
-    """Parse ``argv``, check the frames' fit options once, run the clip; the encoded video's path.
+def run_video(argv: list[str], prog: str) -> Optional[Path]:
+    """Parse ``argv``, check the frames' fit options once, run the clip; the encoded video's path
+    (None: with ``--shard``, other shares have frames to do).
     Raises ``UsageError``/``UserError`` (one line), ``WriteFailed``, ``SystemExit(128 + N)`` when a
     frame was stopped by signal N."""
     from nst_lightning.run.fit_options import check_fit_options

@@ -1,10 +1,10 @@
-"""A clip, frame by frame: its frames extracted at the working size, cut into shots, each frame a
-``fit`` (``frame_run.py``), the results encoded with the input's timing and sound.
+"""A clip: its frames extracted at the working size, cut into shots, the shots run on a launcher
+(``shot_run.py``: each frame a ``fit``, ``frame_run.py``), the results encoded with the input's timing
+and sound.
 
 Within a shot the frames are sequential (frame ``n`` starts from ``n - 1``'s result); a hard cut
 (``shots.find_cuts``) starts a new shot with a still run, since a flow across a cut matches unrelated
-pictures. The flow of the next frame is computed in a thread while the current one optimises
-(OpenCV releases the GIL), so it costs no wall time of its own.
+pictures, so shots are independent and run in parallel (Ray) or in shares (``--shard``, SLURM arrays).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,11 +20,12 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
-from nst_lightning.utilities.errors import UserError
-from nst_lightning.video.flow import FlowCache
-from nst_lightning.video.frame_run import frame_arguments, prepare, read_rgb, record, run_frame, write_png
+from nst_lightning.run import launchers
+from nst_lightning.run.launchers import parse_shard
+from nst_lightning.video.frame_run import read_rgb, write_png
 from nst_lightning.video.io import FrameReader, open_clip, write_gif, write_video
 from nst_lightning.video.layout import ClipDirectory, Manifest
+from nst_lightning.video.shot_run import run_shot
 from nst_lightning.video.shots import find_cuts
 
 
@@ -45,6 +45,10 @@ class VideoOptions:
     crf: int = 18
     fps: Optional[Fraction] = None  # a folder of frames' rate (default 25)
     fit_args: tuple[str, ...] = ()
+    launcher: str = "sequential"  # where shots run (run/launchers.py): not part of the identity
+    ray_address: Optional[str] = None
+    cpus_per_job: Optional[float] = None
+    shard: Optional[str] = None
 
     def steps(self, fit_max_steps: int) -> tuple[int, int]:
         first = self.first_frame_steps or fit_max_steps
@@ -100,7 +104,8 @@ class FrameProgress:
     def __init__(self, total: int, done: int) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=done, unit="frame", file=sys.stderr, dynamic_ncols=True,
+        # leave=False: the bar clears itself at the end, and the lines said then (the result, a stop) stay.
+        self.bar = tqdm(total=total, initial=done, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=False,
                         bar_format="video: {n_fmt}/{total_fmt} frames |{bar}| {desc}")
         self.seconds, self.timed = 0.0, 0
 
@@ -111,55 +116,36 @@ class FrameProgress:
         self.bar.set_description_str(f"{per_frame:.1f} s/frame, ETA {int(per_frame * left) // 60}:{int(per_frame * left) % 60:02d}", refresh=False)
         self.bar.update(1)
 
+    def advance_by(self, records: list[dict[str, Any]]) -> None:
+        for frame in records:
+            self.advance(frame["seconds"])
+
     def close(self) -> None:
         self.bar.close()
 
 
-def stylize_frames(options: VideoOptions, clip: ClipDirectory, manifest: Manifest, fit_max_steps: int) -> None:
-    """Every frame not yet done, shot by shot; ``UserError`` for a frame's error, ``RunInterrupted``-like
-    ``SystemExit(128 + N)`` when stopped (the frame in progress keeps its checkpoint)."""
-    first_steps, later_steps = options.steps(fit_max_steps)
-    flows = FlowCache(clip.flow, options.flow_preset)
-    todo = [n for n in range(1, manifest.count + 1) if not clip.is_done(n)]
-    progress = FrameProgress(manifest.count, manifest.count - len(todo))
-    starts = {first for first, _ in manifest.shot_ranges()}
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow")
-    ahead: Optional[Future] = None
+def stylize_frames(options: VideoOptions, clip: ClipDirectory, manifest: Manifest, fit_max_steps: int) -> bool:
+    """The shots (this process's share, with ``--shard``) on their launcher; whether every frame of
+    the clip is done. ``UserError`` for a frame's error, ``SystemExit(128 + N)`` when stopped."""
+    shots = manifest.shot_ranges()
+    if options.shard is not None:
+        index, count = parse_shard(options.shard)
+        shots = [shot for position, shot in enumerate(shots) if position % count == index]
+    todo = [shot for shot in shots if not all(clip.is_done(n) for n in range(*shot))]
+    mine = sum(end - first for first, end in shots)
+    progress = FrameProgress(mine, mine - sum(sum(not clip.is_done(n) for n in range(*shot)) for shot in todo))
+    root = str(clip.root)
     try:
-        for n in todo:
-            clip.run(n).mkdir(parents=True, exist_ok=True)
-            still = n in starts
-            trusted = None
-            if not still:
-                if ahead is not None:
-                    ahead.result()
-                if not (clip.run(n) / "previous.pt").is_file() or not (clip.run(n) / "init.png").is_file():
-                    trusted = prepare(clip, n, flows)
-            if n + 1 <= manifest.count and n + 1 not in starts:  # the next frame's flow, while this one runs
-                ahead = pool.submit(_flows_of, clip, flows, n + 1)
-            args = frame_arguments(clip, n, options.style, options.fit_args, first_steps if still else later_steps,
-                                   None if still else options.temporal_weight)
-            outcome = run_frame(clip, n, args)
-            if outcome.code == 2:
-                raise UserError(f"frame {n}: {outcome.line.removeprefix('nst_lightning: error: ')} (its log: {clip.run(n) / 'frame.log'})")
-            if outcome.code != 0:
-                progress.close()
-                # The run's own line says how to resume a fit; a clip resumes by its own command.
-                head = outcome.line.removeprefix("nst_lightning: ").split(";")[0]
-                print(f"video: {head} of frame {n} of {manifest.count}, its checkpoint saved; "
-                      "rerun the same command to continue from there", file=sys.stderr)
-                raise SystemExit(outcome.code)
-            clip.finish_frame(n, clip.run(n) / "generated.png", record(outcome, n, trusted))
-            progress.advance(outcome.seconds)
+        if options.launcher == "ray":
+            # One task a shot: the bar moves as each ends, by its frames.
+            units = [(options, root, first, end, manifest.count, fit_max_steps) for first, end in todo]
+            launchers.ray(units, run_shot, progress.advance_by, address=options.ray_address, cpus_per_job=options.cpus_per_job)
+        else:
+            units = [(options, root, first, end, manifest.count, fit_max_steps, progress.advance) for first, end in todo]
+            launchers.sequential(units, run_shot, lambda records: None)
     finally:
         progress.close()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _flows_of(clip: ClipDirectory, flows: FlowCache, n: int) -> None:
-    content, before = read_rgb(clip.input(n)), read_rgb(clip.input(n - 1))
-    flows.pair(n, n - 1, content, before)
-    flows.pair(n - 1, n, before, content)
+    return all(clip.is_done(n) for n in range(1, manifest.count + 1))
 
 
 def encode(options: VideoOptions, clip: ClipDirectory, manifest: Manifest) -> Path:
@@ -178,8 +164,9 @@ def encode(options: VideoOptions, clip: ClipDirectory, manifest: Manifest) -> Pa
     )
 
 
-def run_clip(options: VideoOptions, image_size: int, fit_max_steps: int) -> Path:
-    """The whole clip (or what is left of it) into ``options.out``; the encoded video's path."""
+def run_clip(options: VideoOptions, image_size: int, fit_max_steps: int) -> Optional[Path]:
+    """The whole clip (or what is left of it, or this shard's share) into ``options.out``; the encoded
+    video's path (None: frames of other shards are still to do)."""
     clip = ClipDirectory(options.out)
     identity = options.identity(image_size, fit_max_steps)
     manifest = clip.check_same(identity)
@@ -198,7 +185,11 @@ def run_clip(options: VideoOptions, image_size: int, fit_max_steps: int) -> Path
     if manifest.lost:
         print(f"video: {len(manifest.lost)} frame(s) could not be decoded and are left out: {manifest.lost[:10]}", file=sys.stderr)
     started = time.monotonic()
-    stylize_frames(options, clip, manifest, fit_max_steps)
+    if not stylize_frames(options, clip, manifest, fit_max_steps):
+        left = sum(not clip.is_done(n) for n in range(1, manifest.count + 1))
+        print(f"video: this share's shots are done; {left} frame(s) of other shares are not, and the run that finishes "
+              "the last writes the video (or rerun without --shard)", file=sys.stderr)
+        return None
     path = encode(options, clip, manifest)
     print(f"video: {manifest.count} frames in {len(manifest.shot_ranges())} shot(s), {time.monotonic() - started:.0f} s; {path}", file=sys.stderr)
     return path
