@@ -1,6 +1,6 @@
 """``python -m nst_lightning COMMAND`` and the ``nst-lightning`` command: the only module that imports
-every command (``fit`` and LightningCLI's others through ``run``, ``batch``), and only once the signal
-handlers below are in place."""
+every command (``fit`` and LightningCLI's others through ``run``, ``batch``, ``ui``), and only once the
+signal handlers below are in place."""
 
 import os
 import signal
@@ -22,19 +22,22 @@ def _stop_while_starting(signum: int, frame: object) -> None:
 
 
 def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> object:
-    """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), or else a
-    LightningCLI subcommand such as ``fit`` (``run/entry.py``). Ends in ``SystemExit`` with the
-    command's exit code, or returns the finished ``fit``'s CLI object."""
+    """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), ``ui``
+    (``ui/cli.py``), or else a LightningCLI subcommand such as ``fit`` (``run/entry.py``). Ends in
+    ``SystemExit`` with the command's exit code, or returns the finished ``fit``'s CLI object."""
     from nst_lightning.run.entry import cli_main, program_name
     from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
 
     argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["batch"]:  # many jobs, each one a fit through cli_main
-        from nst_lightning.batch.cli import batch_main
+    if argv[:1] in (["batch"], ["ui"]):
+        if argv[0] == "batch":  # many jobs, each one a fit through cli_main
+            from nst_lightning.batch.cli import batch_main as command
+        else:  # the browser interface: each of its runs a fit through cli_main
+            from nst_lightning.ui.cli import ui_main as command
 
         hide_expected_warnings()
         NoAdvertisements.install()
-        code = batch_main(argv[1:], program_name())
+        code = command(argv[1:], program_name())
         if exit_on_signals:
             exit_on_signal()
         raise SystemExit(code)

@@ -76,6 +76,15 @@ def stop(session: str) -> int:
     return len(channels)
 
 
+def stop_all() -> int:
+    """Ask every run to stop (the server is closing); how many are still open."""
+    with _LOCK:
+        channels = list(_CHANNELS.values())
+    for channel in channels:
+        channel.stop.set()
+    return len(channels)
+
+
 class LivePreview(pl.Callback):
     """Hands the run's step, loss and (every ``every_n_steps``, and at the first and last step) its image to
     the page's channel ``channel``; stops the run at a step boundary, with a checkpoint, when the page asks."""
