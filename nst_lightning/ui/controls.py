@@ -22,6 +22,7 @@ PRESETS = {  # the quality preset: a few model options over the config's
 COLOURS = ("none", "luminance", "histogram")  # --model.preserve_colors
 STYLE_LOSSES = ("gram", "wasserstein")
 OPTIMIZERS = ("from the preset", "adam", "lbfgs")
+PREVIEW_SIDE = 256  # a preview smaller than this is shown enlarged
 PREVIEWS = 40  # about this many pictures a run; each is a copy from the device and an image in the browser
 
 
@@ -90,11 +91,12 @@ def preview_every(steps: Any) -> int:
 
 
 def inputs(photo: Optional[str], builtin_photo: Optional[str], paintings: Optional[Sequence[str]], builtin_paintings: Optional[Sequence[str]]) -> tuple[str, list[str]]:
-    """The photo (an upload, else the built-in one) and the paintings (uploads and built-ins, blended)."""
+    """The photo (an upload, else the built-in one) and the paintings (the uploads, else the built-ins;
+    several are blended). An upload wins: a default built-in that stayed ticked is not blended in unasked."""
     chosen = photo or (BUILTIN_PREFIX + builtin_photo if builtin_photo else None)
     if chosen is None:
         raise UserError("give a photo (upload one, or pick a built-in one)")
-    styles = [p for p in (paintings or []) if p] + [BUILTIN_PREFIX + name for name in (builtin_paintings or [])]
+    styles = [p for p in (paintings or []) if p] or [BUILTIN_PREFIX + name for name in (builtin_paintings or [])]
     return chosen, styles
 
 
@@ -112,7 +114,7 @@ class Progress:
         if update.loss is not None:
             self.losses.append((update.step, update.loss))
         if update.image is not None:
-            self.image = update.image
+            self.image = enlarged(update.image)
 
     def bar(self) -> str:
         u = self.update
@@ -126,7 +128,15 @@ class Progress:
     def frame(self) -> Any:
         import pandas as pd  # gradio's own dependency: its LinePlot takes a DataFrame
 
-        return pd.DataFrame(self.losses or [(0, None)], columns=["step", "loss"])
+        # Typed even when empty: a first frame without numbers would make the plot's axis categorical for good.
+        return pd.DataFrame(self.losses, columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"})
+
+
+def enlarged(image: Any, side: int = PREVIEW_SIDE) -> Any:
+    """A small run's picture (48 px) repeated to about ``side`` px, pixels kept sharp: the browser would
+    show it at its own size, a stamp, or blur it."""
+    factor = side // max(image.shape[:2])
+    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
 
 
 def ending(outcome: Outcome) -> str:

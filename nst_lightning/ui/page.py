@@ -30,10 +30,10 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
         gr.Markdown("# Neural style transfer\nA photo, one or more paintings, and Stylise. Every run is a run directory that the CLI can resume.")
         with gr.Row():
             with gr.Column():
-                photo = gr.File(label="Photo", file_count="single", type="filepath")
+                photo = gr.File(label="Photo", file_count="single", type="filepath", height=120, elem_id="photo")
                 builtin_photo = gr.Dropdown(list(BUILTIN_IMAGES), value=d.photo, label="or a built-in photo")
-                paintings = gr.File(label="Paintings (several are blended)", file_count="multiple", type="filepath")
-                builtin_paintings = gr.CheckboxGroup(list(BUILTIN_IMAGES), value=d.paintings, label="and/or built-in paintings")
+                paintings = gr.File(label="Paintings (several are blended)", file_count="multiple", type="filepath", height=120, elem_id="paintings")
+                builtin_paintings = gr.CheckboxGroup(list(BUILTIN_IMAGES), value=d.paintings, label="or built-in paintings (used when none is uploaded)")
             with gr.Column():
                 size = gr.Number(d.size, label="Size: long side in px (--data.image_size)", precision=0)
                 steps = gr.Number(d.steps, label="Steps (--trainer.max_steps)", precision=0)
@@ -52,14 +52,14 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
                     stop = gr.Button("Stop", variant="stop")
         with gr.Row():
             with gr.Column():
-                preview = gr.Image(label="As it paints", format="png", type="numpy", interactive=False)
-                status = gr.HTML()
+                preview = gr.Image(label="As it paints", format="png", type="numpy", interactive=False, height=320, elem_id="preview")
+                status = gr.HTML(elem_id="status")
             with gr.Column():
                 loss = gr.LinePlot(x="step", y="loss", label="Loss", height=240)
-                result = gr.File(label="Result (PNG)", interactive=False)
+                result = gr.File(label="Result (PNG)", interactive=False, height=80, elem_id="result")
                 folder = gr.Markdown()
         gr.Markdown("## Earlier runs")
-        gallery = gr.Gallery(label="Earlier runs (pick one)", columns=6, height=260, allow_preview=False)
+        gallery = gr.Gallery(label="Earlier runs (pick one)", columns=6, height=260, allow_preview=False, fit_columns=False, object_fit="contain")
         chosen = gr.State("")
         about = gr.Markdown()
         with gr.Row():
