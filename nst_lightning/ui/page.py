@@ -60,7 +60,8 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
                 folder = gr.Markdown()
         gr.Markdown("## Earlier runs")
         gallery = gr.Gallery(label="Earlier runs (pick one)", columns=6, height=260, allow_preview=False, fit_columns=False, object_fit="contain")
-        chosen = gr.State("")
+        # A textbox, not a State: the API's continue and start_from_result take the run's name (checked by Runs.find).
+        chosen = gr.Textbox(label="Chosen run", interactive=False)
         about = gr.Markdown()
         with gr.Row():
             more = gr.Number(d.steps, label="More steps", precision=0)
@@ -85,8 +86,10 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
         def continued(run: str, more_steps: Any, request: gr.Request) -> Iterator[tuple]:
             yield from _stream(lambda: runs.resume(run, int(more_steps or 0)), runs, controls.preview_every(more_steps), request)
 
-        def from_result(run: str, *settings_: Any, request: gr.Request) -> Iterator[tuple]:
-            yield from _stream(lambda: runs.from_result(run, controls.options(*settings_)), runs, controls.preview_every(settings_[1]), request)
+        def from_result(run: str, size: Any, steps: Any, style_strength: Any, style_scale: Any, colours: str, preset: str,
+                        optimizer: str, style_loss: str, seed: Any, stage_steps: str, memory_gb: Any, request: gr.Request) -> Iterator[tuple]:
+            settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb)
+            yield from _stream(lambda: runs.from_result(run, controls.options(*settings_)), runs, controls.preview_every(steps), request)
 
         def stopping(request: gr.Request) -> Any:
             if live.stop(request.session_hash or ""):

@@ -79,3 +79,18 @@ def test_the_server_listens_on_127_0_0_1_only(server):
     listening = [line.split()[1] for line in table.read_text().splitlines()[1:] if line.split()[3] == "0A"]  # 0A: LISTEN
     addresses = [address for address, port in (entry.split(":") for entry in listening) if int(port, 16) == server.port]
     assert addresses == ["0100007F"]  # 127.0.0.1, little-endian hex
+
+
+def test_continue_and_start_from_a_result(server, tmp_path):
+    session = client(server, tmp_path)
+    first = run_folder(session.predict(None, [handle_file(server.images / "painting.png")], 48, 4, 10.0, api_name="/stylize"))
+    more = session.predict(first.name, 3, api_name="/continue")  # a resume: same directory, --ckpt_path last
+    assert run_folder(more) == first and "Done: 7 steps" in more[2]
+    assert json.loads((first / "ui.json").read_text())["steps"] == 7
+    again = session.predict(first.name, 48, 2, 5.0, api_name="/start_from_result")  # a new run from its image
+    folder = run_folder(again)
+    assert folder != first and "Done: 2 steps" in again[2]
+    args = json.loads((folder / "ui.json").read_text())["args"]
+    assert args[args.index("--model.init_image") + 1] == str(first / "generated.png")
+    with pytest.raises(Exception, match="no run named '/etc'"):  # only the server's names, never a path
+        session.predict("/etc", 3, api_name="/continue")
