@@ -138,8 +138,8 @@ def _serve(page: Any) -> int:
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
-        if live.stop_all():
-            print("nst_lightning: stopping the run at the end of its step, then saving…", file=sys.stderr, flush=True)
+        if live.stop_all():  # on the terminal: a run's output (sys.stderr now) goes to its ui.log
+            print("nst_lightning: stopping the run at the end of its step, then saving…", file=sys.__stderr__, flush=True)
         deadline = time.monotonic() + STOP_WAIT_S
         while live.stop_all() and time.monotonic() < deadline:
             time.sleep(0.2)

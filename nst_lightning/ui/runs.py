@@ -172,20 +172,13 @@ def execute(run: Run, every_n_steps: int, session: str = "") -> Iterator[Union[U
     done: list[Outcome] = []
     thread = threading.Thread(target=_fit, args=(run, run.args + live, done), name=f"nst-ui-{run.directory.name}", daemon=True)
     thread.start()
-    steps = run.start_step
     try:
         while thread.is_alive() or not channel.updates.empty():
             try:
-                update = channel.updates.get(timeout=0.1)
+                yield channel.updates.get(timeout=0.1)
             except queue.Empty:
                 continue
-            steps = update.step
-            yield update
-        outcome = done[0]
-        outcome.steps = max(steps, outcome.steps)
-        if outcome.code != 2:  # the steps it has done: what "continue for N more" adds to
-            _write_record(run.directory, json.loads((run.directory / RECORD).read_text()) | {"steps": outcome.steps})
-        yield outcome
+        yield done[0]
     finally:
         channel.stop.set()
         thread.join()  # the next queued run starts only when this one has written its files
@@ -212,5 +205,19 @@ def _fit(run: Run, args: list[str], done: list[Outcome]) -> None:
             code = 1
     lines = [line[line.index(ERROR_PREFIX) :] for line in output.getvalue().splitlines() if ERROR_PREFIX in line]
     error = lines[-1] if lines and code not in (0,) and code <= 128 else None
-    result = run.directory / RESULT
-    done.append(Outcome(code, error, run.start_step, result if result.is_file() else None, run.directory / LOG))
+    result, steps = run.directory / RESULT, _checkpoint_step(run.directory / "checkpoints" / "last.ckpt")
+    if steps is not None:  # recorded by the run's thread, so also when the page has gone: what "continue" adds to
+        _write_record(run.directory, json.loads((run.directory / RECORD).read_text()) | {"steps": steps})
+    done.append(Outcome(code, error, run.start_step if steps is None else steps, result if result.is_file() else None, run.directory / LOG))
+
+
+def _checkpoint_step(path: Path) -> Optional[int]:
+    """The step the run's last checkpoint holds (where a resume goes on from), read without its tensors."""
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+    except Exception:  # a damaged file: a resume says so, in one line
+        return None
