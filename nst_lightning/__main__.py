@@ -1,6 +1,6 @@
 """``python -m nst_lightning COMMAND`` and the ``nst-lightning`` command: the only module that imports
-every command (``fit`` and LightningCLI's others through ``run``, ``batch``, ``video``), and only once the signal
-handlers below are in place."""
+every command (``fit`` and LightningCLI's others through ``run``, ``batch``, ``video``, ``ui``), and only
+once the signal handlers below are in place."""
 
 import os
 import signal
@@ -23,14 +23,15 @@ def _stop_while_starting(signum: int, frame: object) -> None:
 
 def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> object:
     """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), ``video``
-    (``video/cli.py``), or else a
-    LightningCLI subcommand such as ``fit`` (``run/entry.py``). Ends in ``SystemExit`` with the
-    command's exit code, or returns the finished ``fit``'s CLI object."""
+    (``video/cli.py``), ``ui`` (``ui/cli.py``), or else a LightningCLI subcommand such as ``fit``
+    (``run/entry.py``). Ends in ``SystemExit`` with the command's exit code, or returns the finished
+    ``fit``'s CLI object."""
     from nst_lightning.run.entry import cli_main, program_name
     from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
 
     argv = sys.argv[1:] if args is None else list(args)
-    commands = {"batch": _batch_main, "video": _video_main}  # many fits, each through cli_main
+    # Many fits, each through cli_main: a batch's jobs, a video's frames, the browser interface's runs.
+    commands = {"batch": _batch_main, "video": _video_main, "ui": _ui_main}
     if argv[:1] and argv[0] in commands:
         hide_expected_warnings()
         NoAdvertisements.install()
@@ -45,6 +46,12 @@ def _batch_main(argv: list[str], prog: str) -> int:
     from nst_lightning.batch.cli import batch_main
 
     return batch_main(argv, prog)
+
+
+def _ui_main(argv: list[str], prog: str) -> int:
+    from nst_lightning.ui.cli import ui_main
+
+    return ui_main(argv, prog)
 
 
 def _video_main(argv: list[str], prog: str) -> int:

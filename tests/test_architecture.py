@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGE = REPO / "nst_lightning"
-ROOMS = ["batch", "run", "evaluation", "model", "scale", "inputs", "loss", "utilities"]
+ROOMS = ["batch", "ui", "run", "evaluation", "model", "scale", "inputs", "loss", "utilities"]
 
 
 def test_the_layer_contracts_are_kept():

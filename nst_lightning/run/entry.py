@@ -1,7 +1,7 @@
 """The one way to start a run: ``cli_main(args)``, a ``fit`` (or another LightningCLI subcommand)
 from command-line arguments, with the project's error handling. ``python -m nst_lightning fit``
-(``__main__``), each job of ``batch`` (``batch/jobs.py``) and, to come, the browser interface call it,
-so every run has the same checks, files and one-line errors.
+(``__main__``), each job of ``batch`` (``batch/jobs.py``), each frame of ``video`` and each run of the
+browser interface (``ui``) call it, so every run has the same checks, files and one-line errors.
 
 Exit codes (as ``SystemExit``): 0 done; 2 a ``UserError`` (one line naming the option to change); 128 + N
 stopped by signal N (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), after saving a checkpoint and the image when

@@ -1,0 +1,162 @@
+"""The page's controls as ``fit`` options, their defaults from the ``--config`` the server started with,
+and what the page shows of a run as it goes (progress with an ETA, the loss curve, the end). No gradio:
+plain values in, plain values out.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from nst_lightning.inputs.sources import BUILTIN_IMAGES, BUILTIN_PREFIX
+from nst_lightning.ui.live import Update
+from nst_lightning.ui.runs import Outcome
+from nst_lightning.utilities.errors import UserError
+
+PRESETS = {  # the quality preset: a few model options over the config's
+    "as configured": [],
+    "smooth (averaged iterates)": ["--model.ema_decay", "0.95"],
+    "paper (L-BFGS)": ["--model.optimizer", "lbfgs"],
+}
+COLOURS = ("none", "luminance", "histogram")  # --model.preserve_colors
+STYLE_LOSSES = ("gram", "wasserstein")
+OPTIMIZERS = ("from the preset", "adam", "lbfgs")
+PREVIEW_SIDE = 256  # a preview smaller than this is shown enlarged
+PREVIEWS = 40  # about this many pictures a run; each is a copy from the device and an image in the browser
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The page's starting values, from the parsed ``fit`` configuration."""
+
+    photo: str = "tubingen"
+    paintings: list[str] = field(default_factory=lambda: ["starry_night"])
+    size: int = 256
+    steps: int = 200
+    style_weight: float = 10.0
+    style_scale: float = 1.0
+    colours: str = "none"
+    style_loss: str = "gram"
+    seed: int = 0
+    stage_steps: str = ""
+    memory_gb: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> "Defaults":
+        def builtins(value: Any) -> list[str]:
+            values = value if isinstance(value, list) else [value]
+            return [v.removeprefix(BUILTIN_PREFIX) for v in values if str(v).removeprefix(BUILTIN_PREFIX) in BUILTIN_IMAGES]
+
+        seed = config.get("seed_everything")
+        stages = config.get("model.stage_steps")
+        return cls(
+            photo=(builtins(config.get("data.content")) or ["tubingen"])[0],
+            paintings=builtins(config.get("data.style")) or ["starry_night"],
+            size=int(config.get("data.image_size")),
+            steps=int(config.get("trainer.max_steps")),
+            style_weight=float(config.get("model.style_weight")),
+            style_scale=float(config.get("data.style_scale")),
+            colours=str(config.get("model.preserve_colors")),
+            style_loss=str(config.get("model.style_loss")),
+            seed=int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0,
+            stage_steps=", ".join(str(s) for s in stages) if stages else "",
+            memory_gb=float(config.get("model.max_memory_gb") or 0.0),
+        )
+
+
+def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, preset: Any, optimizer: Any, style_loss: Any,
+            seed: Any, stage_steps: Any, memory_gb: Any) -> list[str]:
+    """The controls as ``fit`` options; their values are checked by the run, which names the option."""
+    args = ["--data.image_size", _number(size), "--trainer.max_steps", _number(steps), "--model.style_weight", str(strength)]
+    args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
+    if preset not in PRESETS:
+        raise UserError(f"quality preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    args += PRESETS[preset]
+    if optimizer not in (None, "", OPTIMIZERS[0]):
+        args += ["--model.optimizer", str(optimizer)]
+    if seed not in (None, ""):
+        args += ["--seed_everything", _number(seed)]
+    stages = str(stage_steps or "").strip().strip("[]")
+    args += ["--model.stage_steps", f"[{stages}]" if stages else "null"]
+    args += ["--model.max_memory_gb", str(memory_gb) if memory_gb not in (None, "", 0, 0.0) else "null"]
+    return args
+
+
+def preview_every(steps: Any) -> int:
+    try:
+        return max(1, int(steps) // PREVIEWS)
+    except (TypeError, ValueError):
+        return 1
+
+
+def inputs(photo: Optional[str], builtin_photo: Optional[str], paintings: Optional[Sequence[str]], builtin_paintings: Optional[Sequence[str]]) -> tuple[str, list[str]]:
+    """The photo (an upload, else the built-in one) and the paintings (the uploads, else the built-ins;
+    several are blended). An upload wins: a default built-in that stayed ticked is not blended in unasked."""
+    chosen = photo or (BUILTIN_PREFIX + builtin_photo if builtin_photo else None)
+    if chosen is None:
+        raise UserError("give a photo (upload one, or pick a built-in one)")
+    styles = [p for p in (paintings or []) if p] or [BUILTIN_PREFIX + name for name in (builtin_paintings or [])]
+    return chosen, styles
+
+
+class Progress:
+    """What the page shows of a run: the bar with steps and ETA, the loss points so far."""
+
+    def __init__(self, start_step: int = 0) -> None:
+        self.start_step = start_step
+        self.losses: list[tuple[int, float]] = []
+        self.image: Any = None
+        self.update: Optional[Update] = None
+
+    def add(self, update: Update) -> None:
+        self.update = update
+        if update.loss is not None:
+            self.losses.append((update.step, update.loss))
+        if update.image is not None:
+            self.image = enlarged(update.image)
+
+    def bar(self) -> str:
+        u = self.update
+        if u is None:
+            return "<p>starting: reading the inputs and checking the options…</p>"
+        done, left = u.step - self.start_step, max(0, u.max_steps - u.step)
+        eta = f"ETA {_duration(u.seconds / done * left)}" if done > 0 else "ETA: after the first step"
+        loss = f", loss {self.losses[-1][1]:.4g}" if self.losses else ""
+        return f'<progress value="{u.step}" max="{u.max_steps}" style="width:100%"></progress><p>step {u.step} of {u.max_steps}, {eta}{loss}</p>'
+
+    def frame(self) -> Any:
+        import pandas as pd  # gradio's own dependency: its LinePlot takes a DataFrame
+
+        # Typed even when empty: a first frame without numbers would make the plot's axis categorical for good.
+        return pd.DataFrame(self.losses, columns=["step", "loss"]).astype({"step": "int64", "loss": "float64"})
+
+
+def enlarged(image: Any, side: int = PREVIEW_SIDE) -> Any:
+    """A small run's picture (48 px) repeated to about ``side`` px, pixels kept sharp: the browser would
+    show it at its own size, a stamp, or blur it."""
+    factor = side // max(image.shape[:2])
+    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
+
+
+def ending(outcome: Outcome) -> str:
+    """The end of a run, as a line for the page (the error line itself when it was refused)."""
+    if outcome.error is not None:
+        return f"<p><b>{html.escape(outcome.error)}</b></p>"
+    what = f"Stopped after {outcome.steps} steps: the image so far and checkpoints/last.ckpt are saved" if outcome.stopped else f"Done: {outcome.steps} steps"
+    return f"<p>{what}.</p>"
+
+
+def where(outcome: Outcome) -> str:
+    folder = outcome.log.parent
+    return f"Run folder: `{folder}`  \nIn TensorBoard: `tensorboard --logdir {folder}`"
+
+
+def _number(value: Any) -> str:
+    """Gradio's Number gives floats: ``256.0`` as ``256`` for an int option (``256.5`` stays, and is refused)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

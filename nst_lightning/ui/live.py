@@ -1,0 +1,136 @@
+"""What a run hands to the page while it paints: ``LivePreview``, a callback the page adds to each of
+its runs (``--trainer.callbacks+=nst_lightning.ui.live.LivePreview --trainer.callbacks.channel ID``),
+and the ``Channel`` it talks through.
+
+The run and the page are in the same process but not the same thread (the page's handler reads, the
+run's thread writes), so they meet in a registry of channels, keyed by an id the page picks: a
+callback built by LightningCLI from its class path cannot be handed a queue any other way. Through a
+channel go the run's progress (step, loss, the image every ``every_n_steps``) and one request back:
+stop. A stop is the seam ``StepCheckpoint`` already handles for Ctrl-C: the callback raises
+``RunInterrupted`` at the end of a step, so the checkpoint and the image of that step are saved
+(``run/callbacks``), and ``cli_main`` ends with its one line. Signals cannot do it here: their
+handlers are installed by the main thread only, and the page's runs are not in it.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+from jsonargparse.typing import PositiveInt
+
+from nst_lightning.utilities.errors import RunInterrupted
+
+
+@dataclass
+class Update:
+    """One report of a run: where it is, and the image when it is a preview step."""
+
+    step: int
+    max_steps: int
+    seconds: float  # since the run's first step
+    loss: Optional[float] = None
+    image: Any = None  # an ``[H, W, 3]`` uint8 numpy array (K images side by side), or None
+
+
+@dataclass
+class Channel:
+    """The page's end: the updates to read, and the stop to set."""
+
+    updates: "queue.Queue[Update]" = field(default_factory=queue.Queue)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+_CHANNELS: dict[str, Channel] = {}
+_LOCK = threading.Lock()
+
+
+def open_channel(name: str) -> Channel:
+    with _LOCK:
+        _CHANNELS[name] = Channel()
+        return _CHANNELS[name]
+
+
+def close_channel(name: str) -> None:
+    with _LOCK:
+        _CHANNELS.pop(name, None)
+
+
+def find_channel(name: str) -> Optional[Channel]:
+    with _LOCK:
+        return _CHANNELS.get(name)
+
+
+def stop(session: str) -> int:
+    """Ask the runs of ``session`` (channels named ``SESSION:ID``) to stop; how many there were."""
+    with _LOCK:
+        channels = [channel for name, channel in _CHANNELS.items() if name.split(":", 1)[0] == session]
+    for channel in channels:
+        channel.stop.set()
+    return len(channels)
+
+
+def stop_all() -> int:
+    """Ask every run to stop (the server is closing); how many are still open."""
+    with _LOCK:
+        channels = list(_CHANNELS.values())
+    for channel in channels:
+        channel.stop.set()
+    return len(channels)
+
+
+class LivePreview(pl.Callback):
+    """Hands the run's step, loss and (every ``every_n_steps``, and at the first and last step) its image to
+    the page's channel ``channel``; stops the run at a step boundary, with a checkpoint, when the page asks."""
+
+    def __init__(self, channel: str = "", every_n_steps: PositiveInt = 5) -> None:
+        """
+        Args:
+            channel: The page's name for this run (set by ``nst-lightning ui``; a run without a page ignores it).
+            every_n_steps: Send the image this often; each one is a copy from the device and a PNG in the browser.
+        """
+        self.channel = channel
+        self.every_n_steps = int(every_n_steps)
+        self._started = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.monotonic()
+        self._send(trainer, pl_module, None, image=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any) -> None:
+        channel = find_channel(self.channel)
+        if channel is None:
+            return
+        step, last = trainer.global_step, trainer.global_step >= (trainer.max_steps or 0)
+        # Reading the loss and copying the image synchronise a GPU: only on preview steps.
+        if step % self.every_n_steps == 0 or last or channel.stop.is_set():
+            self._send(trainer, pl_module, outputs, image=True)
+        else:
+            self._send(trainer, pl_module, None, image=False)
+        if channel.stop.is_set() and not last:
+            # As StepCheckpoint does for Ctrl-C: its on_exception saves the checkpoint, SaveGeneratedImage the image.
+            raise RunInterrupted(signal.SIGINT, step)
+
+    def _send(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, image: bool) -> None:
+        channel = find_channel(self.channel)
+        if channel is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        value = float(loss) if loss is not None else None
+        picture = _as_array(pl_module.result()) if image else None
+        seconds = time.monotonic() - self._started
+        channel.updates.put(Update(trainer.global_step, int(trainer.max_steps or 0), seconds, value if value is None or math.isfinite(value) else None, picture))
+
+
+def _as_array(image: Any) -> Any:
+    """``[K, 3, H, W]`` in [0, 1] as one ``[H, K*W, 3]`` uint8 array."""
+    import torch
+
+    side_by_side = torch.cat(list(image.detach().float().cpu().unbind(0)), dim=-1)
+    return (side_by_side.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
