@@ -5,7 +5,7 @@
                          frame_steps=50, image_size=160, style_weight=20)
 
 Keywords are the command's own options (``frames``, ``first_frame_steps``, ``frame_steps``,
-``temporal_weight``, ``flow_preset``, ``cut_threshold``, ``crf``, ``fps``, ``out_format``), any option of
+``temporal_weight``, ``flow_preset``, ``cut_threshold``, ``crf``, ``fps``, ``preview_every``, ``out_format``), any option of
 ``StyleTransfer`` or ``StyleTransferData`` by its name (``style_weight``, ``image_size``...), and
 ``max_steps`` (the first frame's steps). The same checks, files and resumption as the command; errors
 are ``UserError``s, and a stop by Ctrl-C a ``KeyboardInterrupt`` once the frame's checkpoint is saved.
@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 from nst_lightning.utilities.errors import UserError
 
-VIDEO_OPTIONS = ("first_frame_steps", "frame_steps", "temporal_weight", "flow_preset", "cut_threshold", "crf", "fps")
+VIDEO_OPTIONS = ("first_frame_steps", "frame_steps", "temporal_weight", "flow_preset", "cut_threshold", "crf", "fps", "preview_every")
 
 
 def stylize_video(

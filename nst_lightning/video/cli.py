@@ -55,6 +55,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
                    help="histogram distance between frames above which a new shot starts")
     p.add_argument("--video.crf", dest="crf", type=int, default=18, help="H.264 quality: 0 lossless ... 51 worst (18: visually lossless)")
+    p.add_argument("--video.preview_every", dest="preview_every", type=int, default=10,
+                   help="a result and its consistency mask in OUT/tensorboard every this many frames (0: each shot's first only)")
     p.add_argument("--video.fps", dest="fps", default=None, help="a folder of frames' rate (default 25), e.g. 24 or 30000/1001")
     return p
 
@@ -77,6 +79,8 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         if value is not None and (value < (0 if name == "crf" else 1) or (name == "crf" and value > 51)):
             option = "--video.crf" if name == "crf" else f"--video.{name}"
             raise UserError(f"{option} {value}: give {'0 to 51' if name == 'crf' else 'a positive number of steps'}")
+    if known.preview_every < 0:
+        raise UserError(f"--video.preview_every {known.preview_every}: give 0 or more frames")
     if known.temporal_weight < 0:
         raise UserError(f"--video.temporal_weight {known.temporal_weight}: give 0 or more")
     try:
@@ -100,7 +104,7 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
         first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
         flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
-        fps=fps, fit_args=tuple(fit_args), launcher=known.launcher, ray_address=known.ray_address,
+        fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,
     )
 

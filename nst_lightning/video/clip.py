@@ -43,6 +43,7 @@ class VideoOptions:
     cut_threshold: float = 0.25
     out_format: str = "mp4"
     crf: int = 18
+    preview_every: int = 10  # a result and its mask in OUT/tensorboard every this many frames
     fps: Optional[Fraction] = None  # a folder of frames' rate (default 25)
     fit_args: tuple[str, ...] = ()
     launcher: str = "sequential"  # where shots run (run/launchers.py): not part of the identity

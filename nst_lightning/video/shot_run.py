@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from nst_lightning.utilities.errors import UserError
+from nst_lightning.video.clip_log import ClipLog
 from nst_lightning.video.flow import FlowCache
 from nst_lightning.video.frame_run import frame_arguments, prepare, read_rgb, record, run_frame
 from nst_lightning.video.layout import ClipDirectory
@@ -35,6 +36,7 @@ def run_shot(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow")
     ahead: Optional[Future] = None
     records = []
+    log = ClipLog(clip.root, options.preview_every)
     try:
         for n in todo:
             clip.run(n).mkdir(parents=True, exist_ok=True)
@@ -60,10 +62,12 @@ def run_shot(
                            "rerun the same command to continue from there", file=sys.stderr)
                 raise SystemExit(outcome.code)
             records.append(record(outcome, n, trusted))
+            log.frame(n, records[-1], clip.run(n) / "generated.png", clip.run(n) / "previous.pt", still)
             clip.finish_frame(n, clip.run(n) / "generated.png", records[-1])
             if on_frame is not None:
                 on_frame(outcome.seconds)
     finally:
+        log.close()
         pool.shutdown(wait=True, cancel_futures=True)
     return records
 

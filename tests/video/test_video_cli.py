@@ -48,7 +48,7 @@ def clip(tmp_path, monkeypatch) -> Path:
 
 
 def test_a_clip_becomes_frames_and_a_video_with_its_timing_and_sound(clip, tmp_path):
-    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "2") == 0
+    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "2", "--video.preview_every", "2") == 0
     out = tmp_path / "styled"
     frames = sorted((out / "frames").iterdir())
     assert [f.name for f in frames] == [f"{n:06d}.png" for n in range(1, 6)]
@@ -61,6 +61,12 @@ def test_a_clip_becomes_frames_and_a_video_with_its_timing_and_sound(clip, tmp_p
     # While a frame runs it has its checkpoint; once done, only its result, record, config and events.
     assert not any((out / "runs").glob("*/checkpoints")) and not any((out / "runs").glob("*/previous.pt"))
     assert events(out / "runs" / "frame_000003").Scalars("train/temporal_loss")
+    # The clip's own log: per frame its losses; previews of the first frame and every 2nd, with masks.
+    clip_log = events(out / "tensorboard")
+    assert [e.step for e in clip_log.Scalars("frame/style_loss")] == [1, 2, 3, 4, 5]
+    assert [e.step for e in clip_log.Scalars("frame/temporal_loss")] == [2, 3, 4, 5]
+    assert [e.step for e in clip_log.Images("frame/result")] == [1, 2, 4]
+    assert [e.step for e in clip_log.Images("frame/consistency_mask")] == [2, 4]
     with av.open(str(out / "pan.mp4")) as container:
         picture, sound = container.streams.video[0], container.streams.audio[0]
         assert (picture.codec_context.name, picture.codec_context.pix_fmt, sound.codec_context.name) == ("h264", "yuv420p", "aac")
