@@ -50,6 +50,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="steps of every later frame, started from the previous result (default: a quarter of the first's)")
     p.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
                    help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
+    p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
+                   help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
+    p.add_argument("--video.flow_weights", dest="flow_weights", default=None, help="with --video.flow raft: a raft_large or raft_small state dict file")
     p.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
                    help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/video.md)")
     p.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
@@ -79,6 +82,12 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         if value is not None and (value < (0 if name == "crf" else 1) or (name == "crf" and value > 51)):
             option = "--video.crf" if name == "crf" else f"--video.{name}"
             raise UserError(f"{option} {value}: give {'0 to 51' if name == 'crf' else 'a positive number of steps'}")
+    if known.flow == "raft" and not known.flow_weights:
+        raise UserError("--video.flow raft needs its weights: add --video.flow_weights PATH (a raft_large or raft_small state dict)")
+    if known.flow_weights and known.flow != "raft":
+        raise UserError("--video.flow_weights is for --video.flow raft; add --video.flow raft")
+    if known.flow_weights and not Path(known.flow_weights).is_file():
+        raise UserError(f"--video.flow_weights {known.flow_weights}: no such file")
     if known.preview_every < 0:
         raise UserError(f"--video.preview_every {known.preview_every}: give 0 or more frames")
     if known.temporal_weight < 0:
@@ -103,7 +112,7 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
     return VideoOptions(
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
         first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
-        flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
+        flow=known.flow, flow_weights=known.flow_weights, flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
         fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,
     )

@@ -39,6 +39,8 @@ class VideoOptions:
     first_frame_steps: Optional[int] = None  # None: the fit's --trainer.max_steps
     frame_steps: Optional[int] = None  # None: a quarter of the first frame's
     temporal_weight: float = 1000.0
+    flow: str = "dis"  # or raft, with flow_weights
+    flow_weights: Optional[str] = None
     flow_preset: str = "medium"
     cut_threshold: float = 0.25
     out_format: str = "mp4"
@@ -69,6 +71,7 @@ class VideoOptions:
             "fit_args": list(self.fit_args),
             "steps": [first, later],
             "temporal_weight": self.temporal_weight,
+            "flow": self.flow if self.flow == "dis" else f"raft:{Path(self.flow_weights or '').name}",
             "flow_preset": self.flow_preset,
             "cut_threshold": self.cut_threshold,
         }

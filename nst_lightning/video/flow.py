@@ -13,7 +13,7 @@ on Sintel against the true flow; large motion, ~32 px a frame, is beyond it).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Callable, Literal, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -177,10 +177,14 @@ class FlowCache:
     as computed (a cached flow is bit-identical to a fresh one). The frames' content is not part of the
     key: use one directory per clip and working size."""
 
-    def __init__(self, directory: Path, preset: Preset = DEFAULT_PRESET) -> None:
-        _check_preset(preset)
+    def __init__(self, directory: Path, preset: Preset = DEFAULT_PRESET, method: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]] = None,
+                 name: Optional[str] = None) -> None:
+        """``method(a, b)`` (named ``name`` in the files, e.g. ``raft``) instead of DIS at ``preset``."""
+        if method is None:
+            _check_preset(preset)
         self.directory = Path(directory)
-        self.preset = preset
+        self.preset = name if method is not None else preset
+        self.method = method or (lambda a, b: dis_flow(a, b, preset))
 
     def path(self, i: int, j: int) -> Path:
         return self.directory / f"{i:06d}_{j:06d}_{self.preset}.npy"
@@ -195,6 +199,6 @@ class FlowCache:
                 return flow
         except (OSError, ValueError, EOFError):
             pass  # absent, or unreadable: compute it again and replace it
-        flow = dis_flow(a, b, self.preset)
+        flow = self.method(a, b)
         atomic_write(path, lambda handle: np.save(handle, flow, allow_pickle=False), needed=flow.nbytes + 128)
         return flow

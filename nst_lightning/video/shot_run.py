@@ -31,7 +31,7 @@ def run_shot(
     signal N (its checkpoint saved). ``on_frame(seconds)`` after each frame (in this process only)."""
     clip = ClipDirectory(Path(root))
     first_steps, later_steps = options.steps(fit_max_steps)
-    flows = FlowCache(clip.flow, options.flow_preset)
+    flows = flow_cache(options, clip)
     todo = [n for n in range(first, end) if not clip.is_done(n)]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow")
     ahead: Optional[Future] = None
@@ -88,3 +88,12 @@ def _flows_of(clip: ClipDirectory, flows: FlowCache, n: int) -> None:
     content, before = read_rgb(clip.input(n)), read_rgb(clip.input(n - 1))
     flows.pair(n, n - 1, content, before)
     flows.pair(n - 1, n, before, content)
+
+
+def flow_cache(options: Any, clip: ClipDirectory) -> FlowCache:
+    """The clip's flows: DIS at ``--video.flow_preset``, or RAFT with ``--video.flow_weights``."""
+    if options.flow == "raft":
+        from nst_lightning.video.raft import RaftFlow
+
+        return FlowCache(clip.flow, method=RaftFlow(options.flow_weights), name="raft")
+    return FlowCache(clip.flow, options.flow_preset)

@@ -213,3 +213,19 @@ def test_stylize_video_is_the_command_in_one_call(clip, tmp_path):
     with pytest.raises(UserError, match="frames"):
         stylize_video("pan.mp4", "style.png", "other", config=DEBUG_CONFIG, frames="9:12")
     assert not (tmp_path / "other").exists()
+
+
+def test_raft_flow_from_a_weights_file(clip, tmp_path, capsys):
+    import torch
+    from torchvision.models.optical_flow import raft_small
+
+    torch.save(raft_small(weights=None).state_dict(), tmp_path / "raft.pth")  # untrained: the path, not the accuracy
+    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--frames", "0:2", "--video.frame_steps", "1",
+                 "--video.flow", "raft", "--video.flow_weights", "raft.pth") == 0
+    assert sorted(p.name for p in (tmp_path / "styled" / "flow").iterdir()) == ["000001_000002_raft.npy", "000002_000001_raft.npy"]
+    torch.save({"not": torch.zeros(1)}, tmp_path / "other.pth")
+    capsys.readouterr()
+    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "other", "--video.flow", "raft", "--video.flow_weights", "other.pth") == 2
+    assert "not the weights of torchvision's raft_large or raft_small" in error_line(capsys)
+    assert video("--input", "pan.mp4", "--style", "style.png", "--out", "other", "--video.flow", "raft") == 2
+    assert "--video.flow raft needs its weights" in error_line(capsys)
