@@ -15,6 +15,7 @@ against exactly what it started with, and a resumed clip gives the frames an uni
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,4 +115,4 @@ def record(outcome: FrameOutcome, n: int, trusted: Optional[float]) -> dict[str,
     metrics = outcome.cli.trainer.callback_metrics if outcome.cli is not None else {}
     losses = {name: round(float(metrics[f"train/{name}"]), 6) for name in ("loss", "content_loss", "style_loss", "temporal_loss") if f"train/{name}" in metrics}
     steps = int(outcome.cli.trainer.global_step) if outcome.cli is not None else 0
-    return {"frame": n, "status": "done", "steps": steps, "seconds": round(outcome.seconds, 2), "trusted_fraction": trusted, **losses}
+    return {"frame": n, "status": "done", "pid": os.getpid(), "steps": steps, "seconds": round(outcome.seconds, 2), "trusted_fraction": trusted, **losses}

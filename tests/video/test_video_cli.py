@@ -229,3 +229,36 @@ def test_raft_flow_from_a_weights_file(clip, tmp_path, capsys):
     assert "not the weights of torchvision's raft_large or raft_small" in error_line(capsys)
     assert video("--input", "pan.mp4", "--style", "style.png", "--out", "other", "--video.flow", "raft") == 2
     assert "--video.flow raft needs its weights" in error_line(capsys)
+
+
+@pytest.fixture
+def two_shots(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["nst_lightning"])
+    make_image(tmp_path / "style.png", (48, 48), color=(10, 200, 90))
+    return make_pan_clip(tmp_path / "cut.mp4", count=4, cut_at=2)
+
+
+def test_shots_in_shares_and_the_last_share_writes_the_video(two_shots, tmp_path, capsys):
+    args = ["--input", "cut.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1"]
+    assert video(*args, "--shard", "1/2") == 0  # the second shot: frames 3 and 4
+    out = tmp_path / "styled"
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["000003.png", "000004.png"] and not (out / "cut.mp4").exists()
+    assert "2 frame(s) of other shares are not" in capsys.readouterr().err
+    assert video(*args, "--shard", "0/2") == 0
+    assert len(list((out / "frames").iterdir())) == 4 and (out / "cut.mp4").is_file()
+
+
+def test_shots_run_in_parallel_on_ray(two_shots, tmp_path):
+    pytest.importorskip("ray")
+    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--input", "cut.mp4", "--style", "style.png", "--out", "styled",
+               "--video.frame_steps", "1", "--launcher", "ray", "--cpus_per_job", "1"]
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": str(REPO)})
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
+    out = tmp_path / "styled"
+    pids = [json.loads((out / "runs" / f"frame_{n:06d}" / "frame.json").read_text())["pid"] for n in range(1, 5)]
+    # Each shot ran in a Ray worker, not in the command's process; a shot's frames in one worker.
+    assert driver.pid not in pids and pids[0] == pids[1] and pids[2] == pids[3]
+    assert (out / "cut.mp4").is_file()
