@@ -82,6 +82,8 @@ def temporal_loss(image: Tensor, previous: Tensor, weights: Tensor) -> Tensor:
     difference between the image ``x`` and the previous frame's result warped onto it ``w``, weighted
     per pixel by ``c`` (``[N, 1, H, W]`` or ``[N, C, H, W]``: 0 where the flow cannot be trusted, 1
     elsewhere), over ``D``, the number of values in the image (so its weight does not depend on the size).
+    ``previous`` and ``weights`` may hold J earlier frames (``[J, ...]`` against a ``[1, ...]`` image):
+    the sum over them, Ruder et al.'s long-term loss (Eq. 9).
     Plain pixel units, unlike the relative content and style terms: the images are in [0, 1].
     """
     with torch.autocast(device_type=image.device.type, enabled=False):

@@ -50,6 +50,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="steps of every later frame, started from the previous result (default: a quarter of the first's)")
     p.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
                    help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
+    p.add_argument("--video.temporal_frames", dest="temporal_frames", default="1",
+                   help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
     p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
                    help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
     p.add_argument("--video.flow_weights", dest="flow_weights", default=None, help="with --video.flow raft: a raft_large or raft_small state dict file")
@@ -88,6 +90,12 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         raise UserError("--video.flow_weights is for --video.flow raft; add --video.flow raft")
     if known.flow_weights and not Path(known.flow_weights).is_file():
         raise UserError(f"--video.flow_weights {known.flow_weights}: no such file")
+    try:
+        temporal_frames = tuple(sorted({int(j) for j in known.temporal_frames.split(",")}))
+    except ValueError:
+        temporal_frames = ()
+    if not temporal_frames or temporal_frames[0] != 1:
+        raise UserError(f"--video.temporal_frames {known.temporal_frames}: give whole numbers of frames back, starting with 1, e.g. 1 or 1,2,4")
     if known.preview_every < 0:
         raise UserError(f"--video.preview_every {known.preview_every}: give 0 or more frames")
     if known.temporal_weight < 0:
@@ -111,7 +119,7 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
     fit_args = [_absolute(arg, rest, i) for i, arg in enumerate(rest)]
     return VideoOptions(
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
-        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
+        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight, temporal_frames=temporal_frames,
         flow=known.flow, flow_weights=known.flow_weights, flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
         fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,

@@ -35,7 +35,7 @@ class ClipLog:
                 pixels = np.asarray(image.convert("RGB"))
             self.writer.add_image("frame/result", pixels, n, dataformats="HWC")
             if mask is not None and mask.is_file():
-                weights = torch.load(mask, map_location="cpu", weights_only=True)["mask"][0]
+                weights = torch.load(mask, map_location="cpu", weights_only=True)["mask"][0]  # the previous frame's
                 self.writer.add_image("frame/consistency_mask", weights.clamp(0, 1), n, dataformats="CHW")
 
     def close(self) -> None:

@@ -55,20 +55,32 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def prepare(clip: ClipDirectory, n: int, flows: FlowCache) -> float:
-    """Frame ``n``'s start image and temporal target, from frame ``n - 1``'s result; the fraction of
-    its pixels the flow is trusted at."""
-    content, before = read_rgb(clip.input(n)), read_rgb(clip.input(n - 1))
-    backward = flows.pair(n, n - 1, content, before)
-    forward = flows.pair(n - 1, n, before, content)
-    mask = consistency_mask(backward, forward)
-    warped = warp(read_rgb(clip.frame(n - 1)).astype(np.float32) / 255.0, backward)
-    trusted = mask[..., None]
-    start = trusted * warped + (1.0 - trusted) * (content.astype(np.float32) / 255.0)
+def prepare(clip: ClipDirectory, n: int, flows: FlowCache, earlier: Sequence[int] = (1,), shot_first: int = 1) -> float:
+    """Frame ``n``'s start image and temporal targets, from the results of the frames ``earlier``
+    before it (``--video.temporal_frames``, 1 = the previous one) within its shot; the fraction of its
+    pixels the flow from the previous frame is trusted at.
+
+    Long-term consistency (Ruder et al. 2016, Sec. 3.2): frame ``n - j``'s result warped by the flow
+    ``n -> n - j``, weighted by ``max(c_j - sum of the nearer c_k, 0)``, so each pixel is held to the
+    nearest earlier frame it is visible in, and not twice."""
+    content = read_rgb(clip.input(n))
+    warped_all, weights_all, covered = [], [], None
+    for j in sorted(j for j in set(earlier) if n - j >= shot_first):
+        before = read_rgb(clip.input(n - j))
+        backward = flows.pair(n, n - j, content, before)
+        mask = consistency_mask(backward, flows.pair(n - j, n, before, content))
+        warped = warp(read_rgb(clip.frame(n - j)).astype(np.float32) / 255.0, backward)
+        weights = mask if covered is None else np.maximum(mask - covered, 0.0)
+        covered = mask if covered is None else covered + mask
+        warped_all.append(warped)
+        weights_all.append(weights)
+    trusted = weights_all[0][..., None]
+    # The start: the previous result where it is trusted, the photo's own pixels where it is not.
+    start = trusted * warped_all[0] + (1.0 - trusted) * (content.astype(np.float32) / 255.0)
     write_png(clip.run(n) / "init.png", np.clip(np.rint(start * 255.0), 0, 255).astype(np.uint8))
-    as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0)  # noqa: E731
-    save_previous(clip.run(n) / "previous.pt", as_tensor(warped), as_tensor(trusted))
-    return float(mask.mean())
+    as_tensor = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)  # noqa: E731
+    save_previous(clip.run(n) / "previous.pt", as_tensor(warped_all), as_tensor([w[..., None] for w in weights_all]))
+    return float(weights_all[0].mean())
 
 
 def frame_arguments(

@@ -63,8 +63,9 @@ class WithPrevious:
 
 
 def save_previous(path: Path, previous: Tensor, mask: Tensor) -> None:
-    """What ``TemporalLoss`` reads: the warped previous result ``[1, 3, H, W]`` and the consistency
-    weights ``[1, 1, H, W]``, fp32, written whole (temporary name, then renamed)."""
+    """What ``TemporalLoss`` reads: the earlier results warped onto this frame ``[J, 3, H, W]`` (J = 1:
+    the previous one; more with long-term consistency) and their consistency weights ``[J, 1, H, W]``,
+    fp32, written whole (temporary name, then renamed). The loss is the sum over the J."""
     partial = path.with_name(path.name + ".partial")
     torch.save({"previous": previous.float().contiguous(), "mask": mask.float().contiguous()}, partial)
     partial.replace(path)

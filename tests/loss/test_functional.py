@@ -83,5 +83,10 @@ def test_temporal_loss_by_hand():
     top_only = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     assert temporal_loss(image, previous, top_only).item() == 3 * 0.25 / 12
     assert temporal_loss(image, image, everywhere).item() == 0.0
+    # Two earlier frames (long-term): the sum of their terms.
+    both = temporal_loss(image, torch.cat([previous, image]), torch.cat([everywhere, everywhere]))
+    assert both.item() == temporal_loss(image, previous, everywhere).item()
+    both = temporal_loss(image, torch.cat([previous, previous]), torch.cat([top_only, everywhere]))
+    assert both.item() == (3 + 6) * 0.25 / 12
     # fp32 whatever the inputs: bf16 images give the same value.
     assert temporal_loss(image.bfloat16(), previous.bfloat16(), everywhere).dtype == torch.float32

@@ -168,8 +168,10 @@ def _text_file(tmp_path: Path) -> None:
         (["--input", "pan.mp4", "--video.frame_steps", "0"], "--video.frame_steps 0: give a positive number of steps"),
         (["--input", "pan.mp4", "--video.temporal_weight", "-2"], "--video.temporal_weight -2"),
         (["--input", "pan.mp4", "--video.crf", "60"], "--video.crf 60"),
+        (["--input", "pan.mp4", "--video.temporal_frames", "2,4"], "--video.temporal_frames 2,4: give whole numbers"),
     ],
-    ids=["not-a-video", "missing", "past-the-end", "bad-range", "own-option", "regions", "bad-fit-option", "steps", "weight", "crf"],
+    ids=["not-a-video", "missing", "past-the-end", "bad-range", "own-option", "regions", "bad-fit-option", "steps", "weight", "crf",
+         "temporal-frames"],
 )
 def test_bad_input_is_one_line_and_nothing_is_written(clip, tmp_path, capsys, args, words):
     _text_file(tmp_path)
@@ -262,3 +264,23 @@ def test_shots_run_in_parallel_on_ray(two_shots, tmp_path):
     # Each shot ran in a Ray worker, not in the command's process; a shot's frames in one worker.
     assert driver.pid not in pids and pids[0] == pids[1] and pids[2] == pids[3]
     assert (out / "cut.mp4").is_file()
+
+
+def test_long_term_consistency_holds_each_pixel_to_its_nearest_earlier_frame(clip, tmp_path):
+    import torch
+
+    args = ["--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1", "--frames", "0:4"]
+    # The clip, then frame 4's targets made again as the clip made them (a done frame's are removed).
+    assert video(*args, "--video.temporal_frames", "1,2,4") == 0
+    from nst_lightning.video.flow import FlowCache
+    from nst_lightning.video.frame_run import prepare
+    from nst_lightning.video.layout import ClipDirectory
+
+    clip_dir = ClipDirectory(tmp_path / "styled")
+    prepare(clip_dir, 4, FlowCache(clip_dir.flow), earlier=(1, 2, 4), shot_first=1)
+    saved = torch.load(clip_dir.run(4) / "previous.pt", weights_only=True)
+    assert saved["previous"].shape == (2, 3, 48, 64) and saved["mask"].shape == (2, 1, 48, 64)  # frames 3 and 2 (no frame 0)
+    # Nearest first, never twice: the weights of a pixel sum to at most 1, and frame 2 only counts
+    # where frame 3 is not trusted (the strip a 2 px pan a frame brings into view).
+    assert saved["mask"].sum(0).max() <= 1 and (saved["mask"][1] > 0).float().mean() < 0.1
+    assert saved["mask"][0].mean() > 0.9
