@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--pan_frames", type=int, default=12)
     parser.add_argument("--examples", default=str(REPO.parent / "shared/examples/video"))
-    parser.add_argument("--settings", nargs="+", default=["1000 50"], help='"TEMPORAL_WEIGHT FRAME_STEPS" each')
+    parser.add_argument("--settings", nargs="+", default=["1000 50"], help='"TEMPORAL_WEIGHT FRAME_STEPS [FILL [FRAMES_BACK]]" each')
     parser.add_argument("--clips", nargs="*", default=None, help="names of the clips to run (default: all)")
     parser.add_argument("--out", default="/tmp/video-consistency")
     args = parser.parse_args()
@@ -98,10 +98,12 @@ def main() -> None:
         base = out / name
         source_arg = str(source / "frame_*.png") if name != "pan" else str(source)
         for setting in args.settings:
-            weight, steps = setting.split()
-            directory = base / f"video_w{weight}_s{steps}"
+            weight, steps, fill, earlier = (setting.split() + ["content", "1"])[:4] if len(setting.split()) < 4 else setting.split()
+            tag = f"w{weight}_s{steps}" + (f"_{fill}" if fill != "content" else "") + (f"_j{earlier.replace(',', '-')}" if earlier != "1" else "")
+            directory = base / f"video_{tag}"
             run([sys.executable, "-m", "nst_lightning", "video", *common, "--input", source_arg, "--style", args.style,
-                 "--out", str(directory), "--video.temporal_weight", weight, "--video.frame_steps", steps], base.with_suffix(f".{weight}_{steps}.log"))
+                 "--out", str(directory), "--video.temporal_weight", weight, "--video.frame_steps", steps, "--video.fill", fill,
+                 "--video.temporal_frames", earlier], base.with_suffix(f".{tag}.log"))
             inputs = frames_of(directory / "input")
             records = [json.loads(p.read_text()) for p in sorted((directory / "runs").glob("frame_*/frame.json"))]
             flow_started = time.monotonic()
@@ -110,14 +112,15 @@ def main() -> None:
             flow_seconds = time.monotonic() - flow_started
             total = sum(r["seconds"] for r in records)
             rows.append({
-                "clip": name, "setting": f"video, temporal weight {weight}, {steps} steps a frame", "frames": len(inputs),
+                "clip": name, "setting": f"video, temporal weight {weight}, {steps} steps a frame, fill {fill}, frames back {earlier}",
+                "frames": len(inputs),
                 "results": frames_of(directory / "frames"), "inputs": inputs,
                 "later_vs_first": statistics.mean(r["seconds"] for r in records[1:]) / records[0]["seconds"],
                 "flow_share": flow_seconds / (total + flow_seconds),
             })
         independent = base / "independent"
         if not (independent / "summary.csv").is_file():
-            run([sys.executable, "-m", "nst_lightning", "batch", *common, "--contents", str(base / f"video_w{args.settings[0].split()[0]}_s{args.settings[0].split()[1]}" / "input"),
+            run([sys.executable, "-m", "nst_lightning", "batch", *common, "--contents", str(directory / "input"),
                  "--styles", args.style, "--out", str(independent)], base.with_suffix(".independent.log"))
         inputs = rows[-1]["inputs"]
         results = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(independent.glob("*/generated.png"))]
@@ -133,7 +136,7 @@ def main() -> None:
             r["style"], r["content"] = distances(scorer, r["results"], r["inputs"], painting)
         for r in mine:
             speed = f"{r['later_vs_first']:.2f}" if "later_vs_first" in r else ""
-            share = f"{100 * r['flow_share']:.1f}%" if "flow_share" in r else ""
+            share = f"{100 * r['flow_share']:.2f}%" if "flow_share" in r else ""
             print(f"| {name} | {r['setting']} | {r['frames']} | {r['e_warp']:.4f} | {r['e_warp'] / reference['e_warp']:.2f} | "
                   f"{r['style']:.4f} ({r['style'] / reference['style']:.2f}) | {r['content']:.3f} ({r['content'] / reference['content']:.2f}) | {speed} | {share} |")
 

@@ -50,6 +50,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="steps of every later frame, started from the previous result (default: a quarter of the first's)")
     p.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
                    help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
+    p.add_argument("--video.fill", dest="fill", default="content", choices=["content", "warped"],
+                   help="a frame's start where the flow is not trusted: the photo's pixels, or the warped previous result (Ruder et al.)")
     p.add_argument("--video.temporal_frames", dest="temporal_frames", default="1",
                    help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
     p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
@@ -119,7 +121,7 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
     fit_args = [_absolute(arg, rest, i) for i, arg in enumerate(rest)]
     return VideoOptions(
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
-        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight, temporal_frames=temporal_frames,
+        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight, temporal_frames=temporal_frames, fill=known.fill,
         flow=known.flow, flow_weights=known.flow_weights, flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
         fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,

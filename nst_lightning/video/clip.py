@@ -39,6 +39,7 @@ class VideoOptions:
     first_frame_steps: Optional[int] = None  # None: the fit's --trainer.max_steps
     frame_steps: Optional[int] = None  # None: a quarter of the first frame's
     temporal_weight: float = 1000.0
+    fill: str = "content"  # where the flow is not trusted, the start is the photo's (or the warped result)
     temporal_frames: tuple[int, ...] = (1,)  # earlier frames each frame is held to (Ruder et al.'s long-term J)
     flow: str = "dis"  # or raft, with flow_weights
     flow_weights: Optional[str] = None
@@ -73,6 +74,7 @@ class VideoOptions:
             "steps": [first, later],
             "temporal_weight": self.temporal_weight,
             "temporal_frames": list(self.temporal_frames),
+            "fill": self.fill,
             "flow": self.flow if self.flow == "dis" else f"raft:{Path(self.flow_weights or '').name}",
             "flow_preset": self.flow_preset,
             "cut_threshold": self.cut_threshold,

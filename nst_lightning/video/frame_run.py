@@ -55,7 +55,7 @@ def write_png(path: Path, pixels: np.ndarray) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def prepare(clip: ClipDirectory, n: int, flows: FlowCache, earlier: Sequence[int] = (1,), shot_first: int = 1) -> float:
+def prepare(clip: ClipDirectory, n: int, flows: FlowCache, earlier: Sequence[int] = (1,), shot_first: int = 1, fill: str = "content") -> float:
     """Frame ``n``'s start image and temporal targets, from the results of the frames ``earlier``
     before it (``--video.temporal_frames``, 1 = the previous one) within its shot; the fraction of its
     pixels the flow from the previous frame is trusted at.
@@ -75,8 +75,9 @@ def prepare(clip: ClipDirectory, n: int, flows: FlowCache, earlier: Sequence[int
         warped_all.append(warped)
         weights_all.append(weights)
     trusted = weights_all[0][..., None]
-    # The start: the previous result where it is trusted, the photo's own pixels where it is not.
-    start = trusted * warped_all[0] + (1.0 - trusted) * (content.astype(np.float32) / 255.0)
+    # The start: the previous result where it is trusted; where it is not, the photo's own pixels
+    # (``fill`` content) or the warped result all the same (``warped``, as Ruder et al. start).
+    start = warped_all[0] if fill == "warped" else trusted * warped_all[0] + (1.0 - trusted) * (content.astype(np.float32) / 255.0)
     write_png(clip.run(n) / "init.png", np.clip(np.rint(start * 255.0), 0, 255).astype(np.uint8))
     as_tensor = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)  # noqa: E731
     save_previous(clip.run(n) / "previous.pt", as_tensor(warped_all), as_tensor([w[..., None] for w in weights_all]))

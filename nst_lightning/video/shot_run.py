@@ -44,7 +44,7 @@ def run_shot(
             if not still:
                 if ahead is not None:
                     ahead.result()
-                trusted = _prepared(clip, n, flows, options.temporal_frames, first)
+                trusted = _prepared(clip, n, flows, options.temporal_frames, first, options.fill)
             if n + 1 < end:  # the next frame's flow, while this one runs
                 ahead = pool.submit(_flows_of, clip, flows, n + 1)
             args = frame_arguments(clip, n, options.style, options.fit_args, first_steps if still else later_steps,
@@ -72,7 +72,7 @@ def run_shot(
     return records
 
 
-def _prepared(clip: ClipDirectory, n: int, flows: FlowCache, earlier: tuple[int, ...], first: int) -> float:
+def _prepared(clip: ClipDirectory, n: int, flows: FlowCache, earlier: tuple[int, ...], first: int, fill: str) -> float:
     """Frame ``n``'s start image and temporal target, made once (a resumed frame keeps its own); the
     fraction of its pixels the flow is trusted at."""
     previous = clip.run(n) / "previous.pt"
@@ -81,7 +81,7 @@ def _prepared(clip: ClipDirectory, n: int, flows: FlowCache, earlier: tuple[int,
             return float(torch.load(previous, map_location="cpu", weights_only=True)["mask"][0].mean())
         except Exception:  # damaged by a crash mid-write of an older version: made again, the same
             pass
-    return prepare(clip, n, flows, earlier, first)
+    return prepare(clip, n, flows, earlier, first, fill)
 
 
 def _flows_of(clip: ClipDirectory, flows: FlowCache, n: int) -> None:
