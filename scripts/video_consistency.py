@@ -98,7 +98,8 @@ def main() -> None:
         base = out / name
         source_arg = str(source / "frame_*.png") if name != "pan" else str(source)
         for setting in args.settings:
-            weight, steps, fill, earlier = (setting.split() + ["content", "1"])[:4] if len(setting.split()) < 4 else setting.split()
+            parts = setting.split()
+            weight, steps, fill, earlier = [*parts, *["content", "1"][len(parts) - 2 :]] if len(parts) < 4 else parts
             tag = f"w{weight}_s{steps}" + (f"_{fill}" if fill != "content" else "") + (f"_j{earlier.replace(',', '-')}" if earlier != "1" else "")
             directory = base / f"video_{tag}"
             run([sys.executable, "-m", "nst_lightning", "video", *common, "--input", source_arg, "--style", args.style,
