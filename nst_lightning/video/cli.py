@@ -47,11 +47,12 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--video.first_frame_steps", dest="first_frame_steps", type=int, default=None,
                    help="steps of each shot's first frame, a still run (default: --trainer.max_steps)")
     p.add_argument("--video.frame_steps", dest="frame_steps", type=int, default=None,
-                   help="steps of every later frame, started from the previous result (default: a quarter of the first's)")
+                   help="steps of every later frame, started from the previous result (default: a fifth of the first's)")
     p.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
                    help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
-    p.add_argument("--video.fill", dest="fill", default="content", choices=["content", "warped"],
-                   help="a frame's start where the flow is not trusted: the photo's pixels, or the warped previous result (Ruder et al.)")
+    p.add_argument("--video.fill", dest="fill", default="warped", choices=["warped", "content"],
+                   help="a frame's start where the flow is not trusted: the warped previous result (Ruder et al.; less flicker, "
+                   "docs/video.md) or the photo's pixels")
     p.add_argument("--video.temporal_frames", dest="temporal_frames", default="1",
                    help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
     p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
