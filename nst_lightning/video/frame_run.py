@@ -32,6 +32,7 @@ from nst_lightning.video.layout import ClipDirectory
 from nst_lightning.video.temporal import save_previous
 
 TEMPORAL_CALLBACK = "nst_lightning.video.temporal.TemporalLoss"
+STYLE_CALLBACK = "nst_lightning.video.style_cache.ClipStyle"
 ERROR_PREFIX = "nst_lightning: error: "
 STOPPED_PREFIX = "nst_lightning: stopped"
 
@@ -97,6 +98,8 @@ def frame_arguments(
     args += ["--trainer.max_steps", str(steps)] if steps is not None else []
     args += ["--trainer.logger.init_args.save_dir", str(run.parent), "--trainer.logger.init_args.name", ""]
     args += ["--trainer.logger.init_args.version", run.name]
+    # The painting's style targets once for the clip (before TemporalLoss, which wraps its kind).
+    args += [f"--trainer.callbacks+={STYLE_CALLBACK}", "--trainer.callbacks.cache", str(clip.root / "style")]
     if temporal_weight is not None:
         args += ["--model.init", "image", "--model.init_image", str(run / "init.png"), "--model.stage_steps", "null"]
         args += [f"--trainer.callbacks+={TEMPORAL_CALLBACK}", "--trainer.callbacks.previous", str(run / "previous.pt")]

@@ -7,6 +7,8 @@
     DIR/runs/frame_000001/  each frame's ``fit``: config, TensorBoard events, ``frame.json``; while it runs
                             its checkpoints, the start image and the temporal target
     DIR/frames/000001.png   the results, full quality, one per input frame
+    DIR/style/<size>.pt     the painting's style targets, once for the clip (``style_cache.py``)
+    DIR/tensorboard/        the clip's log: per-frame losses, previews and masks (``clip_log.py``)
     DIR/<clip>.mp4          the video (or .gif), the input's timing and sound
 
 A rerun with the same command continues it: the manifest says whether ``DIR`` holds this clip with
@@ -89,7 +91,7 @@ class ClipDirectory:
         ``UserError`` for a directory holding something else."""
         manifest = self.read()
         if manifest is None:
-            if self.root.is_dir() and any(p.name not in ("input", "flow") for p in self.root.iterdir()):
+            if self.root.is_dir() and any(p.name not in ("input", "flow", "style") for p in self.root.iterdir()):
                 raise UserError(f"--out {self.root} is not empty and holds no video run; give a new folder for --out")
             return None
         if manifest.identity != identity:

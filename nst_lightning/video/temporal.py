@@ -93,7 +93,8 @@ class TemporalLoss(pl.Callback):
             raise UserError(f"the previous frame's warped result {self.path} cannot be read ({_first_words(err)}); delete the frame's run directory and rerun") from None
         if previous.dim() != 4 or mask.dim() != 4 or previous.shape[-2:] != mask.shape[-2:]:
             raise UserError(f"the previous frame's warped result {self.path} is damaged; delete the frame's run directory and rerun")
-        pl_module.target_kind = WithPrevious(previous, mask, self.weight)
+        # Around the kind already set (the clip's cached style, style_cache.py), else the photo's.
+        pl_module.target_kind = WithPrevious(previous, mask, self.weight, pl_module.target_kind)
 
 
 def _first_words(err: Exception) -> str:

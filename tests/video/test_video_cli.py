@@ -284,3 +284,19 @@ def test_long_term_consistency_holds_each_pixel_to_its_nearest_earlier_frame(cli
     # where frame 3 is not trusted (the strip a 2 px pan a frame brings into view).
     assert saved["mask"].sum(0).max() <= 1 and (saved["mask"][1] > 0).float().mean() < 0.1
     assert saved["mask"][0].mean() > 0.9
+
+
+def test_the_paintings_style_targets_are_computed_once_for_the_clip(clip, tmp_path):
+    import torch
+
+    args = ["--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1", "--frames", "0:2"]
+    assert video(*args) == 0
+    out = tmp_path / "styled"
+    cached = torch.load(out / "style" / "64.pt", weights_only=True)
+    assert sorted(cached) == ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    second = json.loads((out / "runs" / "frame_000002" / "frame.json").read_text())["style_loss"]
+    # Frame 2 read them: with the cached Grams halved, its run measures another style loss.
+    torch.save({name: gram / 2 for name, gram in cached.items()}, out / "style" / "64.pt")
+    (out / "runs" / "frame_000002" / "frame.json").unlink()
+    assert video(*args) == 0
+    assert json.loads((out / "runs" / "frame_000002" / "frame.json").read_text())["style_loss"] != pytest.approx(second, rel=1e-3)
