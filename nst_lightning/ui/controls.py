@@ -41,6 +41,7 @@ class Defaults:
     seed: int = 0
     stage_steps: str = ""
     memory_gb: float = 0.0
+    bit_depth: str = "8"
 
     @classmethod
     def from_config(cls, config: Any) -> "Defaults":
@@ -62,11 +63,12 @@ class Defaults:
             seed=int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0,
             stage_steps=", ".join(str(s) for s in stages) if stages else "",
             memory_gb=float(config.get("model.max_memory_gb") or 0.0),
+            bit_depth=str(config.get("result.bit_depth") or 8),
         )
 
 
 def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, preset: Any, optimizer: Any, style_loss: Any,
-            seed: Any, stage_steps: Any, memory_gb: Any) -> list[str]:
+            seed: Any, stage_steps: Any, memory_gb: Any, bit_depth: Any = "8") -> list[str]:
     """The controls as ``fit`` options; their values are checked by the run, which names the option."""
     args = ["--data.image_size", _number(size), "--trainer.max_steps", _number(steps), "--model.style_weight", str(strength)]
     args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
@@ -80,6 +82,7 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
     stages = str(stage_steps or "").strip().strip("[]")
     args += ["--model.stage_steps", f"[{stages}]" if stages else "null"]
     args += ["--model.max_memory_gb", str(memory_gb) if memory_gb not in (None, "", 0, 0.0) else "null"]
+    args += ["--result.bit_depth", str(bit_depth or 8)]  # 16: a 16-bit PNG to download (run/output.py)
     return args
 
 

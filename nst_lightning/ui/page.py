@@ -47,6 +47,7 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
                     seed = gr.Number(d.seed, label="Seed (--seed_everything)", precision=0)
                     stages = gr.Textbox(d.stage_steps, label="Coarse-to-fine: steps per stage, e.g. 100, 80 (--model.stage_steps)")
                     memory = gr.Number(d.memory_gb, label="Memory budget in GB, 0 for this machine's (--model.max_memory_gb)")
+                    bits = gr.Radio(["8", "16"], value=d.bit_depth, label="Result's bits per channel: 16 for a 16-bit PNG (--result.bit_depth)")
                 with gr.Row():
                     stylise = gr.Button("Stylise", variant="primary")
                     stop = gr.Button("Stop", variant="stop")
@@ -68,17 +69,18 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
             go_on = gr.Button("Continue for that many more steps")
             restart = gr.Button("Start from this result (with the controls above)")
 
-        settings = [size, steps, strength, scale, colours, preset, optimizer, style_loss, seed, stages, memory]
+        settings = [size, steps, strength, scale, colours, preset, optimizer, style_loss, seed, stages, memory, bits]
         shown = [result, preview, status, loss, folder, gallery]
 
         # The API's parameters are these names, in this order: photo, painting(s), size, steps, style strength,
         # then the rest, each with the page's default (gradio_client may leave them out).
         def fresh(photo: Any, painting: Any, size: Any, steps: Any, style_strength: Any, builtin_photo: str, builtin_paintings: list,
                   style_scale: Any, colours: str, preset: str, optimizer: str, style_loss: str, seed: Any, stage_steps: str,
-                  memory_gb: Any, request: gr.Request) -> Iterator[tuple]:
+                  memory_gb: Any, bit_depth: str, request: gr.Request) -> Iterator[tuple]:
             def make() -> Run:
                 content, styles = controls.inputs(photo, builtin_photo, _files(painting), builtin_paintings)
-                settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb)
+                settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb,
+                             bit_depth)
                 return runs.fresh(content, styles, controls.options(*settings_))
 
             yield from _stream(make, runs, controls.preview_every(steps), request)
@@ -87,8 +89,10 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
             yield from _stream(lambda: runs.resume(run, int(more_steps or 0)), runs, controls.preview_every(more_steps), request)
 
         def from_result(run: str, size: Any, steps: Any, style_strength: Any, style_scale: Any, colours: str, preset: str,
-                        optimizer: str, style_loss: str, seed: Any, stage_steps: str, memory_gb: Any, request: gr.Request) -> Iterator[tuple]:
-            settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb)
+                        optimizer: str, style_loss: str, seed: Any, stage_steps: str, memory_gb: Any, bit_depth: str,
+                        request: gr.Request) -> Iterator[tuple]:
+            settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb,
+                         bit_depth)
             yield from _stream(lambda: runs.from_result(run, controls.options(*settings_)), runs, controls.preview_every(steps), request)
 
         def stopping(request: gr.Request) -> Any:

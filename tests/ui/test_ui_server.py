@@ -37,6 +37,15 @@ def test_a_run_streams_previews_and_returns_the_result(server, tmp_path):
     assert json.loads((folder / "ui.json").read_text())["steps"] == 6
 
 
+def test_a_16_bit_result_to_download(server, tmp_path):
+    result = client(server, tmp_path).predict(
+        None, [handle_file(server.images / "painting.png")], 48, 2, 10.0, bit_depth="16", api_name="/stylize"
+    )
+    downloaded = Path(result[0]).read_bytes()
+    assert downloaded[:8] == b"\x89PNG\r\n\x1a\n" and downloaded[24] == 16  # IHDR's bit depth
+    assert "Done: 2 steps" in result[2]
+
+
 def test_a_text_file_as_the_photo_is_the_one_line_error(server, tmp_path):
     with pytest.raises(Exception) as refused:
         client(server, tmp_path).predict(
