@@ -60,6 +60,15 @@ def test_two_submissions_run_one_after_the_other(server, tmp_path):
     first, second = client(server, tmp_path / "a"), client(server, tmp_path / "b")
     painting = handle_file(server.images / "painting2.jpg")
     jobs = [c.submit(handle_file(server.images / "photo.png"), [painting], 48, 4, 5.0, api_name="/stylize") for c in (first, second)]
+    # The queue is the server's, not a page's: while one runs, the other session is told its place.
+    ranks, deadline = set(), time.monotonic() + 60
+    while not any(job.done() for job in jobs) and time.monotonic() < deadline:
+        for job in jobs:
+            status = job.status()
+            if status.code.name == "IN_QUEUE" and status.rank is not None:
+                ranks.add((status.rank, status.queue_size))
+        time.sleep(0.02)
+    assert any(rank == 0 and size >= 1 for rank, size in ranks), ranks
     folders = sorted(run_folder(job.result(timeout=180)) for job in jobs)  # named by time, so in start order
     # The later run copied its inputs (its first act) only after the earlier one had written its result.
     assert (folders[0] / "generated.png").stat().st_mtime_ns <= (folders[1] / "inputs").stat().st_mtime_ns
