@@ -300,3 +300,13 @@ def test_the_paintings_style_targets_are_computed_once_for_the_clip(clip, tmp_pa
     (out / "runs" / "frame_000002" / "frame.json").unlink()
     assert video(*args) == 0
     assert json.loads((out / "runs" / "frame_000002" / "frame.json").read_text())["style_loss"] != pytest.approx(second, rel=1e-3)
+
+
+def test_frames_run_in_tiles_with_the_temporal_loss(clip, tmp_path):
+    # The path a 4K clip takes (tiles, chosen here by --model.tile_size; --model.max_memory_gb chooses them
+    # the same way): the temporal term is per pixel, on the whole image, as total variation is.
+    args = ["--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--frames", "0:2", "--video.frame_steps", "2"]
+    assert video(*args, "--model.tile_size", "32") == 0
+    run = tmp_path / "styled" / "runs" / "frame_000002"
+    assert "tile_size: 32" in (run / "config.yaml").read_text()
+    assert json.loads((run / "frame.json").read_text())["temporal_loss"] > 0
