@@ -48,13 +48,14 @@ def create(path: Path, record: dict[str, Any]) -> bool:
     try:
         with os.fdopen(fd, "w") as handle:
             _write(handle, record)
-        os.chmod(tmp, 0o644)
         try:
+            os.chmod(tmp, 0o644)
             os.link(tmp, path)  # atomic: the lock appears whole, or not at all
         except FileExistsError:
             return False
         except FileNotFoundError:
-            # Our temporary is gone: the holder's start removes hidden temporaries in its directory.
+            # Our temporary is gone (at the chmod or the link): the holder's start removes hidden
+            # temporaries in its directory, so there is a holder; the caller reads it.
             return False
         except OSError as err:
             if err.errno in NO_HARD_LINKS:

@@ -259,3 +259,20 @@ def test_a_full_disk_while_taking_the_lock_is_one_line_and_leaves_nothing(tmp_pa
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no run directory, no empty lock
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_lock_temporary_removed_by_the_holders_start_is_a_busy_lock_not_a_crash(tmp_path, monkeypatch):
+    # The race CI once hit: the run holding the lock starts, and removes hidden temporaries from its
+    # directory (a killed write's leftovers) just as a second run has made its lock's temporary and not
+    # yet linked it. The second must then see the holder, not fail with FileNotFoundError.
+    from nst_lightning.run import lock_file
+
+    real_chmod = os.chmod
+
+    def chmod_after_the_holder_cleaned_up(path, mode):
+        Path(path).unlink()
+        return real_chmod(path, mode)
+
+    monkeypatch.setattr(lock_file.os, "chmod", chmod_after_the_holder_cleaned_up)
+    assert lock_file.create(tmp_path / "run.lock", {"pid": 1}) is False
+    assert not list(tmp_path.iterdir())  # and nothing is left
