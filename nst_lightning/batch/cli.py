@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import threading
@@ -34,7 +33,7 @@ from nst_lightning.batch.jobs import finished_steps, fit_arguments, is_done
 from nst_lightning.batch.launchers import LAUNCHERS
 from nst_lightning.batch.plan import Job, group_jobs, plan_jobs, shard, sources
 from nst_lightning.batch.report import Progress, write_contact_sheet, write_summary
-from nst_lightning.run.fit_options import FitSettings, UsageError, check_fit_options
+from nst_lightning.run.fit_options import FitSettings, UsageError, check_fit_options, split_command_line
 from nst_lightning.run.launchers import parse_shard
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
@@ -81,14 +80,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str], prog: str) -> BatchOptions:
-    try:
-        known, rest = parser(prog).parse_known_args(argv)
-    except argparse.ArgumentError as err:
-        raise UserError(f"{err}; see {prog} batch --help") from None
-    for arg in rest:
-        if arg.split("=", 1)[0].startswith(OWN_OPTIONS):
-            raise UserError(f"{arg.split('=', 1)[0]} is set by batch for each job; give the inputs with --contents and --styles, and --out")
-    fit_args = [_absolute_config(arg, rest, i) for i, arg in enumerate(rest)]
+    known, fit_args = split_command_line(
+        parser(prog), argv, OWN_OPTIONS, "is set by batch for each job; give the inputs with --contents and --styles, and --out"
+    )
     try:
         batch_size = int(known.batch_size)
     except ValueError:
@@ -111,15 +105,6 @@ def parse(argv: list[str], prog: str) -> BatchOptions:
         contents=known.contents, styles=known.styles, out=Path(known.out).expanduser().absolute(), batch_size=batch_size,
         launcher=known.launcher, ray_address=known.ray_address, cpus_per_job=cpus, shard=known.shard, fit_args=fit_args,
     )
-
-
-def _absolute_config(arg: str, args: list[str], i: int) -> str:
-    """``--config`` files as absolute paths: a Ray worker may start in another directory."""
-    if i > 0 and args[i - 1] == "--config" and os.path.isfile(arg):
-        return os.path.abspath(arg)
-    if arg.startswith("--config=") and os.path.isfile(arg.split("=", 1)[1]):
-        return "--config=" + os.path.abspath(arg.split("=", 1)[1])
-    return arg
 
 
 def check_writable(out: Path) -> None:

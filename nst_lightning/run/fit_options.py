@@ -32,6 +32,32 @@ from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
 from nst_lightning.utilities.errors import UserError
 
 
+def split_command_line(parser: Any, argv: list[str], own: tuple[str, ...], own_message: str) -> tuple[Any, list[str]]:
+    """A command's own options (``parser``'s) and the ``fit`` options it passes on to each run, which
+    may not name any of ``own`` (set by the command for each run: ``"{name} " + own_message``), with
+    ``--config`` files as absolute paths (a Ray worker may start in another directory, and a run's
+    identity must not depend on where it was started). ``UserError`` in one line."""
+    import os
+
+    try:
+        known, rest = parser.parse_known_args(argv)
+    except ArgumentError as err:
+        raise UserError(f"{err}; see {parser.prog} --help") from None
+    for arg in rest:
+        name = arg.split("=", 1)[0]
+        if name.startswith(own):
+            raise UserError(f"{name} {own_message}")
+
+    def absolute(i: int, arg: str) -> str:
+        if i > 0 and rest[i - 1] == "--config" and os.path.isfile(arg):
+            return os.path.abspath(arg)
+        if arg.startswith("--config=") and os.path.isfile(arg.split("=", 1)[1]):
+            return "--config=" + os.path.abspath(arg.split("=", 1)[1])
+        return arg
+
+    return known, [absolute(i, arg) for i, arg in enumerate(rest)]
+
+
 class UsageError(Exception):
     """An option error shared by every run of a batch or a video: the command stops at the first."""
 

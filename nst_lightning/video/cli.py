@@ -70,18 +70,14 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str], prog: str) -> VideoOptions:
+    from nst_lightning.run.fit_options import split_command_line
     from nst_lightning.video.io import parse_range
 
-    try:
-        known, rest = parser(prog).parse_known_args(argv)
-    except argparse.ArgumentError as err:
-        raise UserError(f"{err}; see {prog} video --help") from None
-    for arg in rest:
-        name = arg.split("=", 1)[0]
-        if name.startswith(OWN_OPTIONS):
-            raise UserError(f"{name} is set by video for each frame; give the clip with --input, the painting with --style")
-        if name.startswith("--data.regions"):
-            raise UserError("--data.regions: a video has no per-frame masks yet; leave --data.regions out")
+    known, fit_args = split_command_line(
+        parser(prog), argv, OWN_OPTIONS, "is set by video for each frame; give the clip with --input, the painting with --style"
+    )
+    if any(arg.split("=", 1)[0].startswith("--data.regions") for arg in fit_args):
+        raise UserError("--data.regions: a video has no per-frame masks yet; leave --data.regions out")
     for name in ("first_frame_steps", "frame_steps", "crf"):
         value = getattr(known, name)
         if value is not None and (value < (0 if name == "crf" else 1) or (name == "crf" and value > 51)):
@@ -119,7 +115,6 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         parse_shard(known.shard)  # a bad share: said before anything is written
     start, stop = parse_range(known.frames) if known.frames is not None else (0, None)
     out = Path(known.out) if known.out else Path(f"{Path(known.input.rstrip('/')).stem or 'clip'}_styled")
-    fit_args = [_absolute(arg, rest, i) for i, arg in enumerate(rest)]
     return VideoOptions(
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
         first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight, temporal_frames=temporal_frames, fill=known.fill,
@@ -127,13 +122,6 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
         fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,
     )
-
-
-def _absolute(arg: str, args: list[str], i: int) -> str:
-    # --config files as absolute paths: the clip's identity must not depend on where it was started.
-    if i > 0 and args[i - 1] == "--config" and Path(arg).is_file():
-        return str(Path(arg).absolute())
-    return arg
 
 
 def run_video(argv: list[str], prog: str) -> Optional[Path]:
