@@ -92,10 +92,24 @@ def match_color_histogram(source: Tensor, target: Tensor, eps: float = 1e-5) -> 
     colour mapping). Clamped to [0, 1] afterwards, which moves the statistics slightly when the
     target's colours are near the gamut's edge.
     """
+    return recolor(source, *_mean_cov(target), eps=eps)
+
+
+def blended_color_statistics(images: list[Tensor], weights: list[float]) -> tuple[Tensor, Tensor]:
+    """The RGB mean ``[3, 1]`` and covariance ``[3, 3]`` of the mixture of ``images``' pixels in
+    proportions ``weights`` (summing to 1): a blend of paintings has the colours of all of them."""
+    stats = [_mean_cov(image) for image in images]
+    mean = sum(w * m for w, (m, _) in zip(weights, stats))
+    second = sum(w * (c + m @ m.T) for w, (m, c) in zip(weights, stats))
+    return mean, second - mean @ mean.T
+
+
+def recolor(source: Tensor, mean: Tensor, cov: Tensor, eps: float = 1e-5) -> Tensor:
+    """``source`` (``[N, 3, H, W]`` in [0, 1]) mapped affinely to the RGB ``mean`` and ``cov``,
+    clamped to [0, 1] (``match_color_histogram``'s transform)."""
     mu_s, cov_s = _mean_cov(source)
-    mu_t, cov_t = _mean_cov(target)
-    transform = (_sqrtm(cov_t, 0.5, eps) @ _sqrtm(cov_s, -0.5, eps)).float()
+    transform = (_sqrtm(cov, 0.5, eps) @ _sqrtm(cov_s, -0.5, eps)).float()
     n, _, h, w = source.shape
     pixels = source.float().permute(1, 0, 2, 3).reshape(3, -1)
-    out = transform.to(source.device) @ (pixels - mu_s) + mu_t
+    out = transform.to(source.device) @ (pixels - mu_s) + mean.float().to(source.device)
     return out.reshape(3, n, h, w).permute(1, 0, 2, 3).clamp(0, 1)

@@ -30,7 +30,7 @@ from nst_lightning.model.loss_logger import LossLogger
 from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.model.schedules import Configured
-from nst_lightning.model.start import initial_image
+from nst_lightning.model.start import initial_image, painting_members
 from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
@@ -57,7 +57,7 @@ class StyleTransfer(pl.LightningModule):
         lr_floor: FiniteNonNegativeFloat = 0.0,
         warmup_steps: NonNegativeInt = 0,
         lbfgs_history: PositiveInt = 100,
-        init: Literal["content", "noise", "image"] = "content",
+        init: Literal["content", "painting_colors", "noise", "image"] = "content",
         init_image: Optional[str] = None,
         pooling: PoolingName = "max",
         preserve_colors: ColorMode = "none",
@@ -89,7 +89,9 @@ class StyleTransfer(pl.LightningModule):
             lr_floor: The step size at the run's end as a fraction of lr, with ``cosine`` or ``linear``.
             warmup_steps: Steps of linear warm-up from ~0 to lr first (``model/schedules.py``).
             lbfgs_history: Number of past updates L-BFGS keeps to approximate curvature.
-            init: Start from the ``content`` image, from uniform ``noise`` (the paper's Fig. 2) or ``init_image``.
+            init: Start from the ``content`` image, from it recoloured to the painting's colour mean and
+                covariance (``painting_colors``: fewer steps to the same result), from uniform ``noise``
+                (the paper's Fig. 2) or ``init_image``.
             init_image: With ``init: image``: an image (file, URL, ``builtin:NAME``), resized to the content's
                 size, or a ``.ckpt`` this program wrote, whose image (its average) starts a new run at step 0.
             pooling: ``max`` (torchvision's VGG19) or ``avg``, the paper's choice, with a gain (``vgg.AVG_POOL_GAIN``).
@@ -146,10 +148,12 @@ class StyleTransfer(pl.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = datamodule_of(self.trainer)
         check_inputs(self, datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, str(self.trainer.precision))
-        content = datamodule.images(stage_sizes(datamodule.image_size, len(self.optim.stages) + 1)[0])[0]
+        first_size = stage_sizes(datamodule.image_size, len(self.optim.stages) + 1)[0]
+        content = datamodule.images(first_size)[0]
         if self.image is None or self.image.shape != content.shape:
+            members = painting_members(datamodule, first_size) if self.optim.init == "painting_colors" else None
             # NCHW whatever the source's strides: L-BFGS flattens the parameter and its gradient.
-            self.image = nn.Parameter(initial_image(self.optim.init, content, self._start_image).contiguous())
+            self.image = nn.Parameter(initial_image(self.optim.init, content, self._start_image, members).contiguous())
             if self.optim.ema_decay is not None:
                 self.average = IterateAverage(self.image, self.optim.ema_decay)
 

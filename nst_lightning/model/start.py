@@ -1,20 +1,32 @@
-"""Where the optimisation starts (``--model.init``): the photo itself, uniform noise (the paper's
-Fig. 2), or a given image (``--model.init_image``: a file, or a checkpoint's image), at the size of
-the first stage."""
+"""Where the optimisation starts (``--model.init``): the photo itself, the photo in the painting's
+colours, uniform noise (the paper's Fig. 2), or a given image (``--model.init_image``: a file, or a
+checkpoint's image), at the size of the first stage."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nst_lightning.inputs.color import blended_color_statistics, recolor
 
-def initial_image(init: str, content: Tensor, start_image: Optional[Tensor] = None) -> Tensor:
-    """The first image for ``content`` (``[K, 3, H, W]``): its copy, noise, or ``start_image`` resized."""
+
+def initial_image(init: str, content: Tensor, start_image: Optional[Tensor] = None, members: Optional[list] = None) -> Tensor:
+    """The first image for ``content`` (``[K, 3, H, W]``): its copy, its copy recoloured, noise, or
+    ``start_image`` resized. ``members``, for ``painting_colors``: per photo, ``(photo, paintings,
+    blend weights)`` as ``datamodule.members`` gives them."""
     if init == "content":
         return content.clone()
+    if init == "painting_colors":
+        # Not in Gatys et al. (2015). The photo mapped affinely to the painting's RGB mean and
+        # covariance (the colour transfer of Gatys et al. 2017, run the other way): the colours are
+        # what the lowest style layers weigh most, and what Adam's first tens of steps spend their
+        # pixel moves on; the photo's structure, all the content loss sees, is unchanged.
+        # Measured in docs/quality.md (issue 20, second round).
+        return torch.cat([recolor(photo, *blended_color_statistics(paintings, _shares(blend, len(paintings))))
+                          for photo, paintings, blend in members])
     if init == "noise":
         # Each image of a batch gets the noise it would get alone (the same draw).
         state = torch.get_rng_state()
@@ -25,3 +37,16 @@ def initial_image(init: str, content: Tensor, start_image: Optional[Tensor] = No
         return torch.cat(noise)
     # Resized to the content's exact shape: an init image of another aspect is stretched.
     return F.interpolate(start_image, size=content.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
+
+
+def _shares(weights: Optional[list[float]], count: int) -> list[float]:
+    weights = list(weights) if weights else [1.0] * count
+    return [w / sum(weights) for w in weights]
+
+
+def painting_members(datamodule: Any, long_side: int) -> list:
+    """Per photo of the run, its photo, paintings and blend weights at ``long_side``."""
+    if hasattr(datamodule, "members"):
+        return datamodule.members(long_side)
+    content, styles = datamodule.images(long_side)
+    return [(content, styles, getattr(datamodule, "style_weights", None))]

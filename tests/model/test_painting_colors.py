@@ -1,0 +1,68 @@
+"""``--model.init painting_colors``: the photo recoloured to its painting's (or blend's) colour mean and
+covariance, checked against hand-computed statistics and through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nst_lightning.inputs.color import blended_color_statistics, recolor
+from tests.helpers import user_error
+
+REGIONS_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "regions.yaml")
+
+
+def flat(rgb: tuple[float, float, float], h: int = 4, w: int = 6) -> torch.Tensor:
+    return torch.tensor(rgb).view(1, 3, 1, 1).expand(1, 3, h, w).clone()
+
+
+def test_the_blend_of_two_flat_colours_has_the_mixtures_mean_and_covariance():
+    a, b = (0.2, 0.4, 0.6), (0.8, 0.4, 0.0)
+    mean, cov = blended_color_statistics([flat(a), flat(b, 8, 8)], [0.75, 0.25])
+    # By hand: mean = 0.75 a + 0.25 b; each image alone has no spread, so the covariance is that of
+    # a two-point distribution, w1 w2 (a - b)(a - b)^T, with a - b = (-0.6, 0, 0.6).
+    assert mean.flatten().tolist() == pytest.approx([0.35, 0.4, 0.45])
+    d = torch.tensor([[-0.6], [0.0], [0.6]])
+    assert torch.allclose(cov, 0.75 * 0.25 * d @ d.T, atol=1e-6)
+
+
+def test_recolor_gives_the_target_mean_and_covariance():
+    torch.manual_seed(0)
+    photo = 0.3 + 0.4 * torch.rand(1, 3, 32, 32)
+    target = torch.tensor([[0.5], [0.45], [0.4]])
+    cov = torch.tensor([[0.004, 0.001, 0.0], [0.001, 0.003, 0.0005], [0.0, 0.0005, 0.002]])
+    out = recolor(photo, target, cov)
+    pixels = out.permute(1, 0, 2, 3).reshape(3, -1)
+    assert torch.allclose(pixels.mean(1, keepdim=True), target, atol=1e-5)
+    centred = pixels - pixels.mean(1, keepdim=True)
+    assert torch.allclose(centred @ centred.T / pixels.shape[1], cov, atol=1e-5)
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_the_cli_starts_from_the_photo_in_the_paintings_colours(run_cli, blend):
+    style = ["--data.style", "[builtin:starry_night, builtin:the_scream]", "--data.style_weights", "[3, 1]"] if blend else []
+    # A step too small to move a pixel: the parameter after it is the start.
+    cli = run_cli("--trainer.max_steps", "1", "--model.init", "painting_colors", "--model.lr", "1e-12", *style)
+    content, paintings = cli.datamodule.images(cli.datamodule.image_size)
+    expected = recolor(content, *blended_color_statistics(paintings, [0.75, 0.25] if blend else [1.0]))
+    image = cli.model.image.detach()
+    assert torch.allclose(image, expected, atol=1e-6)
+    assert (image - content).abs().mean() > 0.02  # recoloured, not the photo itself
+    if blend:  # the mixture, not the first painting alone
+        assert not torch.allclose(image, recolor(content, *blended_color_statistics(paintings[:1], [1.0])), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.preserve_colors", "luminance"], "--model.preserve_colors luminance is there to avoid; use --model.init content"),
+        (["--config", REGIONS_CONFIG], "--data.regions gives each region its own painting; use --model.init content"),
+    ],
+)
+def test_painting_colors_with_the_photos_colours_or_regions_is_one_line_and_nothing_written(run_cli, run_dir, capsys, args, message):
+    line = user_error(run_cli, capsys, "--model.init", "painting_colors", *args)
+    assert line.endswith(message), line
+    assert not run_dir.exists()
+
