@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nst_lightning.inputs.color import blended_color_statistics, recolor
-from tests.helpers import user_error
+from tests.helpers import CONFIGS, DEBUG_CONFIG, user_error
 
 REGIONS_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "regions.yaml")
 
@@ -66,3 +66,12 @@ def test_painting_colors_with_the_photos_colours_or_regions_is_one_line_and_noth
     assert line.endswith(message), line
     assert not run_dir.exists()
 
+
+def test_fast_yaml_over_quick_yaml_runs_lbfgs_from_the_paintings_colours(run_cli, run_dir):
+    # configs/fast.yaml as the README layers it, at debug's size and weights (the last --config wins).
+    cli = run_cli("--config", str(CONFIGS / "quick.yaml"), "--config", str(CONFIGS / "fast.yaml"), "--config", DEBUG_CONFIG,
+                  "--trainer.max_steps", "3", "--model.weights", "random")
+    assert isinstance(cli.trainer.optimizers[0], torch.optim.LBFGS)
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 1.0  # quick.yaml leaves lr to the optimizer's default
+    assert cli.model.optim.init == "painting_colors" and cli.trainer.global_step == 3
+    assert (run_dir / "generated.png").exists()
