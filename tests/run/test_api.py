@@ -80,7 +80,7 @@ BAD_ARGUMENTS = {
     "ema_decay>1": (dict(ema_decay=1.5), r"ema_decay is 1\.5; give a float > 0 and < 1, or None"),
     "lr<0": (dict(lr=-1), r"lr is -1; give a finite float > 0, or None"),
     "optimizer": (dict(optimizer="sgd"), r"optimizer is 'sgd'; give one of 'adam', 'lbfgs'"),
-    "init": (dict(init="bogus"), r"init is 'bogus'; give one of 'content', 'noise', 'image'"),
+    "init": (dict(init="bogus"), r"init is 'bogus'; give one of 'content', 'painting_colors', 'noise', 'image'"),
     "style_weight-str": (dict(style_weight="lots"), r"style_weight is 'lots'; give a finite float >= 0"),
     "max_steps-str": (dict(max_steps="3"), r"max_steps is the string '3'; give max_steps=3 \(an int > 0\)"),
     "image_size=0": (dict(image_size=0), r"image_size is 0; give an int > 0"),
