@@ -62,6 +62,17 @@ SETTINGS = {
                            "--model.stage_steps", "null"],
     "constant 100 averaged": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.ema_decay", "0.9",
                               "--model.stage_steps", "null"],
+    "lbfgs painting_colors 85": ["--trainer.max_steps", "85", "--model.optimizer", "lbfgs", "--model.init", "painting_colors",
+                                 "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
+    "lbfgs painting_colors 85 bf16": ["--trainer.max_steps", "85", "--model.optimizer", "lbfgs", "--model.init", "painting_colors",
+                                      "--model.lr_schedule", "constant", "--model.stage_steps", "null", "--trainer.precision", "bf16-mixed"],
+    "lbfgs painting_colors 160 bf16": ["--trainer.max_steps", "160", "--model.optimizer", "lbfgs", "--model.init", "painting_colors",
+                                       "--model.lr_schedule", "constant", "--model.stage_steps", "null", "--trainer.precision", "bf16-mixed"],
+    "cosine 140 lr 0.03 painting_colors bf16": ["--trainer.max_steps", "140", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05",
+                                                "--model.lr", "0.03", "--model.init", "painting_colors", "--model.stage_steps", "null",
+                                                "--trainer.precision", "bf16-mixed"],
+    "constant 100 painting_colors": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.init", "painting_colors",
+                                     "--model.stage_steps", "null"],
     "lbfgs 60": ["--trainer.max_steps", "60", "--model.optimizer", "lbfgs", "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
 }
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
