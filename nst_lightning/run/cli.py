@@ -28,6 +28,7 @@ from nst_lightning.model.preflight import check_inputs
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
+from nst_lightning.run.callbacks.run_lock import HoldRunLock
 from nst_lightning.run.config_limits import check_arguments
 from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.resume import changed_options, check_resume
@@ -134,7 +135,7 @@ class StyleTransferCLI(LightningCLI):
             except BaseException:
                 lock.remove_created_directories()
                 raise
-            self.trainer.callbacks.insert(0, lock)  # released when the fit ends, however it ends
+            self.trainer.callbacks.insert(0, HoldRunLock(lock))  # released when the fit ends, however it ends
             try:
                 self._check_existing_run()
             except BaseException:

@@ -33,8 +33,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-import lightning.pytorch as pl
-
 from nst_lightning.run import lock_file
 from nst_lightning.utilities.errors import UserError
 
@@ -69,9 +67,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class RunLock(pl.Callback):
-    """Holds ``run.lock`` in ``directory`` from ``acquire()`` (or the Trainer's ``setup``) to
-    ``release()`` (or the end of the run, however it ends)."""
+class RunLock:
+    """Holds ``run.lock`` in ``directory`` from ``acquire()`` to ``release()``. Plain Python, without
+    Lightning (a process that only checks or takes a lock starts in milliseconds, not the seconds
+    Lightning's import takes); a fit holds it to its end through ``callbacks.run_lock.HoldRunLock``."""
 
     def __init__(self, directory: str | os.PathLike, stale_after_s: Optional[float] = None) -> None:
         self.directory = Path(directory)
@@ -221,18 +220,6 @@ class RunLock(pl.Callback):
             f"disk) left it, and it counts as stale {self.stale_after_s:.0f} s after its last change "
             f"({holder['age_s']:.0f} s ago); if no run is using {self.directory}, remove it (rm {self.path}) and start again"
         )
-
-    # ---- as a callback: held for the whole fit, however it ends ------------------------------------
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if trainer.is_global_zero:
-            self.acquire()
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.release()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.release()
 
 
 def _stale_after_from_environment() -> float:
