@@ -188,6 +188,7 @@ def test_batched_losses_give_each_image_its_separate_gradient():
     assert torch.allclose(losses["loss"], sum(loss for loss, _ in separate), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_size_3_gives_the_results_of_three_separate_runs(collection):
     assert batch("--model.init", "noise", "--trainer.max_steps", "6") == 0
     os.rename(collection / "styled", collection / "separate")
@@ -230,6 +231,7 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_batch_killed_with_sigkill_finishes_on_rerun_with_every_step_once(collection):
     steps = ["--trainer.max_steps", "24", "--checkpoint.every_n_train_steps", "1", "--image_logger.every_n_steps", "100"]
     out = collection / "styled"
@@ -273,6 +275,7 @@ def test_an_unreachable_ray_address_is_one_line_within_seconds(collection, capsy
     assert line.startswith("nst_lightning: error: --ray_address 127.0.0.1:9: no Ray cluster answers there"), line
 
 
+@pytest.mark.slow
 def test_ray_runs_the_batch_and_retries_a_killed_worker_from_its_checkpoint(collection):
     pytest.importorskip("ray")
     steps = ["--trainer.max_steps", "16", "--checkpoint.every_n_train_steps", "1", "--image_logger.every_n_steps", "100"]
@@ -318,6 +321,7 @@ def test_without_ray_the_ray_launcher_says_how_to_install_it(collection, capsys,
     assert batch_lines(capsys)[-1] == 'nst_lightning: error: --launcher ray needs Ray: pip install -e ".[ray]" (or pip install ray)'
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_running_job_with_a_checkpoint_then_the_batch(collection):
     steps = ["--trainer.max_steps", "40", "--checkpoint.every_n_train_steps", "1"]
     out = collection / "styled"

@@ -66,6 +66,7 @@ def test_an_out_with_no_room_at_all_is_refused_before_any_job(collection, disk, 
     assert list((disk / "styled").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_job_record_that_does_not_fit(collection, disk):
     (collection / "photos" / "broken.jpg").write_text("not a JPEG")  # its fit writes nothing but its log
     filler = fill(disk)
@@ -79,6 +80,7 @@ def test_a_job_record_that_does_not_fit(collection, disk):
     assert "broken.jpg is not a readable image" in summary(out)[0]["reason"]
 
 
+@pytest.mark.slow
 def test_a_summary_that_does_not_fit_leaves_the_last_one_whole(collection, disk):
     # Sources under deep folders: the summary's row is over a page, so it needs two and has one.
     deep = collection.joinpath(*["d" * 250] * 8)
@@ -95,6 +97,7 @@ def test_a_summary_that_does_not_fit_leaves_the_last_one_whole(collection, disk)
     assert (disk / "styled" / "summary.csv").read_bytes() == written and temporaries(disk) == []
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_while_a_job_runs_stops_the_batch(collection, disk):
     args = ("--contents", "photos/p0.png", "photos/p1.png", "--styles", "s1.png", "--out", str(disk / "styled"))
     assert batch(out=str(disk / "styled"), contents=args[1:3], styles=args[4:5]) == 0  # both jobs done, 4 steps

@@ -20,6 +20,7 @@ STYLE_FRACTION = 0.15
 MAX_CONTENT_LOSS = 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_result_has_the_style_and_keeps_the_content(run_cli, shared_weights, optimizer):
     cli = run_cli(

@@ -91,6 +91,7 @@ def test_the_logger_writes_each_steps_own_losses_on_its_steps(run_cli, run_dir):
         assert total == pytest.approx(content + 10 * style, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
     [

@@ -131,6 +131,7 @@ def test_a_tiled_run_gives_the_untiled_image(run_cli, run_dir, options):
     assert checkpoint(run_dir / "tiled" / "checkpoints" / "last.ckpt")["global_step"] == checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
 
 
+@pytest.mark.slow
 def test_a_tiled_run_resumes_as_it_would_have_gone_on(run_cli, run_dir):
     tiled = ("--data.image_size", "64", "--model.tile_size", "16")
     run_cli(*tiled, "--trainer.max_steps", "3")
@@ -141,6 +142,7 @@ def test_a_tiled_run_resumes_as_it_would_have_gone_on(run_cli, run_dir):
     assert torch.allclose(resumed, straight, atol=1 / 255)
 
 
+@pytest.mark.slow
 def test_a_resume_may_switch_tiling_on(run_cli, run_dir, capsys):
     # How a step is computed (tile_size, activation_checkpointing, memory_format) may change on resume:
     # e.g. to tile a run that no longer fits. What is optimised may not (test_cli.py).

@@ -149,6 +149,7 @@ def test_a_colour_label_image_selects_each_region(images):
     assert blue.shape == (1, 1, 72, 96)
 
 
+@pytest.mark.slow
 def test_each_region_is_closer_to_its_own_painting_with_real_weights(run_cli, run_dir, shared_weights, monkeypatch, tmp_path):
     """configs/regions.yaml at 128 px: the sky nearer The Starry Night than The Scream, the town nearer
     The Scream than The Starry Night (guided style distances inside each region)."""

@@ -90,6 +90,7 @@ def _can_mount_tmpfs(path: Path) -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_mid_run(tmp_path):
     disk = tmp_path / "disk"
     if not _can_mount_tmpfs(disk):

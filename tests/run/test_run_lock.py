@@ -38,6 +38,7 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_into_one_directory_one_runs(tmp_path):
     # Long enough (160 steps, seconds) that the second reaches the lock while the first holds it: both
     # take it right after parsing, at the same moment give or take the interpreters' start.
@@ -56,6 +57,7 @@ def test_two_runs_started_at_once_into_one_directory_one_runs(tmp_path):
     assert not (run_dir / LOCK_NAME).exists()  # given back at the end
 
 
+@pytest.mark.slow
 def test_a_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
     run_dir = tmp_path / "lightning_logs" / "debug"
     first = start(tmp_path, "--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "5")
@@ -164,6 +166,7 @@ def test_a_stale_lock_is_taken_over_by_exactly_one_of_many(tmp_path):
 # ---- locks that cannot be read, and a full disk while taking one ----------------------------------
 
 
+@pytest.mark.slow
 def test_an_empty_lock_is_refused_saying_how_to_remove_it_then_taken_over_once_stale(tmp_path):
     # What a run stopped between creating its lock and writing it left (a full disk, a kill, a power
     # cut): before, every later run retried and stopped with "keeps changing hands; try again".

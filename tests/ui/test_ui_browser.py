@@ -24,6 +24,7 @@ def system_chromium() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_the_page_makes_a_run_in_a_browser(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason='Playwright is not installed: pip install -e ".[test]"')
     executable = system_chromium()

@@ -132,6 +132,7 @@ def _stop_at(cwd: Path, frame: int, stop: signal.Signals) -> subprocess.Complete
     return subprocess.CompletedProcess(process.args, process.returncode, "", err)
 
 
+@pytest.mark.slow
 def test_a_stopped_clip_resumes_to_the_same_frames_as_an_uninterrupted_one(clip, tmp_path):
     whole = _video_process(tmp_path, "whole")
     _, err = whole.communicate(timeout=300)
@@ -251,6 +252,7 @@ def test_shots_in_shares_and_the_last_share_writes_the_video(two_shots, tmp_path
     assert len(list((out / "frames").iterdir())) == 4 and (out / "cut.mp4").is_file()
 
 
+@pytest.mark.slow
 def test_shots_run_in_parallel_on_ray(two_shots, tmp_path):
     pytest.importorskip("ray")
     command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--input", "cut.mp4", "--style", "style.png", "--out", "styled",
