@@ -73,6 +73,8 @@ SETTINGS = {
                                                 "--trainer.precision", "bf16-mixed"],
     "constant 100 painting_colors": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.init", "painting_colors",
                                      "--model.stage_steps", "null"],
+    "constant 120 painting_colors bf16": ["--trainer.max_steps", "120", "--model.lr_schedule", "constant", "--model.init", "painting_colors",
+                                          "--model.stage_steps", "null", "--trainer.precision", "bf16-mixed"],
     "lbfgs 60": ["--trainer.max_steps", "60", "--model.optimizer", "lbfgs", "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
 }
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
