@@ -151,8 +151,8 @@ def test_the_estimate_is_within_25_percent_of_the_measured_peak(options):
     # Tiled, the peak RSS of identical runs varies by +-12% (396-501 MB measured at 512 px in 256 px
     # tiles, 2026-12-02): each pass frees a tile's working set and glibc keeps a varying part of it.
     # With MALLOC_MMAP_THRESHOLD_ fixed the live peak is a steady 299 MB, so that is allocator noise,
-    # not the model's; the estimate must not fall below the peak (a budget would be overrun) and may
-    # sit above it by up to 40% (a budget then chooses a smaller tile than it could).
+    # not the model's; the estimate may fall at most 10% below the peak (further, a budget would be
+    # overrun) and sit above it by up to 40% (a budget then chooses a smaller tile than it could).
     low, high = (0.9, 1.4) if crop else (0.75, 1.25)
     assert low < estimate / measured < high, f"estimate {estimate / 1e6:.0f} MB, measured {measured / 1e6:.0f} MB"
 
