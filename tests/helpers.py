@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,20 @@ def user_error(run, capsys, *args: str) -> str:
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
     assert len(lines) == 1, lines
     return lines[0]
+
+
+@contextlib.contextmanager
+def info_lines() -> Iterator[list[str]]:
+    """The lines ``rank_zero_info`` logs inside the block (its logger does not propagate to pytest's
+    caplog), as a list filled when the block ends."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info writes
+    logger.addHandler(handler)
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        lines.extend(r.getMessage() for r in records)

@@ -3,7 +3,6 @@ each is now one line naming the option and the fix, exit 2, before anything is w
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import warnings
 import pytest
 
 from nst_lightning.run.config_limits import MAX_YAML_NODES, count_nodes
-from tests.helpers import DEBUG_CONFIG, REPO, user_error
+from tests.helpers import DEBUG_CONFIG, REPO, info_lines, user_error
 
 # 499 bytes that expand to 490 million values: 17 s and 5 GB in jsonargparse before.
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
@@ -99,18 +98,9 @@ def test_a_hang_or_a_second_process_is_one_line_instead(tmp_path, args, message)
 
 
 def test_ckpt_path_last_without_a_run_says_it_starts_a_new_one(run_cli, run_dir):
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info writes
-    logger.addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            run_cli("--ckpt_path", "last")
-    finally:
-        logger.removeHandler(handler)
-    lines = [r.getMessage() for r in records if "--ckpt_path last" in r.getMessage()]
-    assert lines == ["--ckpt_path last: no checkpoint in lightning_logs/debug/checkpoints yet, so this is a new run"]
+    with info_lines() as lines, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_cli("--ckpt_path", "last")
+    assert [line for line in lines if "--ckpt_path last" in line] == ["--ckpt_path last: no checkpoint in lightning_logs/debug/checkpoints yet, so this is a new run"]
     assert not [w for w in caught if "no last checkpoint" in str(w.message)]  # Lightning's own, replaced by the line
     assert (run_dir / "generated.png").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()

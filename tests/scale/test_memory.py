@@ -15,6 +15,7 @@ from nst_lightning.model.vgg import LAYER_INDEX, vgg19_features_architecture
 from nst_lightning.scale.budget import largest_long_side, plan
 from nst_lightning.scale.memory import MIN_AUTO_TILE, MemoryModel, activation_channels, crop_of, memory_model
 from nst_lightning.utilities.errors import UserError
+from tests.helpers import info_lines
 
 CPU = torch.device("cpu")
 
@@ -160,23 +161,15 @@ def test_the_estimate_is_within_25_percent_of_the_measured_peak(options):
 def test_a_budget_tiles_only_the_stages_that_need_it(monkeypatch):
     # A budget between the two stages' untiled estimates (with the process's own memory taken as 0 and
     # plenty available): the first stage runs untiled, the final one in tiles, and both finish.
-    import logging
 
     from nst_lightning import stylize
 
     monkeypatch.setattr("nst_lightning.scale.memory.process_bytes", lambda device: 0.0)
     monkeypatch.setattr("nst_lightning.scale.memory.available_bytes", lambda device: 100e9)
     options = dict(weights="random", content_layers=["conv2_1"], style_layers=["conv1_1", "conv2_1"], stage_steps=[1], progress_bar=False)
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info writes
-    logger.addHandler(handler)
-    try:
+    with info_lines() as logged:
         result = stylize("builtin:tubingen", "builtin:starry_night", image_size=256, max_steps=3, max_memory_gb=0.12, **options)
-    finally:
-        logger.removeHandler(handler)
-    lines = [r.getMessage() for r in records if "memory budget" in r.getMessage()]
+    lines = [line for line in logged if "memory budget" in line]
     assert lines[0] == "181x136: untiled, for a memory budget of 0.12 GB"
     assert lines[1].startswith("256x192: in tiles of ") and int(lines[1].split()[4]) < 256, lines
     assert result.size == (256, 192)
