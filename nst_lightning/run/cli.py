@@ -31,6 +31,7 @@ from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.run.callbacks.run_lock import HoldRunLock
 from nst_lightning.run.config_limits import check_arguments
 from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
+from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
 from nst_lightning.run.resume import changed_options, check_resume
 from nst_lightning.run.run_lock import RunLock
 from nst_lightning.run.signals import steps
@@ -70,6 +71,12 @@ class StyleTransferCLI(LightningCLI):
         parser.set_defaults({f"checkpoint.{name}": value for name, value in CHECKPOINT_DEFAULTS.items()})
         parser.add_lightning_class_args(ImageLogger, "image_logger")
         parser.add_lightning_class_args(SaveGeneratedImage, "result")
+        parser.add_argument(
+            "--precision_policy", type=PrecisionPolicy, default="as_set",
+            help="as_set: --trainer.precision as given (fp32 unless set); native_bf16: where it is not given, "
+            "bf16-mixed on a device that computes bf16 natively (a CPU with AVX512-BF16 or AMX, a GPU "
+            "with bf16), fp32 elsewhere (run/precision.py)",
+        )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Parse, then read ``--ckpt_path`` safely before LightningCLI does (it ``torch.load``s the file
@@ -98,6 +105,12 @@ class StyleTransferCLI(LightningCLI):
         the options that only change how a step is computed take the value asked for, not the
         checkpoint's (which LightningCLI has just put in the config)."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config
+        precision, said = resolve_precision(
+            config.get("precision_policy"), config.get("trainer.precision"), config.get("trainer.accelerator")
+        )
+        config["trainer"]["precision"] = precision
+        if said:
+            rank_zero_info(said)
         if self.subcommand and config.get("ckpt_path"):
             for key in MAY_CHANGE_ON_RESUME:
                 if key in self.asked_model_options:
