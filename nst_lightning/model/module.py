@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
 import torch
-from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
 from nst_lightning.inputs.color import ColorMode
@@ -30,14 +30,14 @@ from nst_lightning.model.loss_logger import LossLogger
 from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.model.schedules import Configured
-from nst_lightning.model.start import initial_image, painting_members
+from nst_lightning.model.start import initial_image, painting_members, start_of
 from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
 from nst_lightning.scale.multiscale import CoarseToFine, stage_sizes
 from nst_lightning.scale.tiling import tiled_step
 from nst_lightning.utilities.errors import param
-from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat
+from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat, PositiveFraction
 
 
 class StyleTransfer(pl.LightningModule):
@@ -56,9 +56,11 @@ class StyleTransfer(pl.LightningModule):
         lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
         lr_floor: FiniteNonNegativeFloat = 0.0,
         warmup_steps: NonNegativeInt = 0,
+        lr_decay_fraction: PositiveFraction = 1.0,
         lbfgs_history: PositiveInt = 100,
         init: Literal["content", "painting_colors", "noise", "image"] = "content",
         init_image: Optional[str] = None,
+        init_color_strength: ClosedUnitInterval = 1.0,
         pooling: PoolingName = "max",
         preserve_colors: ColorMode = "none",
         stage_steps: Optional[list[PositiveInt]] = None,
@@ -88,12 +90,14 @@ class StyleTransfer(pl.LightningModule):
             lr_schedule: Adam's step size over the run: ``constant``, or ``cosine``/``linear`` decay to lr * lr_floor.
             lr_floor: The step size at the run's end as a fraction of lr, with ``cosine`` or ``linear``.
             warmup_steps: Steps of linear warm-up from ~0 to lr first (``model/schedules.py``).
+            lr_decay_fraction: The part of the run a cosine/linear decay takes, at its end (1: all after the warm-up).
             lbfgs_history: Number of past updates L-BFGS keeps to approximate curvature.
             init: Start from the ``content`` image, from it recoloured to the painting's colour mean and
-                covariance (``painting_colors``: fewer steps to the same result), from uniform ``noise``
-                (the paper's Fig. 2) or ``init_image``.
+                covariance (``painting_colors``: fewer steps to the same result; the photo itself with
+                ``preserve_colors`` or regions), from uniform ``noise`` (the paper's Fig. 2) or ``init_image``.
             init_image: With ``init: image``: an image (file, URL, ``builtin:NAME``), resized to the content's
                 size, or a ``.ckpt`` this program wrote, whose image (its average) starts a new run at step 0.
+            init_color_strength: With ``painting_colors``: how far toward the painting's colours the start goes (1: all).
             pooling: ``max`` (torchvision's VGG19) or ``avg``, the paper's choice, with a gain (``vgg.AVG_POOL_GAIN``).
             preserve_colors: Keep the photo's colours (Gatys et al. 2017): ``luminance`` (style on luminance
                 only), ``histogram`` (the painting recoloured to the photo's colours first) or ``none``.
@@ -151,9 +155,10 @@ class StyleTransfer(pl.LightningModule):
         first_size = stage_sizes(datamodule.image_size, len(self.optim.stages) + 1)[0]
         content = datamodule.images(first_size)[0]
         if self.image is None or self.image.shape != content.shape:
-            members = painting_members(datamodule, first_size) if self.optim.init == "painting_colors" else None
+            init = start_of(self.optim.init, self.control.preserve_colors, getattr(datamodule, "regions", None))
+            members = painting_members(datamodule, first_size) if init == "painting_colors" else None
             # NCHW whatever the source's strides: L-BFGS flattens the parameter and its gradient.
-            self.image = nn.Parameter(initial_image(self.optim.init, content, self._start_image, members).contiguous())
+            self.image = nn.Parameter(initial_image(init, content, self._start_image, members, self.optim.init_color_strength).contiguous())
             if self.optim.ema_decay is not None:
                 self.average = IterateAverage(self.image, self.optim.ema_decay)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from nst_lightning.inputs.color import gray, match_color_histogram, match_luminance, with_chroma_of
@@ -73,9 +74,11 @@ class OptimOptions:
     lr_schedule: str = "constant"
     lr_floor: float = 0.0
     warmup_steps: int = 0
+    lr_decay_fraction: float = 1.0
     lbfgs_history: int = 100
     init: str = "content"
     init_image: Optional[str] = None
+    init_color_strength: float = 1.0
     stage_steps: Optional[tuple[int, ...]] = None
     ema_decay: Optional[float] = None
 
@@ -85,22 +88,28 @@ class OptimOptions:
                 f"{param('model.init')} image needs {param('model.init_image')} PATH" if self.init == "image"
                 else f"{param('model.init_image')} is set but {param('model.init')} is {self.init}; add {param('model.init')} image"
             )
-        if self.optimizer == "lbfgs" and self.scheduled:
-            raise UserError(
-                f"{param('model.optimizer')} lbfgs takes no {param('model.lr_schedule')} or {param('model.warmup_steps')} "
-                f"(it is {self.lr_schedule}, with {self.warmup_steps} warm-up steps): L-BFGS sizes each step from its curvature "
-                f"estimate, which a schedule would distort; use {param('model.optimizer')} adam, or leave both at their defaults"
-            )
-        if self.lr_floor > 1 or (self.lr_floor > 0 and self.lr_schedule == "constant"):
-            raise UserError(
-                f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: "
-                + ("give at most 1" if self.lr_floor > 1 else f"it needs {param('model.lr_schedule')} cosine or linear")
-            )
+        if self.lr_floor > 1:
+            raise UserError(f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1")
 
     @property
     def scheduled(self) -> bool:
-        """Whether the step size follows a schedule (otherwise it is ``lr`` throughout, as before schedules existed)."""
-        return self.lr_schedule != "constant" or self.warmup_steps > 0
+        """Whether the step size follows a schedule (otherwise it is ``lr`` throughout, as before schedules
+        existed). Adam's only: L-BFGS sizes each step from its curvature estimate, which a schedule would
+        distort. ``lr_floor`` and ``lr_decay_fraction`` shape a decay, so ``constant`` has no use for them;
+        neither is refused, so that a config with a schedule (``configs/quick.yaml``) layers under
+        ``--model.optimizer lbfgs`` or ``--model.lr_schedule constant``."""
+        return self.optimizer == "adam" and (self.lr_schedule != "constant" or self.warmup_steps > 0)
+
+    @property
+    def unused_schedule(self) -> Optional[str]:
+        """The line that says a schedule asked for is not used (with L-BFGS); None when there is none."""
+        if self.optimizer != "lbfgs" or (self.lr_schedule == "constant" and self.warmup_steps == 0):
+            return None
+        # Plain names (a log line, not an error the CLI rewords): lr_schedule, warmup_steps.
+        return (
+            f"L-BFGS sizes each step from its curvature estimate: lr_schedule {self.lr_schedule} "
+            f"and warmup_steps {self.warmup_steps} are not used"
+        )
 
     def check_steps(self, max_steps: Optional[int]) -> None:
         """A schedule runs over ``max_steps``: it needs one, and a warm-up shorter than the run."""
@@ -131,9 +140,11 @@ class OptimOptions:
         """``StyleTransfer.configure_optimizers``: the optimizer alone without a schedule (as before
         schedules existed: the same results and checkpoints), else with its step-wise ``LambdaLR``."""
         optimizer = self.make_optimizer(image)
+        if self.unused_schedule:
+            rank_zero_info(self.unused_schedule)
         if not self.scheduled:
             return optimizer
-        return with_schedule(optimizer, self.lr_schedule, self.lr_floor, self.warmup_steps, max_steps)
+        return with_schedule(optimizer, self.lr_schedule, self.lr_floor, self.warmup_steps, max_steps, self.lr_decay_fraction)
 
     def check_images(self, count: int, tiled: bool) -> None:
         """K photos optimised together need Adam, untiled."""

@@ -17,7 +17,6 @@ from nst_lightning.scale.budget import plan_run
 from nst_lightning.scale.memory import MemoryModel, available_bytes, memory_model
 from nst_lightning.scale.multiscale import check_schedule
 from nst_lightning.scale.tiles import vgg_halo_and_alignment
-from nst_lightning.utilities.errors import UserError, param
 
 
 def check_inputs(module: Any, datamodule: Any, max_steps: Optional[int], device: torch.device, precision: str) -> None:
@@ -27,7 +26,6 @@ def check_inputs(module: Any, datamodule: Any, max_steps: Optional[int], device:
     optim, compute = module.optim, module.compute
     optim.check_images(len(getattr(datamodule, "contents", [None])), module.tiled_loss is not None)
     optim.check_steps(max_steps)  # a learning-rate schedule's warm-up must fit in the run
-    check_painting_colors(optim.init, module.control.preserve_colors, getattr(datamodule, "regions", None))
     # First, from the images' headers: a size that cannot fit is refused before it is decoded.
     halo, align = vgg_halo_and_alignment(module.vgg, module.vgg.layers)  # also untiled: a refusal may suggest tiles
     module.memory_budget = plan_run(
@@ -58,20 +56,3 @@ def memory_model_of(module: Any, datamodule: Any, precision: str) -> MemoryModel
         activation_checkpointing=module.compute.activation_checkpointing,
         style_pixel_ratio=sum(map(math.prod, styles)) / math.prod(content),
     )
-
-
-def check_painting_colors(init: str, preserve_colors: str, regions: Any) -> None:
-    """``init painting_colors`` recolours the whole photo to its painting(s): not with colours kept
-    from the photo, nor with regions, whose paintings each cover part of it."""
-    if init != "painting_colors":
-        return
-    if preserve_colors != "none":
-        raise UserError(
-            f"{param('model.init')} painting_colors starts from the photo in the painting's colours, which "
-            f"{param('model.preserve_colors')} {preserve_colors} is there to avoid; use {param('model.init')} content"
-        )
-    if regions:
-        raise UserError(
-            f"{param('model.init')} painting_colors recolours the whole photo to one set of colours, but "
-            f"{param('data.regions')} gives each region its own painting; use {param('model.init')} content"
-        )

@@ -13,10 +13,13 @@ from torch import Tensor
 from nst_lightning.inputs.color import blended_color_statistics, recolor
 
 
-def initial_image(init: str, content: Tensor, start_image: Optional[Tensor] = None, members: Optional[list] = None) -> Tensor:
+def initial_image(
+    init: str, content: Tensor, start_image: Optional[Tensor] = None, members: Optional[list] = None, color_strength: float = 1.0
+) -> Tensor:
     """The first image for ``content`` (``[K, 3, H, W]``): its copy, its copy recoloured, noise, or
     ``start_image`` resized. ``members``, for ``painting_colors``: per photo, ``(photo, paintings,
-    blend weights)`` as ``datamodule.members`` gives them."""
+    blend weights)`` as ``datamodule.members`` gives them; ``color_strength``, how far toward the
+    recoloured photo the start goes (a straight line from the photo, 1: all the way)."""
     if init == "content":
         return content.clone()
     if init == "painting_colors":
@@ -25,8 +28,11 @@ def initial_image(init: str, content: Tensor, start_image: Optional[Tensor] = No
         # what the lowest style layers weigh most, and what Adam's first tens of steps spend their
         # pixel moves on; the photo's structure, all the content loss sees, is unchanged.
         # Measured in docs/quality.md (issue 20, second round).
-        return torch.cat([recolor(photo, *blended_color_statistics(paintings, _shares(blend, len(paintings))))
-                          for photo, paintings, blend in members])
+        # The full recolouring also moves the photo's contrast to the painting's, which is what the
+        # content loss sees: half way keeps more of it (docs/quality.md, issue 20's fourth round).
+        recoloured = torch.cat([recolor(photo, *blended_color_statistics(paintings, _shares(blend, len(paintings))))
+                                for photo, paintings, blend in members])
+        return recoloured if color_strength == 1.0 else torch.lerp(content, recoloured, color_strength)
     if init == "noise":
         # Each image of a batch gets the noise it would get alone (the same draw).
         state = torch.get_rng_state()
@@ -37,6 +43,16 @@ def initial_image(init: str, content: Tensor, start_image: Optional[Tensor] = No
         return torch.cat(noise)
     # Resized to the content's exact shape: an init image of another aspect is stretched.
     return F.interpolate(start_image, size=content.shape[-2:], mode="bicubic", antialias=True).clamp(0, 1)
+
+
+def start_of(init: str, preserve_colors: str, regions: Any) -> str:
+    """The start a run takes for ``--model.init``: ``painting_colors`` starts in the colours the style
+    targets ask for, which with ``preserve_colors`` are the photo's own (the painting recoloured to
+    them, or luminance only) and with regions differ from region to region: the photo itself, then, so
+    that a config starting from the painting's colours (``configs/quick.yaml``) layers under both."""
+    if init == "painting_colors" and (preserve_colors != "none" or regions):
+        return "content"
+    return init
 
 
 def _shares(weights: Optional[list[float]], count: int) -> list[float]:

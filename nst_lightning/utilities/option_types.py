@@ -17,3 +17,4 @@ FiniteNonNegativeFloat = restricted_number_type(
 FinitePositiveFloat = restricted_number_type(
     "FinitePositiveFloat", float, [(">", 0), ("<", math.inf)], docstring="a finite float > 0"
 )
+PositiveFraction = restricted_number_type("PositiveFraction", float, [(">", 0), ("<=", 1)], docstring="a float in (0, 1]")

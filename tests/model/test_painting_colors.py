@@ -54,17 +54,32 @@ def test_the_cli_starts_from_the_photo_in_the_paintings_colours(run_cli, blend):
         assert not torch.allclose(image, recolor(content, *blended_color_statistics(paintings[:1], [1.0])), atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--model.preserve_colors", "luminance"], "--model.preserve_colors luminance is there to avoid; use --model.init content"),
-        (["--config", REGIONS_CONFIG], "--data.regions gives each region its own painting; use --model.init content"),
-    ],
-)
-def test_painting_colors_with_the_photos_colours_or_regions_is_one_line_and_nothing_written(run_cli, run_dir, capsys, args, message):
-    line = user_error(run_cli, capsys, "--model.init", "painting_colors", *args)
-    assert line.endswith(message), line
+def test_init_color_strength_starts_on_the_line_from_the_photo_to_its_recolouring(run_cli):
+    cli = run_cli("--trainer.max_steps", "1", "--model.init", "painting_colors", "--model.lr", "1e-12", "--model.init_color_strength", "0.25")
+    content, paintings = cli.datamodule.images(cli.datamodule.image_size)
+    full = recolor(content, *blended_color_statistics(paintings, [1.0]))
+    # By hand: a quarter of the way, content + 0.25 (full - content), pixel by pixel.
+    assert torch.allclose(cli.model.image.detach(), 0.75 * content + 0.25 * full, atol=1e-6)
+
+
+def test_an_out_of_range_color_strength_is_one_line_at_parse_time(run_cli, run_dir, capsys):
+    line = user_error(run_cli, capsys, "--model.init", "painting_colors", "--model.init_color_strength", "1.5")
+    assert 'Parser key "model.init_color_strength"' in line, line
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--model.preserve_colors", "luminance"], ["--model.preserve_colors", "histogram"], ["--config", REGIONS_CONFIG]],
+    ids=["luminance", "histogram", "regions"],
+)
+def test_with_the_photos_colours_or_regions_painting_colors_starts_from_the_photo(run_cli, args):
+    # The colours the style targets ask for are then the photo's own (or differ by region): the start is
+    # the photo, so that configs/quick.yaml (painting_colors) layers under blend.yaml and regions.yaml.
+    cli = run_cli("--trainer.max_steps", "1", "--model.init", "painting_colors", "--model.lr", "1e-12",
+                  "--model.init_color_strength", "0.5", *args)
+    content, _ = cli.datamodule.images(cli.datamodule.image_size)
+    assert torch.allclose(cli.model.image.detach(), content, atol=1e-6)
 
 
 def test_fast_yaml_over_quick_yaml_runs_lbfgs_from_the_paintings_colours(run_cli, run_dir):
