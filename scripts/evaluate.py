@@ -39,7 +39,11 @@ from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
 
-# name -> extra fit options, over --config (configs/quick.yaml: 256 px, 200 Adam steps, style_weight 10).
+# The published grid (docs/quality.md) was scored over configs/quick.yaml as it was before issue 20: 200
+# constant Adam steps from the photo, in fp32. These put it back; --today scores over today's quick.yaml.
+BEFORE_ISSUE_20 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
+                   "--precision_policy", "as_set"]
+# name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],
     "style_weight 5": ["--model.style_weight", "5"],
@@ -61,7 +65,7 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
         out = args.work / name.replace(" ", "_")
         command = [
             sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *args.photos,
-            "--styles", *args.paintings, "--out", str(out), "--model.weights", args.weights, *OPTION_SETS[name], *args.fit_args,
+            "--styles", *args.paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *OPTION_SETS[name], *args.fit_args,
         ]
         print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
         subprocess.run(command, check=True, cwd=REPO)
@@ -101,7 +105,7 @@ def run_regions(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
         run = args.work / method
         command = [
             sys.executable, "-m", "nst_lightning", "fit", "--config", str(args.config), "--config", str(args.regions),
-            "--model.weights", args.weights, "--model.region_masks", method, "--trainer.logger.init_args.save_dir", str(run.parent),
+            "--model.weights", args.weights, *args.base, "--model.region_masks", method, "--trainer.logger.init_args.save_dir", str(run.parent),
             "--trainer.logger.init_args.name", "", "--trainer.logger.init_args.version", run.name, *args.fit_args,
         ]
         if (run / "checkpoints" / "last.ckpt").is_file():
@@ -210,10 +214,12 @@ def main() -> None:
     parser.add_argument("--option-sets", nargs="+", default=list(OPTION_SETS), choices=list(OPTION_SETS))
     parser.add_argument("--regions", type=Path, help="score this regions config instead of the grid")
     parser.add_argument("--config", type=Path, default=REPO / "configs/quick.yaml")
+    parser.add_argument("--today", action="store_true", help="over today's quick.yaml, not the one the published grid used")
     parser.add_argument("--out", type=Path, required=True, help="scores.csv, table.md, tradeoff.png, results.jpg")
     parser.add_argument("--work", type=Path, help="the runs (checkpoints, results); default OUT/runs")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
+    args.base = [] if args.today else BEFORE_ISSUE_20
     args.out = args.out.absolute()
     args.work = (args.work or args.out / "runs").absolute()
     args.out.mkdir(parents=True, exist_ok=True)

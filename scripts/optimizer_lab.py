@@ -5,6 +5,11 @@ evaluations (the reliable cost on a shared machine: a 256 px one costs the same 
     python scripts/optimizer_lab.py --weights ../shared/weights/vgg19_features_tvnorm.pth \
         --examples ../shared/examples --name lbfgs_colors80 --method lbfgs_recolor --steps 80
 
+Fourth round (the new configs/quick.yaml): ``--name adam200 --method adam --steps 200 --every 20`` (the
+reference), then e.g. ``--name half130d40 --method adam_recolor --steps 130 --kw '{"sched": "linear",
+"floor": 0.1, "decay": 40, "strength": 0.5}'`` (half way to the painting's colours, the last 40 steps
+decayed) and ``--kw '{"bf16": true}'`` for bf16 autocast.
+
 Appends one JSON line per pair (its curve: evaluations, seconds, content, style) to ``--out``. Only
 for choosing what to measure end to end with ``scripts/schedule_curves.py`` (real CLI runs, wall time);
 docs/quality.md quotes both. Not part of the product: it builds the module directly, without the Trainer.
@@ -65,21 +70,26 @@ def run(method, steps, side, painting, every, scorer, **kw):
     return out
 
 class Adam:
-    def __init__(self, x, m, steps, lr=0.02, sched="constant", floor=0.05, betas=(0.9, 0.999), warm=0, ema=None):
-        self.x, self.m, self.steps = x, m, steps
+    def __init__(self, x, m, steps, lr=0.02, sched="constant", floor=0.05, betas=(0.9, 0.999), warm=0, ema=None, bf16=False, decay=None):
+        self.x, self.m, self.steps, self.bf16, self.decay = x, m, steps, bf16, decay
         self.opt = torch.optim.Adam([x], lr=lr, betas=betas)
         self.lr, self.sched, self.floor, self.warm = lr, sched, floor, warm
         self.ema, self.avg = ema, None
     def factor(self, k):
         if k < self.warm: return (k + 1) / (self.warm + 1)
-        p = (k - self.warm) / max(self.steps - self.warm, 1)
+        if self.decay:  # warm-up, stable, decay: constant, then the schedule over the last `decay` steps
+            p = max(k - (self.steps - self.decay), 0) / self.decay
+        else:
+            p = (k - self.warm) / max(self.steps - self.warm, 1)
         if self.sched == "constant": return 1
         if self.sched == "cosine": return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * p))
         if self.sched == "linear": return self.floor + (1 - self.floor) * (1 - p)
     def step(self, k):
         for g in self.opt.param_groups: g["lr"] = self.lr * self.factor(k)
         self.opt.zero_grad()
-        loss = loss_fn(self.m, self.x); loss.backward(); self.opt.step()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = loss_fn(self.m, self.x)
+        loss.backward(); self.opt.step()
         with torch.no_grad():
             self.x.clamp_(0, 1)
             if self.ema:
@@ -159,7 +169,9 @@ class C2F:
         f = 1 if self.sched == "constant" else self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * p))
         for g in self.opt.param_groups: g["lr"] = self.lr * f
         self.opt.zero_grad()
-        loss = loss_fn(self.m, self.x); loss.backward(); self.opt.step()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = loss_fn(self.m, self.x)
+        loss.backward(); self.opt.step()
         with torch.no_grad(): self.x.clamp_(0, 1)
     def result(self):
         if self.x.shape[-1] != 256:
@@ -170,10 +182,11 @@ METHODS["c2f"] = C2F
 
 class AdamRecolor(Adam):
     """Adam from the photo recoloured to the painting's colour mean and covariance."""
-    def __init__(self, x, m, steps, painting=None, **kw):
+    def __init__(self, x, m, steps, painting=None, strength=1.0, **kw):
         from nst_lightning.inputs.color import match_color_histogram
         with torch.no_grad():
-            x.copy_(match_color_histogram(x.detach(), load(painting, 256)).clamp(0, 1))
+            recoloured = match_color_histogram(x.detach(), load(painting, 256)).clamp(0, 1)
+            x.copy_(x.detach() + strength * (recoloured - x.detach()))  # strength 1: the painting's colours
         super().__init__(x, m, steps, **kw)
 METHODS["adam_recolor"] = AdamRecolor
 
