@@ -132,8 +132,9 @@ METHODS = {"adam": Adam, "lbfgs": LBFGS, "adam_lbfgs": AdamThenLBFGS}
 class C2F:
     """Adam over stages [(side, steps)], moments carried as the product does; detail: add the photo's
     high-pass at each upscale; lrs: per-stage lr."""
-    def __init__(self, x, m, steps, stages=((181, 100), (256, 35)), lr=0.02, detail=False, painting=None, sched="constant", floor=0.05, fresh=False):
+    def __init__(self, x, m, steps, stages=((181, 100), (256, 35)), lr=0.02, detail=False, painting=None, sched="constant", floor=0.05, fresh=False, bf16=False):
         self.stages, self.lr, self.detail, self.painting, self.sched, self.floor, self.fresh = stages, lr, detail, painting, sched, floor, fresh
+        self.bf16 = bf16
         self.bounds = []
         end = 0
         for side, n in stages:

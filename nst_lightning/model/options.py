@@ -98,12 +98,16 @@ class OptimOptions:
         distort. ``lr_floor`` and ``lr_decay_fraction`` shape a decay, so ``constant`` has no use for them;
         neither is refused, so that a config with a schedule (``configs/quick.yaml``) layers under
         ``--model.optimizer lbfgs`` or ``--model.lr_schedule constant``."""
-        return self.optimizer == "adam" and (self.lr_schedule != "constant" or self.warmup_steps > 0)
+        return self.optimizer == "adam" and self._asks_for_schedule
+
+    @property
+    def _asks_for_schedule(self) -> bool:
+        return self.lr_schedule != "constant" or self.warmup_steps > 0
 
     @property
     def unused_schedule(self) -> Optional[str]:
         """The line that says a schedule asked for is not used (with L-BFGS); None when there is none."""
-        if self.optimizer != "lbfgs" or (self.lr_schedule == "constant" and self.warmup_steps == 0):
+        if self.optimizer != "lbfgs" or not self._asks_for_schedule:
             return None
         # Plain names (a log line, not an error the CLI rewords): lr_schedule, warmup_steps.
         return (
