@@ -1,6 +1,7 @@
 """The loss's pure kernels: Gram matrices, relative squared errors, the content, style and
 total-variation terms of Gatys et al. (2015) and the temporal term of Ruder et al. (2016) with the normalisation this project uses. Functions of
-tensors only: no class, no option, nothing above them (``total.py`` weighs them into the loss).
+tensors only: no option, nothing above them (``total.py`` weighs them into the loss); the one class is
+the Gram's autograd Function.
 
 Every function here works in fp32 whatever the input dtype: under autocast the VGG features may be
 bf16/fp16, and a Gram matrix of fp16 features overflows (sums of ~1e4 squared activations over
@@ -9,7 +10,7 @@ thousands of positions), which is the classic mixed-precision NaN of other tools
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -33,10 +34,43 @@ def gram_matrix(features: Tensor, weights: Optional[Tensor] = None) -> Tensor:
     """
     with torch.autocast(device_type=features.device.type, enabled=False):
         n, c, h, w = features.shape
-        flat = features.float().reshape(n, c, h * w)
         if weights is None:
-            return flat @ flat.transpose(1, 2) / (h * w)
+            flat, positions_first = _flat_view(features.float())
+            return _SymmetricProduct.apply(flat, positions_first) / (h * w)
+        flat = features.float().reshape(n, c, h * w)
         return (flat * position_weights(weights)) @ flat.transpose(1, 2)
+
+
+def _flat_view(features: Tensor) -> tuple[Tensor, bool]:
+    """``[N, C, H, W]`` as a free view: ``[N, H*W, C]`` for channels-last maps (positions first), else
+    ``[N, C, H*W]``. Reshaping channels-last maps to ``[N, C, H*W]`` would copy them every step."""
+    n, c, h, w = features.shape
+    if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(n, h * w, c), True
+    return features.reshape(n, c, h * w), False
+
+
+class _SymmetricProduct(torch.autograd.Function):
+    """``X X^T`` (``X`` is ``[N, C, M]``) or ``X^T X`` (``[N, M, C]``), with a backward of one product.
+
+    Autograd's own backward of ``X @ X^T`` computes two products, one through a transposed view, and adds
+    them element by element into a strided result: at conv1_1 of a 256 px image that add alone took about
+    20 ms a step here, and the result's layout differed from the feature map's, so the tap's gradient add
+    was slow too. ``G`` is symmetric, so the gradient is the single product ``(G' + G'^T) X`` (or
+    ``X (G' + G'^T)``), laid out like ``X``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, flat: Tensor, positions_first: bool) -> Tensor:
+        ctx.save_for_backward(flat)
+        ctx.positions_first = positions_first
+        return flat.transpose(1, 2) @ flat if positions_first else flat @ flat.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        both = grad + grad.transpose(1, 2)
+        return (flat @ both if ctx.positions_first else both @ flat), None
 
 
 def relative_squared_error(value: Tensor, target: Tensor) -> Tensor:

@@ -90,3 +90,43 @@ def test_temporal_loss_by_hand():
     assert both.item() == (3 + 6) * 0.25 / 12
     # fp32 whatever the inputs: bf16 images give the same value.
     assert temporal_loss(image.bfloat16(), previous.bfloat16(), everywhere).dtype == torch.float32
+
+
+def test_gram_gradient_by_hand():
+    # G = F F^T / M with rows f_0 = [1, 2], f_1 = [3, 4] over M = 2 positions.
+    # d G[0,0] / d f_0 = 2 f_0 / M = [1, 2]; d G[0,0] / d f_1 = 0.
+    features = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2).requires_grad_()
+    gram_matrix(features)[0, 0, 0].backward()
+    assert torch.equal(features.grad.view(2, 2), torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
+    # d G[0,1] / d f_0 = f_1 / M = [1.5, 2], d G[0,1] / d f_1 = f_0 / M = [0.5, 1].
+    features.grad = None
+    gram_matrix(features)[0, 0, 1].backward()
+    assert torch.equal(features.grad.view(2, 2), torch.tensor([[1.5, 2.0], [0.5, 1.0]]))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_gram_matches_autograd_and_keeps_the_gradient_layout(memory_format):
+    torch.manual_seed(0)
+    base = torch.randn(2, 5, 6, 7)
+    weights = torch.randn(2, 5, 5)
+    features = base.clone(memory_format=memory_format).requires_grad_()
+    (gram_matrix(features) * weights).sum().backward()
+    reference = base.clone().requires_grad_()
+    flat = reference.reshape(2, 5, 42)
+    expected = flat @ flat.transpose(1, 2) / 42
+    (expected * weights).sum().backward()
+    assert torch.allclose(gram_matrix(features), expected, atol=1e-5)
+    assert torch.allclose(features.grad, reference.grad, atol=1e-5)
+    # The gradient comes back laid out like the feature map (no copy at the tap's add).
+    assert features.grad.is_contiguous(memory_format=memory_format)
+
+
+def test_gram_of_bf16_channels_last_features_is_fp32_with_a_bf16_channels_last_gradient():
+    features = torch.randn(1, 4, 3, 3).to(torch.bfloat16, memory_format=torch.channels_last).requires_grad_()
+    gram = gram_matrix(features)
+    assert gram.dtype == torch.float32
+    gram.sum().backward()
+    assert features.grad.dtype == torch.bfloat16
+    assert features.grad.is_contiguous(memory_format=torch.channels_last)
+    flat = features.detach().float().reshape(1, 4, 9)
+    assert torch.allclose(gram, flat @ flat.transpose(1, 2) / 9, atol=1e-4)
