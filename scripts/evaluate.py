@@ -40,9 +40,9 @@ from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
 
 # The published grid (docs/quality.md) was scored over configs/quick.yaml as it was before issue 20: 200
-# constant Adam steps from the photo, in fp32. These put it back; --today scores over today's quick.yaml.
+# constant Adam steps from the photo, in fp32, the last iterate. These put it back; --today scores over today's quick.yaml.
 BEFORE_ISSUE_20 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
-                   "--precision_policy", "as_set"]
+                   "--precision_policy", "as_set", "--model.ema_decay", "null"]
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],

@@ -47,16 +47,20 @@ from nst_lightning.inputs.sources import read_source  # noqa: E402
 SETTINGS = {
     # configs/quick.yaml before issue 20: what the new one changes, put back.
     "quick before": ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.stage_steps", "null",
-                     "--model.init", "content", "--precision_policy", "as_set"],
-    # The new configs/quick.yaml (issue 20's fourth round) at 120, 140 and 150 steps; it runs 150.
-    "quick after": ["--model.stage_steps", "null", "--trainer.max_steps", "120"],
-    "quick after fp32": ["--model.stage_steps", "null", "--trainer.max_steps", "120", "--precision_policy", "as_set"],
-    "quick after 140": ["--model.stage_steps", "null", "--trainer.max_steps", "140"],
-    "quick after 150": ["--model.stage_steps", "null", "--trainer.max_steps", "150"],
-    "quick after 150 sw 10.5": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.style_weight", "10.5"],
-    "quick after 150 decay 0.2": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
-    "quick after 150 lr 0.025": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.lr", "0.025"],
-    "quick after 150 fp32": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--precision_policy", "as_set"],
+                     "--model.init", "content", "--precision_policy", "as_set", "--model.ema_decay", "null"],
+    # configs/quick.yaml of issue 20's fourth round (no averaged iterates) at 120, 140 and 150 steps.
+    "quick after": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "120"],
+    "quick after fp32": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "120", "--precision_policy", "as_set"],
+    "quick after 140": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "140"],
+    "quick after 150": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150"],
+    "quick after 150 sw 10.5": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.style_weight", "10.5"],
+    "quick after 150 decay 0.2": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
+    "quick after 150 lr 0.025": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.lr", "0.025"],
+    # The fifth round's configs/quick.yaml: the 150 steps above, output averaged (ema_decay 0.9).
+    "quick after 150 ema 0.9": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9"],
+    "quick after 150 ema 0.9 fp32": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9",
+                                     "--precision_policy", "as_set"],
+    "quick after 150 fp32": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--precision_policy", "as_set"],
     "constant 100": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
     "cosine 100": ["--trainer.max_steps", "100", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.stage_steps", "null"],
     "cosine 100 lr 0.04": ["--trainer.max_steps", "100", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.lr", "0.04",

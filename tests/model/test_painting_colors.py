@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nst_lightning.inputs.color import blended_color_statistics, recolor
 from tests.helpers import CONFIGS, DEBUG_CONFIG, user_error
@@ -89,4 +91,17 @@ def test_fast_yaml_over_quick_yaml_runs_lbfgs_from_the_paintings_colours(run_cli
     assert isinstance(cli.trainer.optimizers[0], torch.optim.LBFGS)
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 1.0  # quick.yaml leaves lr to the optimizer's default
     assert cli.model.optim.init == "painting_colors" and cli.trainer.global_step == 3
+    assert cli.model.optim.ema_decay is None and cli.model.average is None  # L-BFGS: the last iterate
     assert (run_dir / "generated.png").exists()
+
+
+def test_quick_yaml_outputs_the_average_of_its_iterates(run_cli, run_dir):
+    # quick.yaml's ema_decay 0.9: the image written is the average, not the last iterate.
+    cli = run_cli("--config", str(CONFIGS / "quick.yaml"), "--config", DEBUG_CONFIG, "--trainer.max_steps", "4",
+                  "--model.weights", "random")
+    average = cli.model.average
+    assert cli.model.optim.ema_decay == 0.9 and average is not None and average.count.item() == 4
+    assert not torch.equal(average.get(), cli.model.image.detach())
+    written = torch.from_numpy(np.asarray(Image.open(run_dir / "generated.png").convert("RGB")).copy())
+    expected = (average.get()[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+    assert (written.int() - expected.int()).abs().max() <= 1
