@@ -69,9 +69,30 @@ def run(method, steps, side, painting, every, scorer, **kw):
             out.append((EVALS[0], t, scorer.content_distance(r, big), scorer.style_distance(r, load(painting, None))))
     return out
 
+class NormGrad(torch.autograd.Function):
+    """jcjohnson/neural-style's -normalize_gradients: the gradient one loss term sends into the network,
+    divided by its L1 norm, then multiplied by the term's weight (the weight sets its size, not the loss)."""
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.weight = weight
+        return x.view_as(x)
+    @staticmethod
+    def backward(ctx, g): return g / (g.abs().sum() + 1e-8) * ctx.weight, None
+
+def normalise_gradients(m):
+    """Each tapped layer's loss branch through NormGrad (the network's own path keeps the plain gradient).
+    Our taps are the terms' own (conv4_2 for content, the five style layers), so a tap is one term."""
+    w = m.loss_weights
+    weight = {n: w.content / len(w.content_layers) for n in w.content_layers}
+    weight.update({n: w.style * share for n, share in w.style_layers.items()})
+    forward = m.vgg.forward
+    m.vgg.forward = lambda x: {k: NormGrad.apply(v, weight[k]) if k in weight else v for k, v in forward(x).items()}
+
 class Adam:
-    def __init__(self, x, m, steps, lr=0.02, sched="constant", floor=0.05, betas=(0.9, 0.999), warm=0, ema=None, bf16=False, decay=None):
+    def __init__(self, x, m, steps, lr=0.02, sched="constant", floor=0.05, betas=(0.9, 0.999), warm=0, ema=None, bf16=False, decay=None,
+                 normgrad=False):
         self.x, self.m, self.steps, self.bf16, self.decay = x, m, steps, bf16, decay
+        if normgrad: normalise_gradients(m)
         self.opt = torch.optim.Adam([x], lr=lr, betas=betas)
         self.lr, self.sched, self.floor, self.warm = lr, sched, floor, warm
         self.ema, self.avg = ema, None
