@@ -34,11 +34,18 @@ def changed_options(saved: Mapping[str, Any], asked: Mapping[str, Any]) -> list[
     except those a resume may change (``model.options.MAY_CHANGE_ON_RESUME``: how a step is
     computed, not what is optimised)."""
     return [
-        f"{param('model.' + key)} is {asked[key]!r} here but the checkpoint was made with {saved[key]!r}; "
-        f"the resumed run keeps {saved[key]!r}"
+        f"{param('model.' + key)} is {_spelled(asked[key])} here but the checkpoint was made with {_spelled(saved[key])}; "
+        f"the resumed run keeps {_spelled(saved[key])}"
         for key in sorted(set(saved) & set(asked))
         if not key.startswith("_") and key not in MAY_CHANGE_ON_RESUME and _comparable(saved[key]) != _comparable(asked[key])
     ]
+
+
+def _spelled(value: Any) -> str:
+    """A value as a flag gives it (``null``, ``true``), so that the line's fix can be typed as shown."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
 
 
 def _comparable(value: Any) -> Any:

@@ -222,7 +222,7 @@ def test_resume_with_changed_model_options_is_refused_naming_each(run_cli, run_d
         run_cli, capsys, "--ckpt_path", ckpt, "--trainer.max_steps", "6", "--model.style_weight", "20", "--model.lr", "0.1"
     )
     assert "was made with other model options" in line
-    assert "--model.lr is 0.1 here but the checkpoint was made with None; the resumed run keeps None" in line
+    assert "--model.lr is 0.1 here but the checkpoint was made with null; the resumed run keeps null" in line
     assert "--model.style_weight is 20.0 here but the checkpoint was made with 10.0" in line
     assert "--model.init image --model.init_image" in line
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before
