@@ -7,7 +7,9 @@ the run has ended, a signal ends the process with one line and 128 + N (``exit_o
 
 SIGHUP is what a closed terminal or a dropped ssh session sends: a run treats it as SIGTERM (exit 129),
 first pointing its output away from the terminal that is gone (``leave_dead_terminal``), where every
-write would fail with EIO. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
+write would fail with EIO; the kernel fails those writes a moment before it sends the signal, so the
+streams of a run on a terminal drop what they cannot write (``hangup_tolerant_output``) rather than
+raise. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
 (``stop_signals``): that user asked for the run to outlive the terminal.
 
 Imports nothing heavy (Lightning only inside a function): ``__main__`` uses it before torch is imported.
@@ -16,6 +18,7 @@ Imports nothing heavy (Lightning only inside a function): ``__main__`` uses it b
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import stat
@@ -56,6 +59,55 @@ def leave_dead_terminal(signum: int) -> None:
                 os.dup2(null, fd)
     finally:
         os.close(null)
+
+
+class _HangupTolerant:
+    """A terminal's text stream whose writes fail quietly once the terminal has hung up (EIO): the
+    run then stops on the SIGHUP that follows, with a checkpoint and exit 129, instead of a progress
+    bar drawn in between ending it with a traceback, exit 1 and nothing saved. Other errors raise."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _hung_up(self, err: OSError) -> None:
+        if err.errno != errno.EIO:
+            raise err
+        leave_dead_terminal(signal.SIGHUP)  # what is still buffered then goes to /dev/null
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            self._hung_up(err)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            self._hung_up(err)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _on_a_terminal(stream: Any) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def hangup_tolerant_output() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr``, where they are a terminal, as ``_HangupTolerant`` streams
+    for the duration (others, e.g. pytest's capture or a log file, are left as they are)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (_HangupTolerant(s) if _on_a_terminal(s) else s for s in saved)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def say(line: str) -> None:
