@@ -7,9 +7,9 @@ the run has ended, a signal ends the process with one line and 128 + N (``exit_o
 
 SIGHUP is what a closed terminal or a dropped ssh session sends: a run treats it as SIGTERM (exit 129),
 first pointing its output away from the terminal that is gone (``leave_dead_terminal``), where every
-write would fail with EIO; the kernel fails those writes a moment before it sends the signal, so the
-streams of a run on a terminal drop what they cannot write (``hangup_tolerant_output``) rather than
-raise. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
+write would fail with EIO. A run that goes on after its terminal closed (its SIGHUP ignored, e.g.
+``trap '' HUP``) meets the same EIO, so the streams of a run on a terminal drop what they cannot write
+(``hangup_tolerant_output``) rather than raise. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
 (``stop_signals``): that user asked for the run to outlive the terminal.
 
 Imports nothing heavy (Lightning only inside a function): ``__main__`` uses it before torch is imported.
@@ -62,9 +62,9 @@ def leave_dead_terminal(signum: int) -> None:
 
 
 class _HangupTolerant:
-    """A terminal's text stream whose writes fail quietly once the terminal has hung up (EIO): the
-    run then stops on the SIGHUP that follows, with a checkpoint and exit 129, instead of a progress
-    bar drawn in between ending it with a traceback, exit 1 and nothing saved. Other errors raise."""
+    """A terminal's text stream whose writes fail quietly once the terminal has hung up (EIO): a run
+    whose SIGHUP is ignored goes on to its end, as its user asked, instead of its progress bar ending
+    it with a traceback, exit 1 and nothing saved. Other errors raise."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream

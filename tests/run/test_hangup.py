@@ -8,6 +8,7 @@ import fcntl
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import termios
@@ -32,6 +33,10 @@ def on_a_terminal(command: list[str], cwd: Path) -> tuple[subprocess.Popen, int]
     def take_terminal() -> None:
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        # As a shell on a terminal starts a program: SIGHUP at its default. An ignored SIGHUP is inherited
+        # (it is how nohup works), and a pytest worker may have been left ignoring it by an earlier test or
+        # library: the run then rightly went on after the hang-up (CI, 2026-12-03: exit 0, then 1).
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     process = subprocess.Popen(command, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=take_terminal)
@@ -99,7 +104,7 @@ with hangup_tolerant_output():
         os.write(slave, b"x")
     except OSError as err:
         print("raw write:", err.errno, file=sys.stdout)
-    stream.write("drawn again\\r")  # a progress bar before the SIGHUP arrives
+    stream.write("drawn again\\r")  # the progress bar's next refresh
     stream.flush()
 print("survived; stderr now", os.path.realpath(f"/proc/self/fd/2"), file=sys.stdout)
 """
@@ -107,8 +112,9 @@ print("survived; stderr now", os.path.realpath(f"/proc/self/fd/2"), file=sys.std
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals as on Linux")
 def test_writes_to_a_hung_up_terminal_before_the_sighup_do_not_end_the_run():
-    # The kernel fails a hung-up terminal's writes (EIO) a moment before it sends SIGHUP; a progress bar
-    # drawn in that moment ended a run with exit 1 and no checkpoint (once in CI, on a loaded machine).
+    # A run whose SIGHUP is ignored (inherited: `trap '' HUP`, a parent that ignores it) goes on when its
+    # terminal closes, and every write to it then fails with EIO: a progress bar ended such a run with
+    # exit 1 and no checkpoint. The stream now drops the write and points itself at /dev/null.
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-c", HUNG_UP_WRITES], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
