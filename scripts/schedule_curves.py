@@ -40,14 +40,14 @@ sys.path.insert(0, str(REPO))
 from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
+from scripts.evaluate import BEFORE_ISSUE_20  # noqa: E402  (the old quick.yaml, one definition)
 
 # name -> fit options over --config. "quick before" is configs/quick.yaml as it was before issue 20. The
 # rows from "constant 100" to "lbfgs 60" were measured over that old quick.yaml (rounds one to three):
 # to rerun them as they ran, add the options of "quick before" they do not set themselves.
 SETTINGS = {
     # configs/quick.yaml before issue 20: what the new one changes, put back.
-    "quick before": ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.stage_steps", "null",
-                     "--model.init", "content", "--precision_policy", "as_set", "--model.ema_decay", "null"],
+    "quick before": [*BEFORE_ISSUE_20, "--model.stage_steps", "null"],
     # configs/quick.yaml of issue 20's fourth round (no averaged iterates) at 120, 140 and 150 steps.
     "quick after": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "120"],
     "quick after fp32": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "120", "--precision_policy", "as_set"],

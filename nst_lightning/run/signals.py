@@ -42,8 +42,12 @@ def leave_dead_terminal(signum: int) -> None:
     hung up, so a progress bar or a message written to it would fail with EIO and turn a clean stop
     into an error. A hung-up terminal no longer answers ``isatty``, so any character device other
     than ``/dev/null`` counts. Files and pipes are left alone (a log file still gets the last line)."""
-    if signum != signal.SIGHUP:
-        return
+    if signum == signal.SIGHUP:
+        _terminals_to_null()
+
+
+def _terminals_to_null() -> None:
+    """Point stdin, stdout and stderr that are a character device other than ``/dev/null`` at it."""
     try:
         null = os.open(os.devnull, os.O_RDWR)
         null_device = os.fstat(null).st_rdev
@@ -72,7 +76,7 @@ class _HangupTolerant:
     def _hung_up(self, err: OSError) -> None:
         if err.errno != errno.EIO:
             raise err
-        leave_dead_terminal(signal.SIGHUP)  # what is still buffered then goes to /dev/null
+        _terminals_to_null()  # what is still buffered then goes to /dev/null
 
     def write(self, text: str) -> int:
         try:
