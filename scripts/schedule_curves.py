@@ -42,6 +42,15 @@ from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
 from scripts.evaluate import BEFORE_ISSUE_20  # noqa: E402  (the old quick.yaml, one definition)
 
+# configs/default.yaml before issue 20, over the new one: every option the change set, back at the value
+# the old file left it (the module's defaults). The README gives the same flags for resuming an old run.
+DEFAULT_BEFORE_ISSUE_20 = ["--trainer.max_steps", "1000", "--model.init", "content", "--model.init_color_strength", "1",
+                           "--model.lr_schedule", "constant", "--model.lr_floor", "0", "--model.lr_decay_fraction", "1",
+                           "--model.ema_decay", "null", "--precision_policy", "as_set"]
+
+# configs/quick.yaml of issue 20's fourth round over today's: no average of the iterates, one stage.
+FOURTH_ROUND = ["--model.ema_decay", "null", "--model.stage_steps", "null"]
+
 # name -> fit options over --config. "quick before" is configs/quick.yaml as it was before issue 20. The
 # rows from "constant 100" to "lbfgs 60" were measured over that old quick.yaml (rounds one to three):
 # to rerun them as they ran, add the options of "quick before" they do not set themselves.
@@ -49,24 +58,28 @@ SETTINGS = {
     # configs/quick.yaml before issue 20: what the new one changes, put back.
     "quick before": [*BEFORE_ISSUE_20, "--model.stage_steps", "null"],
     # configs/quick.yaml of issue 20's fourth round (no averaged iterates) at 120, 140 and 150 steps.
-    "quick after": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "120"],
-    "quick after fp32": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "120", "--precision_policy", "as_set"],
-    "quick after 140": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "140"],
-    "quick after 150": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150"],
-    "quick after 150 sw 10.5": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.style_weight", "10.5"],
-    "quick after 150 decay 0.2": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
-    "quick after 150 lr 0.025": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.lr", "0.025"],
+    "quick after": [*FOURTH_ROUND, "--trainer.max_steps", "120"],
+    "quick after fp32": [*FOURTH_ROUND, "--trainer.max_steps", "120", "--precision_policy", "as_set"],
+    "quick after 140": [*FOURTH_ROUND, "--trainer.max_steps", "140"],
+    "quick after 150": [*FOURTH_ROUND, "--trainer.max_steps", "150"],
+    "quick after 150 sw 10.5": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--model.style_weight", "10.5"],
+    "quick after 150 decay 0.2": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
+    "quick after 150 lr 0.025": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--model.lr", "0.025"],
     # The fifth round's configs/quick.yaml: the 150 steps above, output averaged (ema_decay 0.9).
     "quick after 150 ema 0.9": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9"],
     "quick after 150 ema 0.9 fp32": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9",
                                      "--precision_policy", "as_set"],
-    "quick after 150 fp32": ["--model.ema_decay", "null", "--model.stage_steps", "null", "--trainer.max_steps", "150", "--precision_policy", "as_set"],
-    # Over --config configs/default.yaml (512 px, 1000 constant Adam steps from the photo, fp32): the old
-    # default as it is, and quick.yaml's fifth-round method at half the steps.
-    "default before": ["--model.ema_decay", "null"],
+    "quick after 150 fp32": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--precision_policy", "as_set"],
+    # Over --config configs/default.yaml (512 px): the old default (1000 constant Adam steps from the photo,
+    # fp32), put back; and quick.yaml's fifth-round method at half the steps, which default.yaml now is
+    # (spelled out, so that the row means the same whatever the config says).
+    "default before": DEFAULT_BEFORE_ISSUE_20,
     "default after 500": ["--trainer.max_steps", "500", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
                           "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33",
                           "--model.ema_decay", "0.9", "--precision_policy", "native_bf16"],
+    "default after 500 fp32": ["--trainer.max_steps", "500", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
+                               "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33",
+                               "--model.ema_decay", "0.9", "--precision_policy", "as_set"],
     "constant 100": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
     "cosine 100": ["--trainer.max_steps", "100", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.stage_steps", "null"],
     "cosine 100 lr 0.04": ["--trainer.max_steps", "100", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.lr", "0.04",
@@ -209,7 +222,7 @@ def figure(rows: list[dict], path: Path, width: int = 900, height: int = 560) ->
         for x, y in curve:
             cx, cy = at(x, y)
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=color)
-        draw.text((right + 10, top + 18 * index), setting + (" (old default)" if index == 0 else ""), fill=color)
+        draw.text((right + 10, top + 18 * index), setting + (" (reference)" if index == 0 else ""), fill=color)
     image.save(path)
 
 
