@@ -13,14 +13,10 @@ from PIL import Image
 
 from nst_lightning.model.options import OptimOptions
 from nst_lightning.model.schedules import StepSizeFactor
+from scripts.schedule_curves import DEFAULT_BEFORE_ISSUE_20  # the README's flags = the harness's "default before"
 from tests.helpers import CONFIGS, DEBUG_CONFIG
 
 DEFAULT_CONFIG = str(CONFIGS / "default.yaml")
-# The README's flags (and scripts/schedule_curves.py's "default before"): the old default.yaml, 1000
-# constant Adam steps from the photo in fp32, for a comparison or to resume a run made with it.
-BEFORE_ISSUE_20 = ["--trainer.max_steps", "1000", "--model.init", "content", "--model.init_color_strength", "1",
-                   "--model.lr_schedule", "constant", "--model.lr_floor", "0", "--model.lr_decay_fraction", "1",
-                   "--model.ema_decay", "null", "--precision_policy", "as_set"]
 
 
 def test_default_yaml_decays_the_last_third_and_writes_the_average(run_cli, run_dir):
@@ -40,10 +36,12 @@ def test_default_yaml_decays_the_last_third_and_writes_the_average(run_cli, run_
 
 
 def test_the_readmes_flags_put_default_yaml_back_as_it_was(run_cli, capsys):
+    # DEFAULT_BEFORE_ISSUE_20: the old default.yaml, 1000 constant Adam steps from the photo in fp32, for a
+    # comparison (the harness's "default before") or to resume a run made with it (the README).
     # The old default.yaml set none of the options issue 20 added and left init at content: every
     # optimisation option is then the module's default, which is what an old run's checkpoint holds.
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(*BEFORE_ISSUE_20, "--print_config", config=DEFAULT_CONFIG)
+        run_cli(*DEFAULT_BEFORE_ISSUE_20, "--print_config", config=DEFAULT_CONFIG)
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["trainer"]["max_steps"] == 1000 and printed["precision_policy"] == "as_set"
