@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import yaml
 
+from nst_lightning.run.config_limits import check_yaml_text
 from nst_lightning.run.output import read_config
 from nst_lightning.utilities.errors import UserError, param
 
@@ -69,6 +70,8 @@ def rerun_config(image: str) -> str:
             f"{param('config')} {image} carries no nst_lightning configuration (written by another program, saved with "
             f"{param('result.embed_config')} false, or re-saved by a tool that drops text chunks); give the run's config.yaml instead"
         )
+    # Bounded before any parser builds it: size, nesting, values with aliases expanded, valid YAML.
+    check_yaml_text(text, f"{param('config')} {image} (its embedded configuration)")
     config = yaml.safe_load(text)
     if not isinstance(config, dict):
         raise UserError(f"{param('config')} {image} carries a damaged configuration; give the run's config.yaml instead")
