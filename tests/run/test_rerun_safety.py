@@ -1,5 +1,6 @@
-"""A result image is data: a crafted configuration in it is one line, never a traceback; and so is the same
-text as a config file or as YAML text on the command line."""
+"""A result image is data: a crafted configuration in it is one line, never a traceback (and so is the same
+text as a config file or as YAML text on the command line). And ``--result.filename`` (from the command
+line or an image) never leaves the run directory nor replaces a file that the run did not write."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from PIL import Image
 from nst_lightning.run.entry import cli_main
 from nst_lightning.run.output import embedded_config, read_config, save_image
 from tests.helpers import DEBUG_CONFIG, user_error
+
+PRECIOUS = b"an image the user keeps"
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +40,89 @@ def craft(path: Path, result: Path, config: dict | str) -> Path:
     save_image(torch.from_numpy(pixels).permute(2, 0, 1)[None], path, config=embedded_config(text))
     return path
 
+
+def changed(config: dict, keys: str, value) -> dict:
+    """A deep copy of ``config`` with ``value`` at the dotted ``keys``."""
+    config = yaml.safe_load(yaml.safe_dump(config))
+    *parents, last = keys.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
 @pytest.fixture
 def rerun(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["nst_lightning"])
     return lambda *args: cli_main(["fit", *args])
 
+
+
+# --- --result.filename stays inside the run and replaces only the run's own result ---
+
+
+@pytest.mark.parametrize("name", ["../../precious.jpg", "ABSOLUTE"])
+def test_a_result_filename_leading_out_of_the_run_is_refused_and_nothing_is_written(run_cli, tmp_path, capsys, name):
+    precious = tmp_path / "precious.jpg"
+    precious.write_bytes(PRECIOUS)
+    name = str(precious) if name == "ABSOLUTE" else name
+    line = user_error(run_cli, capsys, "--result.filename", name)
+    # Before: the run trained and wrote its result over precious.jpg.
+    assert line == (
+        f"nst_lightning: error: --result.filename {name} leads out of the run directory lightning_logs/debug (to {precious}); "
+        "the result is written inside its run: give a file name such as generated.png"
+    )
+    assert precious.read_bytes() == PRECIOUS
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_result_filename_from_an_image_cannot_leave_the_run_either(result_png, rerun, tmp_path, capsys):
+    image, config = result_png
+    craft(tmp_path / "shared.png", image, changed(config, "result.filename", "../../precious.jpg"))
+    (tmp_path / "precious.jpg").write_bytes(PRECIOUS)
+    line = user_error(rerun, capsys, "--config", "shared.png")
+    assert "--result.filename ../../precious.jpg leads out of the run directory lightning_logs/debug" in line
+    assert (tmp_path / "precious.jpg").read_bytes() == PRECIOUS
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_symlinks_and_files_in_the_run_directory_are_not_written_through_or_over(run_cli, run_dir, tmp_path, capsys):
+    run_cli()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.jpg").write_bytes(PRECIOUS)
+    (run_dir / "out").symlink_to(elsewhere)  # planted inside the run directory
+    (run_dir / "notes.png").write_bytes(PRECIOUS)  # a file the run did not write
+    resume = ("--ckpt_path", "last", "--trainer.max_steps", "6")
+    # Before: the resumed run wrote its result through the link, over elsewhere/precious.jpg.
+    line = user_error(run_cli, capsys, *resume, "--result.filename", "out/precious.jpg")
+    assert f"--result.filename out/precious.jpg leads out of the run directory lightning_logs/debug (to {elsewhere / 'precious.jpg'})" in line
+    # Before: replaced.
+    line = user_error(run_cli, capsys, *resume, "--result.filename", "notes.png")
+    assert line == (
+        "nst_lightning: error: --result.filename notes.png: lightning_logs/debug/notes.png already exists and this run did "
+        "not write it; give a name not yet taken (or move that file away)"
+    )
+    # The result's own name, now a link to a file elsewhere.
+    generated = (run_dir / "generated.png").read_bytes()
+    (run_dir / "generated.png").unlink()
+    (run_dir / "generated.png").symlink_to(elsewhere / "precious.jpg")
+    assert "--result.filename generated.png leads out of the run directory" in user_error(run_cli, capsys, *resume)
+    assert (elsewhere / "precious.jpg").read_bytes() == PRECIOUS and (run_dir / "notes.png").read_bytes() == PRECIOUS
+    # A fresh run into a directory that holds a result but no checkpoint: that file is not its own.
+    fresh = tmp_path / "lightning_logs" / "debug" / "mine"
+    fresh.mkdir()
+    (fresh / "generated.png").write_bytes(PRECIOUS)
+    line = user_error(run_cli, capsys, "--trainer.logger.init_args.version", "mine")
+    assert "--result.filename generated.png: lightning_logs/debug/mine/generated.png already exists and this run did not write it" in line
+    assert (fresh / "generated.png").read_bytes() == PRECIOUS
+    # The run's own result (named in its config.yaml): its resume rewrites it.
+    (run_dir / "generated.png").unlink()
+    (run_dir / "generated.png").write_bytes(generated)
+    run_cli(*resume)
+    assert (run_dir / "generated.png").read_bytes() != generated and Image.open(run_dir / "generated.png").size == (48, 36)
 
 
 # --- a crafted configuration is one line saying what is wrong ---
