@@ -1,10 +1,14 @@
-"""A result image is data: a crafted configuration in it is one line, never a traceback (and so is the same
-text as a config file or as YAML text on the command line). And ``--result.filename`` (from the command
-line or an image) never leaves the run directory nor replaces a file that the run did not write."""
+"""A result image is data: ``fit --config generated.png`` runs only the picture it describes, writes only
+inside its run, and a crafted configuration in it is one line, never a traceback, an import or a call.
+And ``--result.filename`` (from the command line or an image) never leaves the run directory nor
+replaces a file that the run did not write."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +19,9 @@ from PIL import Image
 
 from nst_lightning.run.entry import cli_main
 from nst_lightning.run.output import embedded_config, read_config, save_image
-from tests.helpers import DEBUG_CONFIG, user_error
+from tests.helpers import DEBUG_CONFIG, REPO, info_lines, user_error
 
+PLANTED = "planted_marker"  # a module whose import leaves a file: proof that it was (not) imported
 PRECIOUS = b"an image the user keeps"
 
 
@@ -52,12 +57,28 @@ def changed(config: dict, keys: str, value) -> dict:
     return config
 
 
+def plant(directory: Path, marker: Path) -> Path:
+    directory.mkdir()
+    (directory / f"{PLANTED}.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\nclass Nope:\n    pass\n")
+    return directory
+
+
 @pytest.fixture
 def rerun(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["nst_lightning"])
     return lambda *args: cli_main(["fit", *args])
 
+
+def fit_process(cwd: Path, *args: str, plant_dir: Path | None = None) -> subprocess.CompletedProcess:
+    path = [str(plant_dir)] if plant_dir else []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*path, str(REPO), os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, "-m", "nst_lightning", "fit", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def error_lines(done: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("nst_lightning")]
 
 
 # --- --result.filename stays inside the run and replaces only the run's own result ---
@@ -123,6 +144,139 @@ def test_symlinks_and_files_in_the_run_directory_are_not_written_through_or_over
     (run_dir / "generated.png").write_bytes(generated)
     run_cli(*resume)
     assert (run_dir / "generated.png").read_bytes() != generated and Image.open(run_dir / "generated.png").size == (48, 36)
+
+
+# --- an image's configuration names no code ---
+
+
+def test_a_class_path_in_an_image_is_refused_before_its_module_is_imported(result_png, tmp_path):
+    image, config = result_png
+    marker = tmp_path / "imported.txt"
+    planted = plant(tmp_path / "plant", marker)
+    craft(tmp_path / "shared.png", image, changed(config, "trainer.callbacks", [{"class_path": f"{PLANTED}.Nope"}]))
+    done = fit_process(tmp_path, "--config", "shared.png", plant_dir=planted)
+    # Before: jsonargparse imported the module (its side effects ran), then refused the class.
+    assert not marker.exists()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert error_lines(done) == [
+        "nst_lightning: error: --config shared.png: its embedded trainer.callbacks is a list with class_path "
+        f"'{PLANTED}.Nope', where only null is allowed; a result image is data: it may set the picture's options as plain "
+        "values only, no class, callable or import path (to run what a config names, give a config.yaml you have read)"
+    ]
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_callback_calling_a_function_from_an_image_is_refused_and_never_called(result_png, tmp_path):
+    image, config = result_png
+    callback = {"class_path": "lightning.pytorch.callbacks.LambdaCallback", "init_args": {"on_fit_start": "builtins.print"}}
+    craft(tmp_path / "shared.png", image, changed(config, "trainer.callbacks", [callback]))
+    done = fit_process(tmp_path, "--config", "shared.png")
+    # Before: exit 0, print(trainer, module) called at the start of the fit.
+    assert "Trainer object at" not in done.stdout + done.stderr
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(error_lines(done)) == 1 and "its embedded trainer.callbacks is a list with class_path 'lightning.pytorch" in error_lines(done)[0]
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "keys, value, said",
+    [
+        ("trainer.logger.class_path", f"{PLANTED}.Nope", f"trainer.logger.class_path is '{PLANTED}.Nope', where only lightning.pytorch.loggers.TensorBoardLogger is allowed"),
+        ("trainer.profiler", f"{PLANTED}.Nope", f"trainer.profiler is '{PLANTED}.Nope', where only null is allowed"),
+        ("trainer.strategy", f"{PLANTED}.Nope", f"trainer.strategy is '{PLANTED}.Nope', not a plain name"),
+        ("trainer.plugins", [{"class_path": f"{PLANTED}.Nope"}], f"trainer.plugins is a list with class_path '{PLANTED}.Nope'"),
+        ("model.weights", {"class_path": f"{PLANTED}.Nope"}, f"model.weights is a mapping with class_path '{PLANTED}.Nope', not a plain value"),
+        ("data.regions", [f"{PLANTED}.Nope"], f"data.regions.0 is '{PLANTED}.Nope', not a mapping of options"),
+        ("data.regions", [{"class_path": f"{PLANTED}.Nope"}], "data.regions.0.class_path is not an option a result image may set"),
+        ("model", "planted.yaml", "model is 'planted.yaml', not a mapping of options"),  # a section read from a file
+        ("trainer.logger.init_args.version", "../../elsewhere", "trainer.logger.init_args.version is '../../elsewhere', not a plain name"),
+        ("print_config", True, "print_config is not an option a result image may set"),
+        ("trainer.max_time", {"class_path": f"{PLANTED}.Nope"}, "trainer.max_time is a mapping with class_path"),
+    ],
+    ids=lambda value: str(value)[:30],
+)
+def test_anything_but_the_pictures_plain_options_is_refused_naming_the_key(result_png, rerun, tmp_path, capsys, monkeypatch, keys, value, said):
+    image, config = result_png
+    marker = tmp_path / "imported.txt"
+    monkeypatch.syspath_prepend(str(plant(tmp_path / "plant", marker)))
+    monkeypatch.delitem(sys.modules, PLANTED, raising=False)  # each case imports it afresh, or not at all
+    (tmp_path / "planted.yaml").write_text(f"weights:\n  class_path: {PLANTED}.Nope\n")
+    craft(tmp_path / "shared.png", image, changed(config, keys, value))
+    try:
+        line = user_error(rerun, capsys, "--config", "shared.png")
+    finally:  # before: the logger's class_path imported the module, the strategy was a traceback
+        assert not marker.exists() and PLANTED not in sys.modules
+    assert f"nst_lightning: error: --config shared.png: its embedded {said}" in line
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_an_image_does_not_choose_where_outside_this_directory_its_run_writes(result_png, rerun, tmp_path, capsys, monkeypatch):
+    image, config = result_png
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for save_dir in (str(tmp_path / "elsewhere"), "../elsewhere"):
+        craft(tmp_path / "here" / "shared.png", image, changed(config, "trainer.logger.init_args.save_dir", save_dir))
+        # Before: the run was written there (a directory made anywhere the user can write).
+        line = user_error(rerun, capsys, "--config", "shared.png")
+        assert line == (
+            f"nst_lightning: error: --config shared.png: its embedded trainer.logger.init_args.save_dir is {save_dir!r}, "
+            "not a directory below this one; to rerun it, say where: --trainer.logger.init_args.save_dir DIR after the image"
+        )
+        assert not (tmp_path / "elsewhere").exists()
+    craft(tmp_path / "here" / "shared.png", image, changed(config, "trainer.default_root_dir", "/"))
+    assert "its embedded trainer.default_root_dir is '/', not a directory below this one" in user_error(rerun, capsys, "--config", "shared.png")
+    # Placed by the command line: it runs there.
+    craft(tmp_path / "here" / "shared.png", image, changed(config, "trainer.logger.init_args.save_dir", "/elsewhere"))
+    rerun("--config", "shared.png", "--trainer.logger.init_args.save_dir", "runs", "--trainer.enable_progress_bar", "false")
+    assert (tmp_path / "here" / "runs" / "debug" / "generated.png").is_file()
+
+
+def test_a_result_image_reruns_saying_what_it_runs(result_png, rerun, tmp_path):
+    image, config = result_png
+    craft(tmp_path / "shared.png", image, changed(config, "checkpoint.dirpath", str(tmp_path / "elsewhere")))
+    with info_lines() as lines:
+        rerun("--config", "shared.png", "--trainer.enable_progress_bar", "false")
+    assert [line for line in lines if "rerunning" in line] == [
+        "--config shared.png: rerunning its run (content builtin:tubingen, style builtin:starry_night, 48 px, 4 steps, seed 0) "
+        "into lightning_logs/debug; options given after it apply on top"
+    ]
+    # Its checkpoints in its own directory, not where the image said.
+    assert (tmp_path / "lightning_logs" / "debug" / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "elsewhere").exists()
+
+
+def _plain_type(hint) -> bool:
+    """A type jsonargparse reads as a value (never as a class to import): numbers, strings, paths,
+    durations, literals, and lists, unions and string-keyed dicts of them."""
+    import datetime
+
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return True
+    if origin in (typing.Union, list, dict, tuple) or str(origin) == "<class 'types.UnionType'>":
+        return all(_plain_type(arg) for arg in typing.get_args(hint))
+    return isinstance(hint, type) and issubclass(hint, (str, int, float, bool, type(None), os.PathLike, datetime.timedelta))
+
+
+def test_the_sections_an_image_may_set_are_the_parsers_with_plain_types_only():
+    """The allow-list names each section's options from the project's classes: they must be the
+    parser's options, and each must read its value as a value (a class-typed option would import)."""
+    from nst_lightning.inputs.data import StyleTransferData
+    from nst_lightning.model.module import StyleTransfer
+    from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
+    from nst_lightning.run.rerun import PICTURE_OPTIONS_BY_SECTION
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["nst_lightning"])
+        cli = StyleTransferCLI(
+            StyleTransfer, StyleTransferData, run=False, args=["--config", DEBUG_CONFIG], trainer_defaults=TRAINER_DEFAULTS, auto_configure_optimizers=False
+        )
+    actions = {a.dest: getattr(a, "_typehint", None) for a in cli.parser._actions if not a.dest.endswith(".help")}
+    for section, allowed in PICTURE_OPTIONS_BY_SECTION.items():
+        options = {dest.split(".", 1)[1]: hint for dest, hint in actions.items() if dest.startswith(section + ".")}
+        assert set(allowed) == set(options), section
+        class_typed = {name for name, hint in options.items() if not _plain_type(hint)}
+        assert class_typed == ({"regions"} if section == "data" else set()), section
 
 
 # --- a crafted configuration is one line saying what is wrong ---
