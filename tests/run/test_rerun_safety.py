@@ -19,7 +19,7 @@ from PIL import Image
 
 from nst_lightning.run.entry import cli_main
 from nst_lightning.run.output import embedded_config, read_config, save_image
-from tests.helpers import DEBUG_CONFIG, REPO, info_lines, user_error
+from tests.helpers import DEBUG_CONFIG, REPO, user_error
 
 PLANTED = "planted_marker"  # a module whose import leaves a file: proof that it was (not) imported
 PRECIOUS = b"an image the user keeps"
@@ -232,15 +232,19 @@ def test_an_image_does_not_choose_where_outside_this_directory_its_run_writes(re
     assert (tmp_path / "here" / "runs" / "debug" / "generated.png").is_file()
 
 
-def test_a_result_image_reruns_saying_what_it_runs(result_png, rerun, tmp_path):
+def test_a_result_image_reruns_saying_what_it_runs(result_png, tmp_path):
     image, config = result_png
-    craft(tmp_path / "shared.png", image, changed(config, "checkpoint.dirpath", str(tmp_path / "elsewhere")))
-    with info_lines() as lines:
-        rerun("--config", "shared.png", "--trainer.enable_progress_bar", "false")
-    assert [line for line in lines if "rerunning" in line] == [
+    craft(tmp_path / "shared.png", image, changed(config, "checkpoint.dirpath", "elsewhere"))
+    done = fit_process(tmp_path, "--config", "shared.png", "--trainer.enable_progress_bar", "false")
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    said = [line for line in output.splitlines() if "rerunning" in line]
+    assert said == [
         "--config shared.png: rerunning its run (content builtin:tubingen, style builtin:starry_night, 48 px, 4 steps, seed 0) "
         "into lightning_logs/debug; options given after it apply on top"
     ]
+    # Before: no such line, and LightningCLI's warning about args printed the whole configuration.
+    assert "args parameter is intended" not in output and "lbfgs_history" not in output
     # Its checkpoints in its own directory, not where the image said.
     assert (tmp_path / "lightning_logs" / "debug" / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "elsewhere").exists()
 
