@@ -126,7 +126,7 @@ class StyleTransferCLI(LightningCLI):
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
         check_one_device(self.trainer, self.config[self.subcommand].trainer)
         last = self._last_checkpoint()
-        check_result_filename(self.trainer, Path(last).parent if last else None)
+        check_result_filename(self.trainer, last, self.config[self.subcommand].get("ckpt_path"), self.datamodule)
         # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
         # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
         precision = str(self.config[self.subcommand].trainer.precision)

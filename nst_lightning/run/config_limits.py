@@ -3,19 +3,24 @@
 jsonargparse reads a config file whole, as UTF-8, and builds every value of its YAML, aliases
 expanded: a 499-byte "billion laughs" took 17 s and 5 GB, a 16 MB list was still parsing after 120 s
 (a 625 kB list of 25,000 styles took 268 s on 2 cores: the cost grows faster than the list), a FIFO
-hung, a Latin-1 file was a ``UnicodeDecodeError`` traceback. So before it parses, ``check_arguments``
-looks at every config a command line names (``-c``/``--config``, given any number of times, and the
-sections' own ``--trainer``, ``--model``, ``--data``... CONFIG options) and at every option value
-written as YAML: a regular file, at most ``MAX_CONFIG_BYTES``, UTF-8, and at most ``MAX_YAML_NODES``
-values once aliases are expanded, counted on PyYAML's event stream, which expands nothing. Configs
-named inside a config file are not followed.
+hung, a Latin-1 file was a ``UnicodeDecodeError`` traceback, 2,400 nested brackets a ``RecursionError``
+traceback (jsonargparse, like PyYAML's pure-Python loader, walks a document recursively). So before
+it parses, ``check_arguments`` looks at every config a command line names (``-c``/``--config``, given
+any number of times, and the sections' own ``--trainer``, ``--model``, ``--data``... CONFIG options)
+and at every option value written as YAML: a regular file, at most ``MAX_CONFIG_BYTES``, UTF-8,
+nested at most ``MAX_YAML_DEPTH`` deep, and at most ``MAX_YAML_NODES`` values once aliases are
+expanded, all measured on PyYAML's event stream, which expands nothing and recurses nowhere (its
+parsers are state machines: only the document builders recurse), and which is read only as far as
+``MAX_YAML_DEPTH``: its scanner is quadratic in the depth (``scripts/yaml_limits.py``: 20,000 ``[``
+take 0.65 s to stream whole, 1 MB of them is refused in 2 ms). A config (a file or ``--config``
+text) that is not YAML is one line saying where. Configs named inside a config file are not followed.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import yaml
 
@@ -26,6 +31,9 @@ MAX_CONFIG_BYTES = 1_000_000
 # Values in one config or option, aliases expanded: the longest config here has under 100; 5,000
 # parse in about a second.
 MAX_YAML_NODES = 5_000
+# Nesting of one config or option: this program's configs nest 5 deep (trainer.logger.init_args.save_dir,
+# a list of regions); 2,400 levels were a RecursionError in jsonargparse and in yaml.safe_load.
+MAX_YAML_DEPTH = 50
 # The options whose value is a config file (or a config as YAML text).
 CONFIG_OPTIONS = ("-c", "--config", "--trainer", "--model", "--data", "--checkpoint", "--image_logger", "--result")
 
@@ -41,7 +49,7 @@ def check_arguments(args: Sequence[str]) -> None:
         if option in CONFIG_OPTIONS and value is not None:
             _check_config(option, value)
         elif not token.startswith("-"):
-            _check_yaml_text(token, _name_of_value(tokens, k))
+            check_yaml_text(token, _name_of_value(tokens, k), config=False)
 
 
 def _option_and_value(token: str, following: Optional[str]) -> tuple[Optional[str], Optional[str]]:
@@ -66,7 +74,7 @@ def _check_config(option: str, value: str) -> None:
     try:
         info = os.stat(value)
     except (OSError, ValueError):  # not a path: a config given as YAML text
-        _check_yaml_text(value, f"{name} {_short(value)}")
+        check_yaml_text(value, f"{name} {_short(value)} (YAML text)")
         return
     if stat.S_ISDIR(info.st_mode):
         raise UserError(f"{name} {value} is a directory; give a YAML config file")
@@ -86,35 +94,60 @@ def _check_config(option: str, value: str) -> None:
         raise UserError(
             f"{name} {value} is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); save it as UTF-8"
         ) from None
-    _check_nodes(text, f"{name} {value}")
+    check_yaml_text(text, f"{name} {value}")
 
 
-def _check_yaml_text(text: str, name: str) -> None:
+def check_yaml_text(text: str, name: str, config: bool = True) -> None:
+    """Raise ``UserError`` (naming the text ``name``) for YAML that is too long, too deep or holds too
+    many values to give a YAML parser; ``config``: it is a config, which must also be valid YAML (an
+    option's value that is not YAML is a plain string, e.g. a file name with ``*``)."""
     if len(text) > MAX_CONFIG_BYTES:
-        raise UserError(f"{name} is {len(text) / 1e6:.1f} MB of text; an option's value is at most {MAX_CONFIG_BYTES / 1e6:.0f} MB")
-    if "*" in text or "\n" in text or text.lstrip().startswith(("[", "{")):  # may hold many values or aliases
-        _check_nodes(text, name)
-
-
-def _check_nodes(text: str, name: str) -> None:
-    nodes = count_nodes(text)
-    if nodes > MAX_YAML_NODES:
+        raise UserError(f"{name} is {len(text) / 1e6:.1f} MB of text; a config or an option's value is at most {MAX_CONFIG_BYTES / 1e6:.0f} MB")
+    shape = yaml_shape(text)
+    if shape.depth > MAX_YAML_DEPTH:
         raise UserError(
-            f"{name} holds {nodes:,} values once its YAML aliases are expanded, more than the {MAX_YAML_NODES:,} a "
+            f"{name} nests its YAML more than {MAX_YAML_DEPTH} levels deep (this program's configs nest 5): "
+            "give a config without such nesting"
+        )
+    if shape.nodes > MAX_YAML_NODES:
+        raise UserError(
+            f"{name} holds {shape.nodes:,} values once its YAML aliases are expanded, more than the {MAX_YAML_NODES:,} a "
             "config may hold (beyond, parsing takes minutes): give fewer values (an alias counts once per use)"
         )
+    if config and shape.error is not None:
+        raise UserError(f"{name} is not valid YAML: {shape.error}; correct the YAML")
+
+
+class YamlShape(NamedTuple):
+    """What parsing a YAML text would build: ``nodes`` values with aliases expanded, nested ``depth``
+    deep (``MAX_YAML_DEPTH`` + 1: deeper, not read further), and the parser's ``error`` (``None``: valid
+    as far as read), as ``problem (line L, column C)``."""
+
+    nodes: int
+    depth: int
+    error: Optional[str]
 
 
 def count_nodes(text: str) -> int:
     """The values (scalars and collections) of the YAML ``text`` with every alias expanded, counted
     without expanding any; 0 for text that is not YAML (jsonargparse then says what is wrong)."""
+    shape = yaml_shape(text)
+    return 0 if shape.error is not None else shape.nodes
+
+
+def yaml_shape(text: str) -> YamlShape:
+    """``text``'s ``YamlShape``, from PyYAML's event stream (no value built, no recursion), read no
+    further than ``MAX_YAML_DEPTH`` + 1 levels of nesting."""
     anchors: dict[str, int] = {}
     open_collections: list[tuple[Optional[str], int]] = []  # (anchor, values so far) of each open one
-    total = 0
+    total = depth = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 open_collections.append((event.anchor, 0))
+                depth = max(depth, len(open_collections))
+                if depth > MAX_YAML_DEPTH:
+                    break  # the parser's time grows with the square of the depth: read no further
                 continue
             if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 anchor, inside = open_collections.pop()
@@ -132,9 +165,18 @@ def count_nodes(text: str) -> int:
                 open_collections[-1] = (top_anchor, inside + size)
             else:
                 total += size
-    except yaml.YAMLError:
-        return 0
-    return total
+    except yaml.YAMLError as err:
+        return YamlShape(total, depth, _yaml_problem(err))
+    return YamlShape(total, depth, None)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``did not find expected node content (line 2, column 1)``: PyYAML's problem and where, in one
+    clause (its message is several lines, with the text quoted)."""
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def file_kind(mode: int) -> str:
@@ -149,4 +191,6 @@ def file_kind(mode: int) -> str:
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= 40 else text[:37] + "..."
+    """``text`` for a one-line message: its first 40 characters of its first line."""
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= 40 and line == text else line[:37] + "..."

@@ -16,12 +16,15 @@ from nst_lightning.utilities.files import DISK_ERRNOS
 # Lightning warnings that are wrong for an image-as-parameter module, hidden by the CLI and stylize():
 # the frozen VGG19 is in eval mode on purpose; the "batches" are step indices, so restarting them on
 # resume is exact; a deprecation raised inside Lightning 2.6's own code by torch 2.14 on every run;
-# tiled runs (manual optimization) checkpoint the state after each step, as untiled ones do, on purpose.
+# tiled runs (manual optimization) checkpoint the state after each step, as untiled ones do, on purpose;
+# `fit --config IMAGE` hands LightningCLI the image's configuration as args while sys.argv names the
+# image, on purpose (the warning would print the whole configuration: the rerun says what it runs).
 EXPECTED_WARNINGS = (
     r".*module\(s\) in eval mode.*",
     r".*your dataloader is not resumable.*",
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*Using ModelCheckpoint with manual optimization.*",
+    r".*LightningCLI's args parameter is intended to run from within Python.*",
 )
 
 
