@@ -42,6 +42,9 @@ MAX_UPLOAD = "64mb"  # per file, as a download's cap; what an image may decode t
 MAX_SIZE = 2048
 MAX_STEPS = 2000
 MAX_STORAGE_GB = 10.0  # a few hundred large runs (a 2048 px run's checkpoints and images take ~50-100 MB)
+# Gradio keeps each session's copy of the page's state (~150 kB here) for this many sessions (its default,
+# 10,000, is 1.5 GB of visitors long gone); the page keeps nothing of its own there.
+SESSIONS = 100
 STOP_WAIT_S = 120.0  # on Ctrl-C, how long a run may take to reach its step boundary and save
 
 
@@ -160,7 +163,7 @@ def ui_main(argv: list[str], prog: str) -> int:
         _, url, _ = page.launch(
             server_name=options.host, server_port=options.port, auth=options.auth, share=False, max_file_size=MAX_UPLOAD,
             prevent_thread_lock=True, quiet=True, ssr_mode=False, mcp_server=False, inbrowser=False, show_error=False,
-            footer_links=["api"],
+            footer_links=["api"], state_session_capacity=SESSIONS,
         )
     except OSError as err:  # the port is taken, or the address is not this machine's
         print(f"nst_lightning: error: cannot serve on {options.host}:{options.port or 'default'}: {err}", file=sys.stderr)

@@ -22,6 +22,7 @@ No gradio here: the tests and other front ends can drive runs through it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import io
 import json
@@ -30,13 +31,14 @@ import queue
 import re
 import secrets
 import shutil
+import sys
 import threading
 import time
 import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 from nst_lightning.inputs.images import header_size
 from nst_lightning.inputs.sources import BUILTIN_PREFIX
@@ -285,19 +287,55 @@ def execute(run: Run, every_n_steps: int, session: str = "") -> Iterator[Union[U
     live = ["--trainer.callbacks+=nst_lightning.ui.live.LivePreview", "--trainer.callbacks.channel", name]
     live += ["--trainer.callbacks.every_n_steps", str(every_n_steps), "--trainer.enable_progress_bar", "false"]
     done: list[Outcome] = []
-    thread = threading.Thread(target=_fit, args=(run, run.args + live, done), name=f"nst-ui-{run.directory.name}", daemon=True)
-    thread.start()
+    finished = _in_run_thread(lambda: _fit(run, run.args + live, done))
     try:
-        while thread.is_alive() or not channel.updates.empty():
+        while not finished.is_set() or not channel.updates.empty():
             try:
                 yield channel.updates.get(timeout=0.1)
             except queue.Empty:
                 continue
-        yield done[0]
+        yield done[0] if done else Outcome(1, f"{ERROR_PREFIX}the run ended unexpectedly (traceback in the server's log)", run.start_step, None, run.directory / LOG)
     finally:
         channel.stop.set()
-        thread.join()  # the next queued run starts only when this one has written its files
+        finished.wait()  # the next queued run starts only when this one has written its files
         close_channel(name)
+
+
+_JOBS: "queue.Queue[tuple[Callable[[], None], threading.Event]]" = queue.Queue()
+_RUNNER: list[threading.Thread] = []
+_RUNNER_LOCK = threading.Lock()
+
+
+def _in_run_thread(job: Callable[[], None]) -> threading.Event:
+    """``job`` in the one thread that makes this process's runs, one after the other (started on first use;
+    a daemon, so a run stuck before its first step never holds the process open); the event is set when it
+    has ended and what it left is freed. One thread, not one a run: glibc gives threads their own malloc
+    arenas, and what each run freed stayed fragmented across them, never returned to the system."""
+    finished = threading.Event()
+    with _RUNNER_LOCK:
+        if not _RUNNER:
+            _RUNNER.append(threading.Thread(target=_run_jobs, name="nst-ui-runs", daemon=True))
+            _RUNNER[0].start()
+    _JOBS.put((job, finished))
+    return finished
+
+
+def _run_jobs() -> None:
+    while True:
+        job, finished = _JOBS.get()
+        try:
+            # In a context of its own, as in a new thread: what a run sets in context variables (jsonargparse
+            # keeps its parser there, and through it the run) goes with it.
+            contextvars.Context().run(job)
+        except Exception:  # a bug after the run (its outcome is lost): the thread goes on for the next one
+            traceback.print_exc(file=sys.__stderr__)
+        finally:
+            # The run's Trainer, callbacks and module refer to each other, so only the cycle collector frees
+            # them, and its full passes come ever more rarely as the server's objects grow: without this,
+            # each run's ~70 MB (its VGG19, images, optimizer) stayed until one came.
+            del job
+            gc.collect()
+            finished.set()
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -332,17 +370,13 @@ def _fit(run: Run, args: list[str], done: list[Outcome]) -> None:
     output, code = io.StringIO(), 0
     with output_to(run.directory / LOG, output):
         try:
-            cli_main(args)  # its CLI object (Trainer, module, data) is dropped here...
+            cli_main(args)  # its CLI object (Trainer, module, data) is dropped here (freed: _run_jobs)
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else 1
         except Exception as err:  # a bug, not the input: the traceback goes to the log, the page gets one line
             traceback.print_exc()
             print(f"{ERROR_PREFIX}unexpected {type(err).__name__}: {err} (traceback in {run.directory / LOG})")
             code = 1
-    # ...but the Trainer, its callbacks and the module refer to each other, so only the cycle collector frees
-    # them, and its full collections come ever more rarely as the server's objects grow: without this, each
-    # run's ~70 MB (its VGG19 and images) stayed until one came.
-    gc.collect()
     lines = [line[line.index(ERROR_PREFIX) :] for line in output.getvalue().splitlines() if ERROR_PREFIX in line]
     error = lines[-1] if lines and code not in (0,) and code <= 128 else None
     result, steps = run.directory / RESULT, _checkpoint_step(run.directory / LAST)

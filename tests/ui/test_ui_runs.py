@@ -1,0 +1,26 @@
+"""The page's runs without the page (``ui/runs.py``, in this process): what a finished run leaves in the
+process that serves the page, which makes run after run in it."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+from lightning.pytorch import Trainer
+
+from nst_lightning.model.module import StyleTransfer
+from nst_lightning.ui.runs import Runs, execute
+from tests.helpers import DEBUG_CONFIG
+
+
+def test_a_finished_run_leaves_no_trainer_or_module_and_runs_share_one_thread(tmp_path):
+    runs = Runs(tmp_path / "runs", ["--config", DEBUG_CONFIG])
+    for _ in range(2):
+        run = runs.fresh("builtin:tubingen", ["builtin:starry_night"], ["--trainer.max_steps", "2"])
+        outcome = list(execute(run, 1))[-1]
+        assert outcome.code == 0 and outcome.steps == 2
+        # The Trainer, its callbacks and the module refer to each other: without a collection after the
+        # run, they (and the run's VGG19) stay until the cycle collector's next full pass.
+        assert not [kept for kept in gc.get_objects() if isinstance(kept, (Trainer, StyleTransfer))]
+    # Every run in one thread: a thread a run left each run's freed memory in an arena of its own.
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("nst-ui")] == ["nst-ui-runs"]
