@@ -13,14 +13,19 @@ from nst_lightning.ui.runs import Runs, execute
 from tests.helpers import DEBUG_CONFIG
 
 
+def kept() -> list:
+    return [kept for kept in gc.get_objects() if isinstance(kept, (Trainer, StyleTransfer))]
+
+
 def test_a_finished_run_leaves_no_trainer_or_module_and_runs_share_one_thread(tmp_path):
     runs = Runs(tmp_path / "runs", ["--config", DEBUG_CONFIG])
+    earlier = kept()  # another test's, in this process (ui_main checks its options with a Trainer built)
     for _ in range(2):
         run = runs.fresh("builtin:tubingen", ["builtin:starry_night"], ["--trainer.max_steps", "2"])
         outcome = list(execute(run, 1))[-1]
         assert outcome.code == 0 and outcome.steps == 2
         # The Trainer, its callbacks and the module refer to each other: without a collection after the
         # run, they (and the run's VGG19) stay until the cycle collector's next full pass.
-        assert not [kept for kept in gc.get_objects() if isinstance(kept, (Trainer, StyleTransfer))]
+        assert not [left for left in kept() if not any(left is other for other in earlier)]
     # Every run in one thread: a thread a run left each run's freed memory in an arena of its own.
     assert [thread.name for thread in threading.enumerate() if thread.name.startswith("nst-ui")] == ["nst-ui-runs"]
