@@ -153,6 +153,10 @@ class Runs:
                 found.append((directory.name, self.served(directory, steps, shown), record | {"steps": steps}))
             except (OSError, ValueError, UserError):  # half-written, damaged, or gone meanwhile: not listed
                 continue
+        served = self.root / SERVED
+        for pictures in served.iterdir() if served.is_dir() else []:
+            if not (self.root / pictures.name).is_dir():  # its run was deleted (to make room): its picture goes too
+                shutil.rmtree(pictures, ignore_errors=True)
         return found
 
     def step(self, directory: Path) -> Optional[int]:

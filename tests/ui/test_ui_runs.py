@@ -4,6 +4,7 @@ process that serves the page, which makes run after run in it."""
 from __future__ import annotations
 
 import gc
+import shutil
 import threading
 
 from lightning.pytorch import Trainer
@@ -29,3 +30,14 @@ def test_a_finished_run_leaves_no_trainer_or_module_and_runs_share_one_thread(tm
         assert not [left for left in kept() if not any(left is other for other in earlier)]
     # Every run in one thread: a thread a run left each run's freed memory in an arena of its own.
     assert [thread.name for thread in threading.enumerate() if thread.name.startswith("nst-ui")] == ["nst-ui-runs"]
+
+
+def test_a_deleted_runs_served_picture_goes_with_it(tmp_path):
+    runs = Runs(tmp_path / "runs", ["--config", DEBUG_CONFIG])
+    run = runs.fresh("builtin:tubingen", ["builtin:starry_night"], ["--trainer.max_steps", "2"])
+    assert list(execute(run, 1))[-1].code == 0
+    [(name, picture, record)] = runs.earlier()
+    assert name == run.directory.name and record["steps"] == 2 and picture.read_bytes() == (run.directory / "generated.png").read_bytes()
+    assert picture.stat().st_nlink == 2  # a hard link: the result is not stored twice
+    shutil.rmtree(run.directory)  # the operator makes room
+    assert runs.earlier() == [] and not picture.exists() and runs.storage() == 0
