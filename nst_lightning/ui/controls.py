@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 
 from nst_lightning.inputs.sources import BUILTIN_IMAGES, BUILTIN_PREFIX
 from nst_lightning.ui.live import Update
-from nst_lightning.ui.runs import Outcome
+from nst_lightning.ui.runner import Outcome
 from nst_lightning.utilities.errors import UserError, param
 
 PRESETS = {  # the quality preset: a few model options over the config's

@@ -28,7 +28,8 @@ import gradio as gr
 from nst_lightning.inputs.sources import BUILTIN_IMAGES
 from nst_lightning.ui import controls, live
 from nst_lightning.ui.controls import COLOURS, OPTIMIZERS, PRESETS, STYLE_LOSSES, Defaults, Limits, Progress
-from nst_lightning.ui.runs import Outcome, Run, Runs, execute
+from nst_lightning.ui.runner import Outcome, Run, execute
+from nst_lightning.ui.runs import Runs
 from nst_lightning.utilities.errors import UserError, param
 
 PREVIEW_EVERY_S = 0.3  # at most this often a new picture goes to the browser (a GPU can make them faster)

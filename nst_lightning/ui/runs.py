@@ -1,5 +1,5 @@
-"""The page's runs, without the page: each one a real ``fit`` through ``run.entry.cli_main`` in a
-directory of ``--runs`` that the server names, and what the page reads while it goes.
+"""The page's runs folder, without the page: each run a real ``fit`` (made by ``runner.execute``) in a
+directory of ``--runs`` that the server names, and what the page reads and serves of them.
 
 - ``Runs.fresh``: a new run of a photo and paintings. Each upload is checked first (it decodes within the
   limits every input has, read from its header), then copied into the run's ``inputs/`` under the server's
@@ -7,9 +7,6 @@ directory of ``--runs`` that the server names, and what the page reads while it 
   the server. ``Runs.resume``: the same run, further (``--ckpt_path last``, ``--trainer.max_steps`` its
   checkpoint's step plus the steps asked for). ``Runs.from_result``: a new run that starts from an earlier
   one's image. No new run starts while the folder holds more than its cap (``max_bytes``).
-- ``execute``: runs one in a thread (the page's handler stays free to stream) with its output in
-  ``ui.log``, yielding ``live.Update``s and at the end an ``Outcome`` with the run's one-line error, if any.
-  A new run that was refused before its first checkpoint leaves nothing behind (its directory is removed).
 - ``ui.json`` in each run: its ``fit`` options, so the gallery can show and continue it. The gallery lists
   every run with a checkpoint (its step read from the checkpoint, so a run cut short by a crash is there too).
 - ``SERVED``: the one folder the page serves files from: a copy (a hard link where the file system has
@@ -22,61 +19,26 @@ No gradio here: the tests and other front ends can drive runs through it.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import gc
-import io
 import json
 import os
-import queue
 import re
 import secrets
 import shutil
-import sys
-import threading
 import time
-import traceback
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 from nst_lightning.inputs.images import header_size
 from nst_lightning.inputs.sources import BUILTIN_PREFIX
-from nst_lightning.run.capture import output_to
-from nst_lightning.ui.live import Update, as_array, close_channel, open_channel
+from nst_lightning.ui.live import as_array
+from nst_lightning.ui.runner import LAST, RECORD, RESULT, Run, checkpoint_step, write_record
 from nst_lightning.utilities.errors import UserError, param
 from nst_lightning.utilities.files import atomic_write
 
-RECORD = "ui.json"
-LOG = "ui.log"
-RESULT = "generated.png"
-ERROR_PREFIX = "nst_lightning: error: "
-LAST = Path("checkpoints") / "last.ckpt"
 SERVED = ".served"  # under the runs folder; dot-named, so never taken for a run
 # What the server names runs: the time and a random token, so that no one can guess another visitor's run
 # (an earlier server's runs, named by a counter, are still listed). Anything else from the page is refused.
 NAME = re.compile(r"^\d{8}-\d{6}-(?:[0-9a-f]{16}|\d{1,9})$")
-
-
-@dataclass
-class Run:
-    directory: Path
-    args: list[str]  # the fit command line, without the page's live callback
-    start_step: int = 0
-    new: bool = False  # made by this request: removed again if the run is refused before its first checkpoint
-
-
-@dataclass
-class Outcome:
-    code: int  # cli_main's exit code: 0 done, 2 refused (error is its line), 128 + N stopped
-    error: Optional[str]
-    steps: int
-    result: Optional[Path]
-    log: Path
-
-    @property
-    def stopped(self) -> bool:
-        return self.code > 128
 
 
 class Runs:
@@ -170,7 +132,7 @@ class Runs:
         key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         known = self._steps.get(path)
         if known is None or known[0] != key:
-            self._steps[path] = known = (key, _checkpoint_step(path))
+            self._steps[path] = known = (key, checkpoint_step(path))
         return known[1]
 
     def served(self, directory: Path, steps: int, source: Path) -> Path:
@@ -234,7 +196,7 @@ class Runs:
 
     @staticmethod
     def _write(directory: Path, record: dict) -> None:
-        _write_record(directory, record)
+        write_record(directory, record)
 
 
 def _check_upload(source: str, option: str, long_side: Optional[int], uploads: Optional[Path]) -> None:
@@ -283,65 +245,6 @@ def _without_place(args: Sequence[str]) -> list[str]:
     return kept
 
 
-def execute(run: Run, every_n_steps: int, session: str = "") -> Iterator[Union[Update, Outcome]]:
-    """Run ``run`` to its end in a thread, yielding its updates, then its ``Outcome``. ``live.stop(session)``
-    or closing the generator (the page went away) stops it at the next step boundary, with a checkpoint."""
-    name = f"{session}:{uuid.uuid4().hex}"
-    channel = open_channel(name)
-    live = ["--trainer.callbacks+=nst_lightning.ui.live.LivePreview", "--trainer.callbacks.channel", name]
-    live += ["--trainer.callbacks.every_n_steps", str(every_n_steps), "--trainer.enable_progress_bar", "false"]
-    done: list[Outcome] = []
-    finished = _in_run_thread(lambda: _fit(run, run.args + live, done))
-    try:
-        while not finished.is_set() or not channel.updates.empty():
-            try:
-                yield channel.updates.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        yield done[0] if done else Outcome(1, f"{ERROR_PREFIX}the run ended unexpectedly (traceback in the server's log)", run.start_step, None, run.directory / LOG)
-    finally:
-        channel.stop.set()
-        finished.wait()  # the next queued run starts only when this one has written its files
-        close_channel(name)
-
-
-_JOBS: "queue.Queue[tuple[Callable[[], None], threading.Event]]" = queue.Queue()
-_RUNNER: list[threading.Thread] = []
-_RUNNER_LOCK = threading.Lock()
-
-
-def _in_run_thread(job: Callable[[], None]) -> threading.Event:
-    """``job`` in the one thread that makes this process's runs, one after the other (started on first use;
-    a daemon, so a run stuck before its first step never holds the process open); the event is set when it
-    has ended and what it left is freed. One thread, not one a run: glibc gives threads their own malloc
-    arenas, and what each run freed stayed fragmented across them, never returned to the system."""
-    finished = threading.Event()
-    with _RUNNER_LOCK:
-        if not _RUNNER:
-            _RUNNER.append(threading.Thread(target=_run_jobs, name="nst-ui-runs", daemon=True))
-            _RUNNER[0].start()
-    _JOBS.put((job, finished))
-    return finished
-
-
-def _run_jobs() -> None:
-    while True:
-        job, finished = _JOBS.get()
-        try:
-            # In a context of its own, as in a new thread: what a run sets in context variables (jsonargparse
-            # keeps its parser there, and through it the run) goes with it.
-            contextvars.Context().run(job)
-        except Exception:  # a bug after the run (its outcome is lost): the thread goes on for the next one
-            traceback.print_exc(file=sys.__stderr__)
-        finally:
-            # The run's Trainer, callbacks and module refer to each other, so only the cycle collector frees
-            # them, and its full passes come ever more rarely as the server's objects grow: without this,
-            # each run's ~70 MB (its VGG19, images, optimizer) stayed until one came.
-            del job
-            gc.collect()
-            finished.set()
-
-
 def _link_or_copy(source: Path, target: Path) -> None:
     """``source`` at ``target``, whole or not at all: a hard link (no second copy on disk; the run replaces
     its files rather than writing into them, so the link keeps this version), else a copy."""
@@ -363,43 +266,3 @@ def _render(checkpoint: Path, target: Path) -> None:
     atomic_write(target, lambda handle: picture.save(handle, format="PNG"))
 
 
-def _write_record(directory: Path, record: dict) -> None:
-    text = json.dumps(record, indent=1).encode()
-    atomic_write(directory / RECORD, lambda handle: handle.write(text))
-
-
-def _fit(run: Run, args: list[str], done: list[Outcome]) -> None:
-    from nst_lightning.run.entry import cli_main  # torch and Lightning: only once a run starts
-
-    output, code = io.StringIO(), 0
-    with output_to(run.directory / LOG, output):
-        try:
-            cli_main(args)  # its CLI object (Trainer, module, data) is dropped here (freed: _run_jobs)
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else 1
-        except Exception as err:  # a bug, not the input: the traceback goes to the log, the page gets one line
-            traceback.print_exc()
-            print(f"{ERROR_PREFIX}unexpected {type(err).__name__}: {err} (traceback in {run.directory / LOG})")
-            code = 1
-    lines = [line[line.index(ERROR_PREFIX) :] for line in output.getvalue().splitlines() if ERROR_PREFIX in line]
-    error = lines[-1] if lines and code not in (0,) and code <= 128 else None
-    result, steps = run.directory / RESULT, _checkpoint_step(run.directory / LAST)
-    if run.new and code == 2 and steps is None:  # refused before it began: nothing of it is kept
-        shutil.rmtree(run.directory, ignore_errors=True)
-        done.append(Outcome(code, error, 0, None, run.directory / LOG))
-        return
-    if steps is not None:  # recorded by the run's thread, so also when the page has gone: what "continue" adds to
-        _write_record(run.directory, json.loads((run.directory / RECORD).read_text()) | {"steps": steps})
-    done.append(Outcome(code, error, run.start_step if steps is None else steps, result if result.is_file() else None, run.directory / LOG))
-
-
-def _checkpoint_step(path: Path) -> Optional[int]:
-    """The step the run's last checkpoint holds (where a resume goes on from), read without its tensors."""
-    if not path.is_file():
-        return None
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
-    except Exception:  # a damaged file: a resume says so, in one line
-        return None

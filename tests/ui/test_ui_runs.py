@@ -7,11 +7,16 @@ import gc
 import shutil
 import threading
 
+import pytest
 from lightning.pytorch import Trainer
 
 from nst_lightning.model.module import StyleTransfer
-from nst_lightning.ui.runs import Runs, execute
+from nst_lightning.ui.runner import execute
+from nst_lightning.ui.runs import Runs
 from tests.helpers import DEBUG_CONFIG
+
+# The runs' own command line beside pytest's (as ui_main filters it).
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 
 
 def kept() -> list:
