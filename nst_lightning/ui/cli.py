@@ -41,7 +41,9 @@ MAX_UPLOAD = "64mb"  # per file, as a download's cap; what an image may decode t
 # 2000 steps: 4x configs/default.yaml's 500, whose results are within 0.2% of their run's best (docs/quality.md).
 MAX_SIZE = 2048
 MAX_STEPS = 2000
-MAX_STORAGE_GB = 10.0  # a few hundred large runs (a 2048 px run's checkpoints and images take ~50-100 MB)
+# 10 GB: four of the largest runs those limits allow (2000 steps at 2048x1536 keep 20 checkpoints of 113 MB:
+# the image and Adam's two moments), or some 700 runs of configs/default.yaml (512 px, 500 steps: ~14 MB).
+MAX_STORAGE_GB = 10.0
 # Gradio keeps each session's copy of the page's state (~150 kB here) for this many sessions (its default,
 # 10,000, is 1.5 GB of visitors long gone); the page keeps nothing of its own there.
 SESSIONS = 100
