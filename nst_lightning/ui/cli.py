@@ -1,12 +1,16 @@
 """``nst-lightning ui``: serve the page (``page.py``) that makes, watches, stops and continues runs.
 
     nst-lightning ui --config configs/quick.yaml [--host 127.0.0.1] [--port 7860] [--runs lightning_logs/ui]
-                     [--auth USER:PASSWORD] [--model.* / --data.* / --trainer.* ...]
+                     [--auth USER:PASSWORD] [--max-size 2048] [--max-steps 2000] [--max-storage-gb 10]
+                     [--model.* / --data.* / --trainer.* ...]
 
 ``--config`` and the ``--model.*``, ``--data.*``, ``--trainer.*`` options are every run's defaults,
 checked once before the page is served (``run/fit_options.py``), so a wrong one is one line and exit 2,
-not an error on every run. Nothing leaves the machine: Gradio's analytics are off, there is no share
-link, the fonts are Gradio's own; the page is bound to 127.0.0.1 unless ``--host`` says otherwise.
+not an error on every run. ``--max-size``, ``--max-steps`` bound what one request may ask for (one run
+holds the page's only slot), ``--max-storage-gb`` what the runs folder may hold before no new run starts.
+Nothing leaves the machine: Gradio's analytics are off, there is no share link, the fonts are Gradio's
+own; the page is bound to 127.0.0.1 unless ``--host`` says otherwise. Gradio's upload folder is
+``--runs``'s ``.gradio`` (unless ``GRADIO_TEMP_DIR`` says otherwise), so what the page stores is in one place.
 
 Exit codes: 0 stopped by Ctrl-C or SIGTERM (a run in progress first stops at a step boundary, with its
 checkpoint); 2 a wrong option, or Gradio not installed (the line says how to install it).
@@ -31,6 +35,18 @@ PASSED = ("--model.", "--data.", "--trainer.", "--seed_everything", "--checkpoin
 OWN = ("--trainer.logger", "--ckpt_path", "--result.filename")  # the server names each run's directory and files
 LOCAL = ("127.0.0.1", "localhost", "::1")
 MAX_UPLOAD = "64mb"  # per file, as a download's cap; what an image may decode to is the run's own check
+# What one request may ask for. One run holds the page's only run slot, so these bound how long one visitor
+# can keep everyone else waiting (the memory check refuses what does not fit this machine). 2048 px: the
+# largest size docs/performance.md measures (2.8 GB tiled on a CPU, 35 s a step; each doubling is 4x both);
+# 2000 steps: 4x configs/default.yaml's 500, whose results are within 0.2% of their run's best (docs/quality.md).
+MAX_SIZE = 2048
+MAX_STEPS = 2000
+# 10 GB: four of the largest runs those limits allow (2000 steps at 2048x1536 keep 20 checkpoints of 113 MB:
+# the image and Adam's two moments), or some 700 runs of configs/default.yaml (512 px, 500 steps: ~14 MB).
+MAX_STORAGE_GB = 10.0
+# Gradio keeps each session's copy of the page's state (~150 kB here) for this many sessions (its default,
+# 10,000, is 1.5 GB of visitors long gone); the page keeps nothing of its own there.
+SESSIONS = 100
 STOP_WAIT_S = 120.0  # on Ctrl-C, how long a run may take to reach its step boundary and save
 
 
@@ -42,6 +58,9 @@ class UiOptions:
     runs: Path = Path("lightning_logs/ui")
     auth: Optional[tuple[str, str]] = None
     fit_args: list[str] = field(default_factory=list)
+    max_size: int = MAX_SIZE
+    max_steps: int = MAX_STEPS
+    max_storage_gb: float = MAX_STORAGE_GB
 
 
 def parser(prog: str) -> argparse.ArgumentParser:
@@ -55,6 +74,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--port", default=None, help="port (default: 7860, or the next free one)")
     p.add_argument("--runs", default="lightning_logs/ui", help="folder of the page's runs, one directory each")
     p.add_argument("--auth", default=None, help="USER:PASSWORD that the page asks for")
+    p.add_argument("--max-size", default=None, help=f"the largest image a request may ask for, px on its long side (default {MAX_SIZE})")
+    p.add_argument("--max-steps", default=None, help=f"the most steps a request may ask for (default {MAX_STEPS})")
+    p.add_argument("--max-storage-gb", default=None, help=f"no new run starts while --runs holds more (default {MAX_STORAGE_GB:g})")
     return p
 
 
@@ -81,7 +103,22 @@ def parse(argv: list[str], prog: str) -> UiOptions:
             raise UserError("--auth: give USER:PASSWORD, both not empty")
         auth = (user, password)
     fit_args = [a for c in known.config for a in ("--config", c)] + rest
-    return UiOptions(known.config, known.host, port, Path(known.runs).expanduser().absolute(), auth, fit_args)
+    max_size = _positive("--max-size", known.max_size, MAX_SIZE, int)
+    max_steps = _positive("--max-steps", known.max_steps, MAX_STEPS, int)
+    max_storage = _positive("--max-storage-gb", known.max_storage_gb, MAX_STORAGE_GB, float)
+    return UiOptions(known.config, known.host, port, Path(known.runs).expanduser().absolute(), auth, fit_args, max_size, max_steps, max_storage)
+
+
+def _positive(name: str, given: Optional[str], default: Any, kind: type) -> Any:
+    if given is None:
+        return default
+    try:
+        value = kind(given)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise UserError(f"{name} {given}: give a {'whole ' if kind is int else ''}number above 0")
+    return value
 
 
 def ui_main(argv: list[str], prog: str) -> int:
@@ -92,14 +129,14 @@ def ui_main(argv: list[str], prog: str) -> int:
         return 2
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no call home, ever
     try:
-        import gradio  # noqa: F401
+        import gradio
     except ImportError:
         print(f"nst_lightning: error: the ui command needs Gradio, the ui extra: {INSTALL}", file=sys.stderr)
         return 2
     from nst_lightning.run.fit_options import UsageError, check_fit_options
-    from nst_lightning.ui.controls import Defaults
+    from nst_lightning.ui.controls import Defaults, Limits
     from nst_lightning.ui.page import build
-    from nst_lightning.ui.runs import Runs
+    from nst_lightning.ui.runs import SERVED, Runs
 
     # Each run is cli_main(args) in this process, whose sys.argv holds the ui command's own options.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -111,13 +148,24 @@ def ui_main(argv: list[str], prog: str) -> int:
     if options.host not in LOCAL and options.auth is None:
         print(f"nst_lightning: warning: --host {options.host} lets anyone who can reach this machine use the page and its runs; "
               "add --auth USER:PASSWORD", file=sys.stderr)
-    page = build(Runs(options.runs, options.fit_args), Defaults.from_config(settings.config))
+    defaults, limits = Defaults.from_config(settings.config), Limits(options.max_size, options.max_steps)
+    try:
+        limits.check(defaults.size, defaults.steps, defaults.style_scale)
+    except UserError as err:
+        print(f"nst_lightning: error: the page's defaults are over its limits: {err.for_cli()}", file=sys.stderr)
+        return 2
+    # Served: the runs' pictures (copies in SERVED) and nothing else of --runs: not in allowed_paths.
+    served = options.runs / SERVED
+    served.mkdir(parents=True, exist_ok=True)
+    gradio.set_static_paths([served])
+    uploads = Path(os.environ.setdefault("GRADIO_TEMP_DIR", str(options.runs / ".gradio")))
+    page = build(Runs(options.runs, options.fit_args, options.max_storage_gb * 1e9, uploads), defaults, limits)
     page.queue(default_concurrency_limit=1)
     try:
         _, url, _ = page.launch(
             server_name=options.host, server_port=options.port, auth=options.auth, share=False, max_file_size=MAX_UPLOAD,
-            allowed_paths=[str(options.runs)], prevent_thread_lock=True, quiet=True, ssr_mode=False, mcp_server=False,
-            inbrowser=False, show_error=False, footer_links=["api"],
+            prevent_thread_lock=True, quiet=True, ssr_mode=False, mcp_server=False, inbrowser=False, show_error=False,
+            footer_links=["api"], state_session_capacity=SESSIONS,
         )
     except OSError as err:  # the port is taken, or the address is not this machine's
         print(f"nst_lightning: error: cannot serve on {options.host}:{options.port or 'default'}: {err}", file=sys.stderr)

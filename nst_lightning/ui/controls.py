@@ -1,18 +1,20 @@
 """The page's controls as ``fit`` options, their defaults from the ``--config`` the server started with,
-and what the page shows of a run as it goes (progress with an ETA, the loss curve, the end). No gradio:
-plain values in, plain values out.
+the operator's limits on what one request may ask for (``Limits``), and what the page shows of a run as it
+goes (progress with an ETA, the loss curve, the end). No gradio: plain values in, plain values out (as a
+client sent them: the page takes its inputs unconverted, so that a wrong one is one line, not Gradio's traceback).
 """
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from nst_lightning.inputs.sources import BUILTIN_IMAGES, BUILTIN_PREFIX
 from nst_lightning.ui.live import Update
-from nst_lightning.ui.runs import Outcome
-from nst_lightning.utilities.errors import UserError
+from nst_lightning.ui.runner import Outcome
+from nst_lightning.utilities.errors import UserError, param
 
 PRESETS = {  # the quality preset: a few model options over the config's
     "as configured": [],
@@ -24,6 +26,28 @@ STYLE_LOSSES = ("gram", "wasserstein")
 OPTIMIZERS = ("from the preset", "adam", "lbfgs")
 PREVIEW_SIDE = 256  # a preview smaller than this is shown enlarged
 PREVIEWS = 40  # about this many pictures a run; each is a copy from the device and an image in the browser
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most one request may ask for (the server's ``--max-size``, ``--max-steps``): ``size`` px on the
+    long side of any image the run makes (the result, and the paintings at ``--data.style_scale``),
+    ``steps`` steps. A value that is not a number passes, for the run to refuse naming its option."""
+
+    size: int
+    steps: int
+
+    def check(self, size: Any = None, steps: Any = None, style_scale: Any = None, steps_name: str = param("trainer.max_steps")) -> None:
+        side, scale, count = _value(size), _value(style_scale), _value(steps)
+        if side is not None and side > self.size:
+            raise UserError(f"{param('data.image_size')} {_number(size)}: over this page's limit of {self.size} px (the server's --max-size); give {self.size} or less")
+        if side is not None and scale is not None and side * scale > self.size:
+            raise UserError(
+                f"{param('data.style_scale')} {style_scale}: paintings of {side * scale:.0f} px, over this page's limit of {self.size} px "
+                f"(the server's --max-size); give {math.floor(self.size / side * 100) / 100:g} or less"
+            )
+        if count is not None and count > self.steps:
+            raise UserError(f"{steps_name} {_number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); give {self.steps} or less")
 
 
 @dataclass(frozen=True)
@@ -72,7 +96,7 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
     """The controls as ``fit`` options; their values are checked by the run, which names the option."""
     args = ["--data.image_size", _number(size), "--trainer.max_steps", _number(steps), "--model.style_weight", str(strength)]
     args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(f"quality preset {preset!r}: choose one of {', '.join(PRESETS)}")
     args += PRESETS[preset]
     if optimizer not in (None, "", OPTIMIZERS[0]):
@@ -89,18 +113,44 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
 def preview_every(steps: Any) -> int:
     try:
         return max(1, int(steps) // PREVIEWS)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1
 
 
 def inputs(photo: Optional[str], builtin_photo: Optional[str], paintings: Optional[Sequence[str]], builtin_paintings: Optional[Sequence[str]]) -> tuple[str, list[str]]:
     """The photo (an upload, else the built-in one) and the paintings (the uploads, else the built-ins;
     several are blended). An upload wins: a default built-in that stayed ticked is not blended in unasked."""
-    chosen = photo or (BUILTIN_PREFIX + builtin_photo if builtin_photo else None)
+    chosen = photo or (BUILTIN_PREFIX + _builtin(builtin_photo, "built-in photo") if builtin_photo else None)
     if chosen is None:
         raise UserError("give a photo (upload one, or pick a built-in one)")
-    styles = [p for p in (paintings or []) if p] or [BUILTIN_PREFIX + name for name in (builtin_paintings or [])]
+    names = builtin_paintings if isinstance(builtin_paintings, (list, tuple)) else [builtin_paintings] if builtin_paintings else []
+    styles = [p for p in (paintings or []) if p] or [BUILTIN_PREFIX + _builtin(name, "built-in painting") for name in names]
     return chosen, styles
+
+
+def whole(value: Any, what: str) -> int:
+    """A count from the page (``4``, ``4.0``, ``"4"``), or one line saying what to give."""
+    number = _value(value)
+    if number is None or not number.is_integer():
+        raise UserError(f"{what} {value!r}: give a whole number")
+    return int(number)
+
+
+def _builtin(name: Any, what: str) -> str:
+    if name not in BUILTIN_IMAGES:
+        raise UserError(f"{what} {name!r}: choose one of {', '.join(BUILTIN_IMAGES)}")
+    return name
+
+
+def _value(value: Any) -> Optional[float]:
+    """A number the page was given (a client may send a string), or None when it is none (nan included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return None if math.isnan(number) else number
 
 
 class Progress:
@@ -152,6 +202,8 @@ def ending(outcome: Outcome) -> str:
 
 def where(outcome: Outcome) -> str:
     folder = outcome.log.parent
+    if not folder.is_dir():  # a run refused before it began leaves no folder
+        return ""
     return f"Run folder: `{folder}`  \nIn TensorBoard: `tensorboard --logdir {folder}`"
 
 

@@ -10,6 +10,10 @@ stop. A stop is the seam ``StepCheckpoint`` already handles for Ctrl-C: the call
 ``RunInterrupted`` at the end of a step, so the checkpoint and the image of that step are saved
 (``run/callbacks``), and ``cli_main`` ends with its one line. Signals cannot do it here: their
 handlers are installed by the main thread only, and the page's runs are not in it.
+
+A stop also reaches a session's runs that are still waiting in the queue: each request that will start
+a run is noted when it joins the queue (``queued``), and when it leaves it (``starting``) it learns
+whether its session asked to stop since it joined.
 """
 
 from __future__ import annotations
@@ -67,13 +71,47 @@ def find_channel(name: str) -> Optional[Channel]:
         return _CHANNELS.get(name)
 
 
-def stop(session: str) -> int:
-    """Ask the runs of ``session`` (channels named ``SESSION:ID``) to stop; how many there were."""
+_WAITING: dict[str, list[float]] = {}  # session -> when each of its queued requests joined, oldest first
+_STOPPED: dict[str, float] = {}  # session -> when it last asked to stop while it had requests waiting
+FORGET_S = 86400.0  # a session that waited this long without starting has gone (a closed page)
+
+
+def queued(session: str) -> None:
+    """A request of ``session`` that will start a run has joined the queue."""
+    now = time.monotonic()
+    with _LOCK:
+        for gone in [s for s, times in _WAITING.items() if now - times[-1] > FORGET_S]:
+            _WAITING.pop(gone)
+            _STOPPED.pop(gone, None)
+        _WAITING.setdefault(session, []).append(now)
+
+
+def starting(session: str) -> bool:
+    """A request of ``session`` leaves the queue to start its run: False when the session asked to stop
+    while it waited (it must not run)."""
+    with _LOCK:
+        times = _WAITING.get(session)
+        if not times:  # not noted (a request that joined before this server could note it)
+            return True
+        joined = times.pop(0)  # the queue keeps a session's requests in order
+        stopped = _STOPPED.get(session, -1.0) >= joined
+        if not times:
+            _WAITING.pop(session)
+            _STOPPED.pop(session, None)
+        return not stopped
+
+
+def stop(session: str) -> tuple[int, int]:
+    """Ask the runs of ``session`` (channels named ``SESSION:ID``) to stop, and its requests still in the
+    queue not to start; how many of each there were."""
     with _LOCK:
         channels = [channel for name, channel in _CHANNELS.items() if name.split(":", 1)[0] == session]
+        waiting = len(_WAITING.get(session, ()))
+        if waiting:
+            _STOPPED[session] = time.monotonic()
     for channel in channels:
         channel.stop.set()
-    return len(channels)
+    return len(channels), waiting
 
 
 def stop_all() -> int:
@@ -123,12 +161,12 @@ class LivePreview(pl.Callback):
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         value = float(loss) if loss is not None else None
-        picture = _as_array(pl_module.result()) if image else None
+        picture = as_array(pl_module.result()) if image else None
         seconds = time.monotonic() - self._started
         channel.updates.put(Update(trainer.global_step, int(trainer.max_steps or 0), seconds, value if value is None or math.isfinite(value) else None, picture))
 
 
-def _as_array(image: Any) -> Any:
+def as_array(image: Any) -> Any:
     """``[K, 3, H, W]`` in [0, 1] as one ``[H, K*W, 3]`` uint8 array."""
     import torch
 

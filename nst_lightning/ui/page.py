@@ -4,29 +4,45 @@ its download, and the gallery of earlier runs with "continue" and "start from th
 
 Every event that starts a run shares one concurrency slot (``concurrency_id="run"``, limit 1): one run
 at a time, the others queued, their place in the queue shown by Gradio on each waiting page. Stop is
-outside that queue, so it is heard while a run holds the slot.
+outside that queue, so it is heard while a run holds the slot; each run's request is noted as it joins
+the queue (a validator, which Gradio calls then), so that Stop also keeps a waiting one from starting.
+
+The events that start runs take their inputs as the client sent them (``preprocess=False``): a value that
+Gradio could not convert would be its traceback in the server's log and no message for the client; here
+every refusal is one line, in the log and as the client's error (``gr.Error``).
+
+What is served: the runs' pictures in ``runs.SERVED`` (a static path: served as they are, not copied),
+and what Gradio keeps itself (uploads and previews, in its upload folder, removed after ``KEPT_S``).
+No other file of a run is reachable.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import gradio as gr
 
 from nst_lightning.inputs.sources import BUILTIN_IMAGES
 from nst_lightning.ui import controls, live
-from nst_lightning.ui.controls import COLOURS, OPTIMIZERS, PRESETS, STYLE_LOSSES, Defaults, Progress
-from nst_lightning.ui.runs import Outcome, Run, Runs, execute
-from nst_lightning.utilities.errors import UserError
+from nst_lightning.ui.controls import COLOURS, OPTIMIZERS, PRESETS, STYLE_LOSSES, Defaults, Limits, Progress
+from nst_lightning.ui.runner import Outcome, Run, execute
+from nst_lightning.ui.runs import Runs
+from nst_lightning.utilities.errors import UserError, param
 
 PREVIEW_EVERY_S = 0.3  # at most this often a new picture goes to the browser (a GPU can make them faster)
-RUN = {"concurrency_limit": 1, "concurrency_id": "run"}
+RUN = {"concurrency_limit": 1, "concurrency_id": "run", "preprocess": False}
+# Uploads and previews in Gradio's upload folder are removed this long after they were made (checked every
+# KEPT_S / 6): a page left open longer asks for its uploads again. Its runs keep copies of their inputs.
+KEPT_S = 3600
+STOPPED_WAITING = "<p>Stopped before it started: nothing was run.</p>"
 
 
-def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
+def build(runs: Runs, defaults: Defaults, limits: Limits) -> gr.Blocks:
     d = defaults
-    with gr.Blocks(title="nst-lightning", analytics_enabled=False) as page:
+    with gr.Blocks(title="nst-lightning", analytics_enabled=False, delete_cache=(KEPT_S // 6, KEPT_S)) as page:
         gr.Markdown("# Neural style transfer\nA photo, one or more paintings, and Stylise. Every run is a run directory that the CLI can resume.")
         with gr.Row():
             with gr.Column():
@@ -78,50 +94,79 @@ def build(runs: Runs, defaults: Defaults) -> gr.Blocks:
                   style_scale: Any, colours: str, preset: str, optimizer: str, style_loss: str, seed: Any, stage_steps: str,
                   memory_gb: Any, bit_depth: str, request: gr.Request) -> Iterator[tuple]:
             def make() -> Run:
-                content, styles = controls.inputs(photo, builtin_photo, _files(painting), builtin_paintings)
+                limits.check(size, steps, style_scale)
+                content, styles = controls.inputs(_file(photo), builtin_photo, _files(painting), builtin_paintings)
                 settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb,
                              bit_depth)
-                return runs.fresh(content, styles, controls.options(*settings_))
+                long_side = controls.whole(size, param("data.image_size")) if size is not None else None
+                return runs.fresh(content, styles, controls.options(*settings_), long_side)
 
             yield from _stream(make, runs, controls.preview_every(steps), request)
 
         def continued(run: str, more_steps: Any, request: gr.Request) -> Iterator[tuple]:
-            yield from _stream(lambda: runs.resume(run, int(more_steps or 0)), runs, controls.preview_every(more_steps), request)
+            def make() -> Run:
+                limits.check(steps=more_steps, steps_name="more steps")
+                return runs.resume(run, controls.whole(more_steps or 0, "more steps"))
+
+            yield from _stream(make, runs, controls.preview_every(more_steps), request)
 
         def from_result(run: str, size: Any, steps: Any, style_strength: Any, style_scale: Any, colours: str, preset: str,
                         optimizer: str, style_loss: str, seed: Any, stage_steps: str, memory_gb: Any, bit_depth: str,
                         request: gr.Request) -> Iterator[tuple]:
-            settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb,
-                         bit_depth)
-            yield from _stream(lambda: runs.from_result(run, controls.options(*settings_)), runs, controls.preview_every(steps), request)
+            def make() -> Run:
+                limits.check(size, steps, style_scale)
+                settings_ = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb,
+                             bit_depth)
+                return runs.from_result(run, controls.options(*settings_))
+
+            yield from _stream(make, runs, controls.preview_every(steps), request)
 
         def stopping(request: gr.Request) -> Any:
-            if live.stop(request.session_hash or ""):
+            running, waiting = live.stop(request.session_hash or "")
+            if running:
                 return "<p>Stopping at the end of this step; the checkpoint and the image so far are saved…</p>"
-            return gr.skip()
+            return STOPPED_WAITING if waiting else gr.skip()
 
         def choose(evt: gr.SelectData) -> tuple[str, str]:
             return _choose(runs, evt.index)
 
         api_inputs = [photo, paintings, size, steps, strength, builtin_photo, builtin_paintings, *settings[3:]]
-        stylise.click(fresh, api_inputs, shown, api_name="stylize", **RUN)
-        go_on.click(continued, [chosen, more], shown, api_name="continue", **RUN)
-        restart.click(from_result, [chosen, *settings], shown, api_name="start_from_result", **RUN)
+        stylise.click(fresh, api_inputs, shown, api_name="stylize", validator=_noting(fresh), **RUN)
+        go_on.click(continued, [chosen, more], shown, api_name="continue", validator=_noting(continued), **RUN)
+        restart.click(from_result, [chosen, *settings], shown, api_name="start_from_result", validator=_noting(from_result), **RUN)
         stop.click(stopping, None, status, api_name="stop", concurrency_limit=None)
         gallery.select(choose, None, [chosen, about], api_visibility="private")
         page.load(lambda: _gallery(runs), None, gallery, api_visibility="private")
     return page
 
 
+def _noting(handler: Callable) -> Callable:
+    """Gradio's validator for ``handler``'s event: called with the same inputs and request (its signature is
+    ``handler``'s) as the request joins the queue. It notes the request, so that Stop can keep it from
+    starting, and refuses nothing (a refusal is the handler's one line)."""
+
+    @functools.wraps(handler)
+    def noted(*values: Any) -> list[None]:
+        request = values[-1]  # the handler's last parameter, its gr.Request
+        live.queued(request.session_hash or "")
+        return [None] * (len(values) - 1)
+
+    return noted
+
+
 def _stream(make: Callable[[], Run], runs: Runs, every: int, request: gr.Request) -> Iterator[tuple]:
     """A run's updates as the page's outputs; its one-line error as ``gr.Error`` (never a traceback)."""
+    session = request.session_hash or ""
+    if not live.starting(session):  # its page pressed Stop while it waited
+        yield gr.skip(), gr.skip(), STOPPED_WAITING, gr.skip(), gr.skip(), gr.skip()
+        return
     try:
         run = make()
     except UserError as err:
-        raise gr.Error(f"nst_lightning: error: {err.for_cli()}", print_exception=False) from None
+        raise _refused(f"nst_lightning: error: {err.for_cli()}") from None
     progress, sent = Progress(run.start_step), 0.0
     yield None, None, progress.bar(), progress.frame(), "", gr.skip()
-    for update in execute(run, every, request.session_hash or ""):
+    for update in execute(run, every, session):
         if isinstance(update, Outcome):
             break
         progress.add(update)
@@ -129,10 +174,17 @@ def _stream(make: Callable[[], Run], runs: Runs, every: int, request: gr.Request
             sent = time.monotonic()
             yield None, progress.image, progress.bar(), progress.frame(), "", gr.skip()
     outcome: Outcome = update
-    yield (str(outcome.result) if outcome.result else None, progress.image, controls.ending(outcome), progress.frame(),
-           controls.where(outcome), _gallery(runs))
+    result = str(runs.served(run.directory, outcome.steps, outcome.result)) if outcome.result else None
+    yield result, progress.image, controls.ending(outcome), progress.frame(), controls.where(outcome), _gallery(runs)
     if outcome.error is not None:
-        raise gr.Error(outcome.error, print_exception=False)
+        raise _refused(outcome.error)
+
+
+def _refused(line: str) -> gr.Error:
+    """A refusal: its one line in the server's log (the terminal's stream: while a run goes, ``sys.stderr``
+    is that run's log) and, as the error, to the client."""
+    print(line, file=sys.__stderr__, flush=True)
+    return gr.Error(line, print_exception=False)
 
 
 def _gallery(runs: Runs) -> list[tuple[str, str]]:
@@ -148,7 +200,10 @@ def _choose(runs: Runs, index: Any) -> tuple[str, str]:
     return name, f"**{name}**, {record.get('steps', 0)} steps: `{args}`"
 
 
+def _file(value: Any) -> Optional[str]:
+    """An upload's path on the server, from the file data Gradio checked (it is in its upload folder)."""
+    return str(value["path"]) if isinstance(value, dict) and value.get("path") else None
+
+
 def _files(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
+    return [path for v in (value if isinstance(value, list) else [value]) if (path := _file(v))]

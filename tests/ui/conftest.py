@@ -1,5 +1,6 @@
 """One real ``nst-lightning ui`` server for the ui tests: a subprocess on 127.0.0.1 at a free port,
-serving ``configs/debug.yaml`` (48 px, random weights, a few steps), its runs in a temporary folder."""
+serving ``configs/debug.yaml`` (48 px, random weights, a few steps), its runs in a temporary folder
+(and Gradio's upload folder in it, ``.gradio``). ``start_server`` starts another one, with other options."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -28,6 +30,23 @@ class Server:
     runs: Path
     images: Path
     log: Path
+    process: subprocess.Popen = field(repr=False)
+
+
+def client(server: Server, downloads: Path) -> Any:
+    from gradio_client import Client
+
+    return Client(server.url, verbose=False, analytics_enabled=False, download_files=str(downloads))
+
+
+def run_folder(outputs: tuple) -> Path:
+    """The run directory the page names in its last message ("Run folder: `...`")."""
+    return Path(outputs[4].split("`")[1])
+
+
+def run_directories(runs: Path) -> list[str]:
+    """The runs' directories (not the server's own dot-named folders)."""
+    return sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) if runs.is_dir() else []
 
 
 def free_port() -> int:
@@ -36,18 +55,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
-    root = tmp_path_factory.mktemp("ui")
-    images = root / "images"
-    images.mkdir()
+def make_images(images: Path) -> Path:
+    images.mkdir(exist_ok=True)
     make_image(images / "photo.png", size=(48, 36), color=(200, 60, 20))
     make_image(images / "painting.png", size=(40, 40), color=(20, 60, 220))
     make_image(images / "painting2.jpg", size=(36, 48), color=(240, 200, 10))
     (images / "notes.txt").write_text("not an image\n")
-    port, log = free_port(), root / "server.log"
+    return images
+
+
+def start_server(root: Path, runs: Path, images: Path, *options: str) -> Server:
+    """``nst-lightning ui`` in a process of its own, serving runs in ``runs``; its output in ``root/server-PORT.log``."""
+    port = free_port()
+    log = root / f"server-{port}.log"
     env = dict(os.environ, NST_LIGHTNING_CACHE=str(root / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-m", "nst_lightning", "ui", "--config", DEBUG_CONFIG, "--port", str(port), "--runs", str(root / "runs")]
+    env.pop("GRADIO_TEMP_DIR", None)  # the server's default: its runs folder's .gradio
+    command = [sys.executable, "-m", "nst_lightning", "ui", "--config", DEBUG_CONFIG, "--port", str(port), "--runs", str(runs), *options]
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_S
@@ -56,9 +79,21 @@ def server(tmp_path_factory) -> Server:
             process.kill()
             pytest.fail(f"the ui server did not start: {log.read_text()[-2000:]}")
         time.sleep(0.2)
-    yield Server(f"http://127.0.0.1:{port}/", port, root / "runs", images, log)
-    process.send_signal(signal.SIGTERM)
+    return Server(f"http://127.0.0.1:{port}/", port, runs, images, log, process)
+
+
+def stop_server(server: Server) -> None:
+    server.process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=60)
+        server.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        process.kill()
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("ui")
+    started = start_server(root, root / "runs", make_images(root / "images"))
+    yield started
+    stop_server(started)

@@ -30,6 +30,9 @@ def test_fit_options_pass_through_as_defaults():
         (["--contents", "photos/"], "not an option of ui"),
         (["--auth", "nopassword"], "USER:PASSWORD"),
         (["--port", "99999"], "1 to 65535"),
+        (["--max-size", "0"], "--max-size 0: give a whole number above 0"),
+        (["--max-steps", "1.5"], "--max-steps 1.5: give a whole number above 0"),
+        (["--max-storage-gb", "lots"], "--max-storage-gb lots: give a number above 0"),
     ],
 )
 def test_wrong_options_are_one_line(args, words, capsys):
@@ -44,3 +47,16 @@ def test_a_wrong_default_is_refused_before_serving(capsys):
     assert ui_main(["--config", "configs/debug.yaml", "--model.style_weight", "-1"], "nst-lightning") == 2
     err = capsys.readouterr().err
     assert err.startswith("nst_lightning: error: ") and "style_weight" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "limits, words",
+    [
+        (["--max-size", "32"], "--data.image_size 48: over this page's limit of 32 px"),
+        (["--max-steps", "3"], "--trainer.max_steps 4: over this page's limit of 3 steps"),
+    ],
+)
+def test_defaults_over_the_limits_are_refused_before_serving(limits, words, capsys):
+    assert ui_main(["--config", "configs/debug.yaml", *limits], "nst-lightning") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nst_lightning: error: the page's defaults are over its limits: ") and words in err and err.count("\n") == 1

@@ -9,17 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.ui.conftest import client, run_directories, run_folder, start_server
+
 pytest.importorskip("gradio_client", reason='the ui extra is not installed: pip install -e ".[ui]"')
-from gradio_client import Client, handle_file  # noqa: E402
-
-
-def client(server, tmp_path: Path) -> Client:
-    return Client(server.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
-
-
-def run_folder(outputs: tuple) -> Path:
-    """The run directory the page names in its last message ("Run folder: `...`")."""
-    return Path(outputs[4].split("`")[1])
+from gradio_client import handle_file  # noqa: E402
 
 
 def test_a_run_streams_previews_and_returns_the_result(server, tmp_path):
@@ -69,9 +62,10 @@ def test_two_submissions_run_one_after_the_other(server, tmp_path):
                 ranks.add((status.rank, status.queue_size))
         time.sleep(0.02)
     assert any(rank == 0 and size >= 1 for rank, size in ranks), ranks
-    folders = sorted(run_folder(job.result(timeout=180)) for job in jobs)  # named by time, so in start order
-    # The later run copied its inputs (its first act) only after the earlier one had written its result.
-    assert (folders[0] / "generated.png").stat().st_mtime_ns <= (folders[1] / "inputs").stat().st_mtime_ns
+    copied = [run_folder(job.result(timeout=180)) / "inputs" for job in jobs]  # copying its inputs is a run's first act
+    first, second = sorted(copied, key=lambda inputs: inputs.stat().st_mtime_ns)
+    # The later run copied its inputs only after the earlier one had written its result.
+    assert (first.parent / "generated.png").stat().st_mtime_ns <= second.stat().st_mtime_ns
 
 
 def test_stop_ends_a_run_with_a_checkpoint(server, tmp_path):
@@ -112,3 +106,52 @@ def test_continue_and_start_from_a_result(server, tmp_path):
     assert args[args.index("--model.init_image") + 1] == str(first / "generated.png")
     with pytest.raises(Exception, match="no run named '/etc'"):  # only the server's names, never a path
         session.predict("/etc", 3, api_name="/continue")
+
+
+def test_stop_keeps_a_queued_run_from_starting(server, tmp_path):
+    runner, waiter = client(server, tmp_path / "a"), client(server, tmp_path / "b")
+    painting = handle_file(server.images / "painting.png")
+    before = run_directories(server.runs)
+    long = runner.submit(None, [painting], 48, 2000, 10.0, api_name="/stylize")
+    deadline = time.monotonic() + 120
+    while not any(output[1] is not None for output in long.outputs()):  # it holds the run slot
+        assert time.monotonic() < deadline and not long.done(), long.outputs()
+        time.sleep(0.1)
+    queued = waiter.submit(None, [painting], 48, 2, 10.0, api_name="/stylize")
+    while queued.status().code.name != "IN_QUEUE":
+        assert time.monotonic() < deadline and not queued.done(), queued.status()
+        time.sleep(0.05)
+    assert "Stopped before it started" in waiter.predict(api_name="/stop")
+    runner.predict(api_name="/stop")
+    assert long.result(timeout=120)[2].startswith("<p>Stopped after ")
+    assert "Stopped before it started" in queued.result(timeout=60)[2]
+    assert len(run_directories(server.runs)) == len(before) + 1  # the long run's; the queued one never began
+    # A Stop with nothing running or waiting keeps no later run from starting.
+    waiter.predict(api_name="/stop")
+    assert "Done: 2 steps" in waiter.predict(None, [painting], 48, 2, 10.0, api_name="/stylize")[2]
+
+
+def test_a_run_cut_short_by_a_killed_server_is_listed_and_continues(server, tmp_path):
+    painting = handle_file(server.images / "painting.png")
+    before = set(run_directories(server.runs))
+    crashed = start_server(tmp_path, server.runs, server.images)  # a second server on the same runs
+    try:
+        client(crashed, tmp_path / "a").submit(None, [painting], 48, 2000, 10.0, api_name="/stylize")
+        deadline, folder = time.monotonic() + 120, None
+        while folder is None:
+            assert time.monotonic() < deadline, "no checkpoint at step 6 within 120 s"
+            new = [server.runs / name for name in set(run_directories(server.runs)) - before]
+            folder = next((f for f in new if (f / "checkpoints" / "step000006.ckpt").is_file()), None)
+            time.sleep(0.1)
+    finally:
+        crashed.process.kill()  # SIGKILL mid-run: the run never wrote its end
+        crashed.process.wait()
+    session = client(server, tmp_path / "b")
+    gallery = session.predict(None, [painting], 48, 2, 10.0, api_name="/stylize")[5]
+    listed = [item["caption"] for item in gallery if item["caption"].startswith(f"{folder.name}: ")]
+    assert len(listed) == 1 and Path(next(i for i in gallery if i["caption"] == listed[0])["image"]).is_file(), gallery
+    steps = int(listed[0].split(": ")[1].split()[0])  # its checkpoint's step
+    assert steps >= 6
+    more = session.predict(folder.name, 4, api_name="/continue")
+    assert run_folder(more) == folder and f"Done: {steps + 4} steps" in more[2]
+    assert json.loads((folder / "ui.json").read_text())["steps"] == steps + 4
