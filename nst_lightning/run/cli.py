@@ -64,6 +64,12 @@ class StyleTransferCLI(LightningCLI):
     # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
     _fresh_start = False
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """``fit`` alone: validate, test and predict need data this module does not have (the image is
+        the only parameter; there is nothing held out to evaluate or predict on)."""
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
     def add_arguments_to_parser(self, parser) -> None:
         # Always-on callbacks with their own config sections, so YAML can tune them without having
         # to restate the whole trainer.callbacks list.

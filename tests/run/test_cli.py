@@ -260,6 +260,44 @@ def test_module_entry_point_help():
     assert "usage: python -m nst_lightning" in result.stdout
 
 
+@pytest.mark.parametrize("args", [["--help"], ["-h"], []])
+def test_the_programs_help_lists_its_four_commands(args):
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    commands = [line.split()[0] for line in result.stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()]
+    assert commands == ["fit", "batch", "video", "ui"]
+    for hidden in ("validate", "predict"):
+        assert hidden not in result.stdout
+
+
+@pytest.mark.parametrize("command", ["predict", "validate", "test"])
+def test_lightnings_other_subcommands_are_one_line_errors(tmp_path, command):
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", command, "--config", str(CONFIGS / "debug.yaml")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"nst_lightning: error: {command!r} is not a command; the commands are fit, batch, video, ui (see python -m nst_lightning --help)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_fit_cli_has_no_other_subcommand(run_cli, capsys, tmp_path):
+    # In-process (batch, video and the page call cli_main): LightningCLI itself knows fit alone.
+    from nst_lightning.run.entry import cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", "--config", str(CONFIGS / "debug.yaml")])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'predict' (choose from 'fit')" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_batch_help_groups_its_options():
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", "batch", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "what to style:" in result.stdout and "how the jobs run:" in result.stdout
+
+
 def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():
     # StepCheckpoint saves "now" (at the end, on a signal) through ModelCheckpoint's protected methods:
     # Lightning has no public way. If an upgrade renames them, this says so before any run fails.
