@@ -11,12 +11,15 @@ had started. Never a traceback for any of these.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from jsonargparse import ActionYesNo
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -27,11 +30,13 @@ from nst_lightning.model.options import MAY_CHANGE_ON_RESUME
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
+from nst_lightning.run.callbacks.progress import StepProgressBar
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.run.callbacks.run_lock import HoldRunLock
 from nst_lightning.run.config_limits import check_arguments
 from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
+from nst_lightning.run.quiet import without_lightning_chatter
 from nst_lightning.run.resume import changed_options, check_resume
 from nst_lightning.run.run_lock import RunLock
 from nst_lightning.run.signals import steps
@@ -51,6 +56,8 @@ TRAINER_DEFAULTS = {
     # One image is one optimisation problem: several devices would only duplicate it.
     "devices": 1,
     "log_every_n_steps": 10,
+    # A table of the module's parameters: the image and a frozen VGG19, the same for every run. --verbose shows it.
+    "enable_model_summary": False,
     # A fixed run directory (lightning_logs/nst) so that `--ckpt_path last` finds the last checkpoint;
     # configs name their own. TensorBoard's placeholder hp_metric is noise here.
     "logger": {
@@ -63,6 +70,13 @@ TRAINER_DEFAULTS = {
 class StyleTransferCLI(LightningCLI):
     # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
     _fresh_start = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # What the run sets up for its own length and undoes at its end, however it ends (the filter of
+        # Lightning's lines): LightningCLI parses, builds and fits in its constructor.
+        self._until_the_end = contextlib.ExitStack()
+        with self._until_the_end:
+            super().__init__(*args, **kwargs)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -83,6 +97,10 @@ class StyleTransferCLI(LightningCLI):
             "bf16-mixed on a device that computes bf16 natively (a CPU with AVX512-BF16 or AMX, a GPU "
             "with bf16), fp32 elsewhere (run/precision.py)",
         )
+        parser.add_argument(
+            "--verbose", action=ActionYesNo, default=False,
+            help="also Lightning's own lines (accelerators, mixed precision, seed, restored checkpoint) and the model summary",
+        )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Parse, then read ``--ckpt_path`` safely before LightningCLI does (it ``torch.load``s the file
@@ -98,6 +116,8 @@ class StyleTransferCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
+        if not self.config[subcommand].get("verbose"):
+            self._until_the_end.enter_context(without_lightning_chatter())
         self.asked_model_options = self.config[subcommand]["model"].as_dict()
         check_seed(self.config[subcommand].get("seed_everything"))
         ckpt_path = self.config[subcommand].get("ckpt_path")
@@ -117,6 +137,8 @@ class StyleTransferCLI(LightningCLI):
         config["trainer"]["precision"] = precision
         if said:
             rank_zero_info(said)
+        if config.get("verbose"):
+            config["trainer"]["enable_model_summary"] = True
         if self.subcommand and config.get("ckpt_path"):
             for key in MAY_CHANGE_ON_RESUME:
                 if key in self.asked_model_options:
@@ -125,6 +147,16 @@ class StyleTransferCLI(LightningCLI):
             value = config.get(key)
             if value is not None and value < minimum:
                 raise UserError(f"--{key} must be an integer >= {minimum}, not {value}")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The Trainer, with ``StepProgressBar`` as its progress bar unless the bar is off or another
+        one is among ``--trainer.callbacks``."""
+        trainer = (self.config_init.get(self.subcommand) if self.subcommand else self.config_init).get("trainer") or {}
+        callbacks = trainer.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, StepProgressBar()])
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""

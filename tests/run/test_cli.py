@@ -307,14 +307,31 @@ def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():
         assert callable(getattr(ModelCheckpoint, name, None)), f"ModelCheckpoint.{name} is gone: see StepCheckpoint._save_now"
 
 
-def test_a_run_prints_only_its_own_lines_and_lightnings_facts(tmp_path):
-    # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings: the output of a
-    # run is the progress bar (off here), this program's lines and Lightning's device facts.
+def _fit_output(cwd, *args: str) -> list[str]:
+    """The lines a real ``fit`` of configs/debug.yaml prints (stdout and stderr, a progress bar's
+    redraws each a line of its own)."""
     result = subprocess.run(
-        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--trainer.enable_progress_bar", "false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    allowed = ("Seed set to", "GPU available:", "TPU available:", "`Trainer.fit` stopped:", "generated image:")
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert lines and all(line.startswith(allowed) for line in lines), lines
+    return [line for line in (result.stdout + result.stderr).replace("\r", "\n").splitlines() if line.strip()]
+
+
+def test_a_run_prints_its_progress_and_its_own_lines_only(tmp_path):
+    # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings, none of
+    # Lightning's lines about itself (accelerators available, seed, fit stopped), no model summary: the
+    # progress bar in steps, and this program's lines.
+    lines = _fit_output(tmp_path, "--trainer.precision", "bf16-mixed")
+    bar = [line for line in lines if line.startswith("step ")]
+    assert bar and all(line.startswith(("step ", "generated image:")) for line in lines), lines
+    assert bar[-1].startswith("step 4/4 |") and "ETA " in bar[-1] and "loss=" in bar[-1], bar[-1]
+    assert not any("Epoch" in line or "v_num" in line for line in bar), bar
+
+
+def test_verbose_brings_back_lightnings_lines_and_the_model_summary(tmp_path):
+    lines = _fit_output(tmp_path, "--trainer.precision", "bf16-mixed", "--trainer.enable_progress_bar", "false", "--verbose")
+    for start in ("Seed set to 0", "GPU available:", "TPU available:", "Using bfloat16 Automatic Mixed Precision", "`Trainer.fit` stopped:"):
+        assert any(line.startswith(start) for line in lines), (start, lines)
+    assert any("Trainable params" in line for line in lines), lines
+    assert any(line.startswith("generated image:") for line in lines), lines
