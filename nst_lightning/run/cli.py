@@ -40,7 +40,8 @@ from nst_lightning.run.quiet import without_lightning_chatter
 from nst_lightning.run.resume import changed_options, check_resume
 from nst_lightning.run.run_lock import RunLock
 from nst_lightning.run.signals import steps
-from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError, new_run_hint
+from nst_lightning.run.versions import ClaimedVersion, latest_with
+from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError, new_run_hint, param
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
@@ -58,18 +59,25 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 10,
     # A table of the module's parameters: the image and a frozen VGG19, the same for every run. --verbose shows it.
     "enable_model_summary": False,
-    # A fixed run directory (lightning_logs/nst) so that `--ckpt_path last` finds the last checkpoint;
-    # configs name their own. TensorBoard's placeholder hp_metric is noise here.
+    # Runs go into lightning_logs/NAME/version_N, a new N for each run (run/versions.py) unless a version
+    # is named; a config names its runs with one line, `logger.init_args.name: NAME` under `trainer:`.
+    # TensorBoard's placeholder hp_metric is noise here.
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "lightning_logs", "name": "nst", "version": "", "default_hp_metric": False},
+        "init_args": {"save_dir": "lightning_logs", "name": "nst", "version": None, "default_hp_metric": False},
     },
 }
+# Loggers whose runs are save_dir/name/version_N, numbered by the CLI where no version is named.
+VERSIONED_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 
 
 class StyleTransferCLI(LightningCLI):
     # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
     _fresh_start = False
+    # The logger's init_args whose version the CLI numbered (run/versions.py), and where `--ckpt_path
+    # last` looked for the latest run, when no version was named.
+    _numbered: Any = None
+    _searched: Optional[Path] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # What the run sets up for its own length and undoes at its end, however it ends (the filter of
@@ -147,6 +155,43 @@ class StyleTransferCLI(LightningCLI):
             value = config.get(key)
             if value is not None and value < minimum:
                 raise UserError(f"--{key} must be an integer >= {minimum}, not {value}")
+        if self.subcommand:
+            self._choose_version(config)
+
+    def _choose_version(self, config: Any) -> None:
+        """A logger that names no version: this run's ``version_N`` (``run/versions.py``), the latest run
+        with a last checkpoint for ``--ckpt_path last``, else a new one, claimed now. The config keeps
+        ``version: null`` (``after_instantiate_classes``), so its copies (config.yaml, the result's) say
+        "a new run", as the command did."""
+        logger = config.get("trainer.logger")
+        init = getattr(logger, "init_args", None)
+        if init is None or str(getattr(logger, "class_path", "")).rsplit(".", 1)[-1] not in VERSIONED_LOGGERS:
+            return
+        if init.get("version") is not None:
+            return
+        base = Path(init.get("save_dir") or ".") / (init.get("name") or "")
+        if config.get("ckpt_path") == "last" and config.get("checkpoint.dirpath") is None:
+            self._searched = base
+            latest = latest_with(base, os.path.join("checkpoints", StepCheckpoint.CHECKPOINT_NAME_LAST + StepCheckpoint.FILE_EXTENSION))
+            if latest is not None:
+                init["version"], self._numbered = latest, init
+                rank_zero_info(f"--ckpt_path last: continuing {base / f'version_{latest}'}, the latest run in {base} with a checkpoint")
+                return
+        try:
+            claimed = ClaimedVersion(base)
+        except WriteFailed as err:  # a full disk: the one line of any write
+            raise UserError(f"{err}; nothing was written: free some space and start again") from None
+        except OSError as err:
+            raise UserError(
+                f"{param('trainer.logger.init_args.save_dir')} {init.get('save_dir')}: cannot create the run's directory "
+                f"{base} there ({err.strerror}); give a directory this program can write"
+            ) from None
+        self._until_the_end.callback(claimed.remove_if_empty)  # a run refused or stopped before writing leaves nothing
+        init["version"], self._numbered = claimed.number, init
+
+    def after_instantiate_classes(self) -> None:
+        if self._numbered is not None:
+            self._numbered["version"] = None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The Trainer, with ``StepProgressBar`` as its progress bar unless the bar is off or another
@@ -201,14 +246,18 @@ class StyleTransferCLI(LightningCLI):
         last = self._last_checkpoint()
         if ckpt_path == "last" and (last is None or not os.path.exists(last)):
             # Not an error (a script may always pass it), but not silent either: one line, then on.
-            where = os.path.normpath(os.path.dirname(last)) if last else "this run"
-            rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
+            if self._searched is not None:
+                where = f"no run in {os.path.normpath(self._searched)} has a checkpoint"
+                rank_zero_info(f"--ckpt_path last: {where} yet, so this is a new run, {os.path.normpath(self.trainer.log_dir)}")
+            else:
+                where = os.path.normpath(os.path.dirname(last)) if last else "this run"
+                rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
             self._fresh_start = True
             return
         if ckpt_path is None and last is not None and os.path.exists(last):
             raise UserError(
                 f"{os.path.normpath(self.trainer.log_dir)} already holds a run ({last}); resume it with --ckpt_path last, "
-                "or start a new one elsewhere with --trainer.logger.init_args.version NAME"
+                "or start a new one beside it with --trainer.logger.init_args.version null (a new version_N) or another NAME"
             )
         # Read the checkpoint to resume from now, before the Trainer writes anything into the run: a
         # damaged or unsafe file, or one made for other inputs, is refused with the run left as it was.

@@ -21,8 +21,9 @@ from nst_lightning.utilities.files import DISK_ERRNOS
 # tiled runs (manual optimization) checkpoint the state after each step, as untiled ones do, on purpose;
 # a run shorter than the logging interval still logs its last step (model/loss_logger.py); a fresh run
 # never starts in a directory that holds a run (it is refused, or gets a version of its own) and a
-# resume continues its own checkpoints; and a run on the CPU beside a GPU was asked for (the
-# accelerator is auto unless given), with a hint for the Python API, not for these options.
+# resume continues its own checkpoints; a run on the CPU beside a GPU was asked for (the accelerator
+# is auto unless given), with a hint for the Python API, not for these options; and the CLI hands
+# LightningCLI its own command line, rewritten (``fit --config RESULT`` becomes the YAML the result carries).
 EXPECTED_WARNINGS = (
     r".*module\(s\) in eval mode.*",
     r".*your dataloader is not resumable.*",
@@ -31,6 +32,7 @@ EXPECTED_WARNINGS = (
     r".*is smaller than the logging interval.*",
     r".*Checkpoint directory .* exists and is not empty.*",
     r"GPU available but not used.*",
+    r"LightningCLI's args parameter is intended to run from within Python.*",
 )
 
 # Lightning's lines about itself, shown with --verbose only: which accelerators exist, the mixed
