@@ -1,4 +1,5 @@
-"""``python -m nst_lightning``: LightningCLI with the project's callbacks and its error handling.
+"""``python -m nst_lightning fit``: LightningCLI (as ``cli_base.BaseCLI`` runs it) with the project's
+callbacks and its error handling.
 
 Options come from the typed ``__init__`` arguments of ``StyleTransfer`` (``--model.*``),
 ``StyleTransferData`` (``--data.*``), the Trainer (``--trainer.*``) and the callbacks below
@@ -11,16 +12,12 @@ had started. Never a traceback for any of these.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from jsonargparse import ActionYesNo
-from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -30,18 +27,16 @@ from nst_lightning.model.options import MAY_CHANGE_ON_RESUME
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
-from nst_lightning.run.callbacks.progress import StepProgressBar
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.run.callbacks.run_lock import HoldRunLock
+from nst_lightning.run.cli_base import BaseCLI
 from nst_lightning.run.config_limits import check_arguments
 from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
-from nst_lightning.run.quiet import without_lightning_chatter
 from nst_lightning.run.resume import changed_options, check_resume
 from nst_lightning.run.run_lock import RunLock
 from nst_lightning.run.signals import steps
-from nst_lightning.run.versions import ClaimedVersion, latest_with
-from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError, new_run_hint, param
+from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError, new_run_hint
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
@@ -67,32 +62,14 @@ TRAINER_DEFAULTS = {
         "init_args": {"save_dir": "lightning_logs", "name": "nst", "version": None, "default_hp_metric": False},
     },
 }
-# Loggers whose runs are save_dir/name/version_N, numbered by the CLI where no version is named.
-VERSIONED_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 
 
-class StyleTransferCLI(LightningCLI):
+class StyleTransferCLI(BaseCLI):
     # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
     _fresh_start = False
-    # The logger's init_args whose version the CLI numbered (run/versions.py), and where `--ckpt_path
-    # last` looked for the latest run, when no version was named.
-    _numbered: Any = None
-    _searched: Optional[Path] = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # What the run sets up for its own length and undoes at its end, however it ends (the filter of
-        # Lightning's lines): LightningCLI parses, builds and fits in its constructor.
-        self._until_the_end = contextlib.ExitStack()
-        with self._until_the_end:
-            super().__init__(*args, **kwargs)
-
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        """``fit`` alone: validate, test and predict need data this module does not have (the image is
-        the only parameter; there is nothing held out to evaluate or predict on)."""
-        return {"fit": LightningCLI.subcommands()["fit"]}
 
     def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)  # --verbose
         # Always-on callbacks with their own config sections, so YAML can tune them without having
         # to restate the whole trainer.callbacks list.
         parser.add_lightning_class_args(StepCheckpoint, "checkpoint")
@@ -104,10 +81,6 @@ class StyleTransferCLI(LightningCLI):
             help="as_set: --trainer.precision as given (fp32 unless set); native_bf16: where it is not given, "
             "bf16-mixed on a device that computes bf16 natively (a CPU with AVX512-BF16 or AMX, a GPU "
             "with bf16), fp32 elsewhere (run/precision.py)",
-        )
-        parser.add_argument(
-            "--verbose", action=ActionYesNo, default=False,
-            help="also Lightning's own lines (accelerators, mixed precision, seed, restored checkpoint) and the model summary",
         )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
@@ -124,8 +97,6 @@ class StyleTransferCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand is None:
             return
-        if not self.config[subcommand].get("verbose"):
-            self._until_the_end.enter_context(without_lightning_chatter())
         self.asked_model_options = self.config[subcommand]["model"].as_dict()
         check_seed(self.config[subcommand].get("seed_everything"))
         ckpt_path = self.config[subcommand].get("ckpt_path")
@@ -145,8 +116,6 @@ class StyleTransferCLI(LightningCLI):
         config["trainer"]["precision"] = precision
         if said:
             rank_zero_info(said)
-        if config.get("verbose"):
-            config["trainer"]["enable_model_summary"] = True
         if self.subcommand and config.get("ckpt_path"):
             for key in MAY_CHANGE_ON_RESUME:
                 if key in self.asked_model_options:
@@ -155,53 +124,7 @@ class StyleTransferCLI(LightningCLI):
             value = config.get(key)
             if value is not None and value < minimum:
                 raise UserError(f"--{key} must be an integer >= {minimum}, not {value}")
-        if self.subcommand:
-            self._choose_version(config)
-
-    def _choose_version(self, config: Any) -> None:
-        """A logger that names no version: this run's ``version_N`` (``run/versions.py``), the latest run
-        with a last checkpoint for ``--ckpt_path last``, else a new one, claimed now. The config keeps
-        ``version: null`` (``after_instantiate_classes``), so its copies (config.yaml, the result's) say
-        "a new run", as the command did."""
-        logger = config.get("trainer.logger")
-        init = getattr(logger, "init_args", None)
-        if init is None or str(getattr(logger, "class_path", "")).rsplit(".", 1)[-1] not in VERSIONED_LOGGERS:
-            return
-        if init.get("version") is not None:
-            return
-        base = Path(init.get("save_dir") or ".") / (init.get("name") or "")
-        if config.get("ckpt_path") == "last" and config.get("checkpoint.dirpath") is None:
-            self._searched = base
-            latest = latest_with(base, os.path.join("checkpoints", StepCheckpoint.CHECKPOINT_NAME_LAST + StepCheckpoint.FILE_EXTENSION))
-            if latest is not None:
-                init["version"], self._numbered = latest, init
-                rank_zero_info(f"--ckpt_path last: continuing {base / f'version_{latest}'}, the latest run in {base} with a checkpoint")
-                return
-        try:
-            claimed = ClaimedVersion(base)
-        except WriteFailed as err:  # a full disk: the one line of any write
-            raise UserError(f"{err}; nothing was written: free some space and start again") from None
-        except OSError as err:
-            raise UserError(
-                f"{param('trainer.logger.init_args.save_dir')} {init.get('save_dir')}: cannot create the run's directory "
-                f"{base} there ({err.strerror}); give a directory this program can write"
-            ) from None
-        self._until_the_end.callback(claimed.remove_if_empty)  # a run refused or stopped before writing leaves nothing
-        init["version"], self._numbered = claimed.number, init
-
-    def after_instantiate_classes(self) -> None:
-        if self._numbered is not None:
-            self._numbered["version"] = None
-
-    def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """The Trainer, with ``StepProgressBar`` as its progress bar unless the bar is off or another
-        one is among ``--trainer.callbacks``."""
-        trainer = (self.config_init.get(self.subcommand) if self.subcommand else self.config_init).get("trainer") or {}
-        callbacks = trainer.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        if trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs.setdefault("callbacks", [*callbacks, StepProgressBar()])
-        return super().instantiate_trainer(**kwargs)
+        super().before_instantiate_classes()  # --verbose, and the run's version_N where none is named
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""
@@ -246,11 +169,8 @@ class StyleTransferCLI(LightningCLI):
         last = self._last_checkpoint()
         if ckpt_path == "last" and (last is None or not os.path.exists(last)):
             # Not an error (a script may always pass it), but not silent either: one line, then on.
-            if self._searched is not None:
-                where = f"no run in {os.path.normpath(self._searched)} has a checkpoint"
-                rank_zero_info(f"--ckpt_path last: {where} yet, so this is a new run, {os.path.normpath(self.trainer.log_dir)}")
-            else:
-                where = os.path.normpath(os.path.dirname(last)) if last else "this run"
+            where = os.path.normpath(os.path.dirname(last)) if last else "this run"
+            if self.numbered is None:  # else number_the_run has said where it looked
                 rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
             self._fresh_start = True
             return

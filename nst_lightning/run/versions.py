@@ -14,15 +14,20 @@ own (``run_lock``), as every run does. A claimed directory that is still empty w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from nst_lightning.run import lock_file
 from nst_lightning.run.run_lock import _first_missing
+from nst_lightning.utilities.errors import UserError, param
+from nst_lightning.utilities.files import WriteFailed
 
 VERSION = re.compile(r"version_(\d+)")
+# Loggers whose runs are save_dir/name/version_N, numbered here where no version is named.
+NUMBERED_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 
 
 def versions(base: Path) -> list[int]:
@@ -77,3 +82,46 @@ class ClaimedVersion:
             if directory == last or directory.parent == directory:
                 return
             directory = directory.parent
+
+
+class NumberedRun:
+    """The version chosen for a run whose logger named none: ``init`` (the logger's ``init_args`` in the
+    parsed config) holds it until the classes are built, then ``forget`` puts ``null`` back, so that the
+    config's copies (config.yaml, the one in the result) say "a new run", as the command did."""
+
+    def __init__(self, init: Any, number: int) -> None:
+        self.init = init
+        init["version"] = number
+
+    def forget(self) -> None:
+        self.init["version"] = None
+
+
+def number_the_run(config: Any, last: str, cleanup: contextlib.ExitStack, say: Callable[[str], None]) -> Optional[NumberedRun]:
+    """Give the run of ``config`` (a parsed ``fit`` configuration) its ``version_N`` where its logger
+    names none: for ``--ckpt_path last`` the latest run with a last checkpoint (``last``: its path inside
+    a run directory), saying which, else a new version, claimed now and removed by ``cleanup`` if the run
+    leaves it empty. ``None``: a version is named (or the logger has no such layout), nothing to do."""
+    logger = config.get("trainer.logger")
+    init = getattr(logger, "init_args", None)
+    if init is None or init.get("version") is not None or str(getattr(logger, "class_path", "")).rsplit(".", 1)[-1] not in NUMBERED_LOGGERS:
+        return None
+    base = Path(init.get("save_dir") or ".") / (init.get("name") or "")
+    resume = config.get("ckpt_path") == "last" and config.get("checkpoint.dirpath") is None
+    latest = latest_with(base, last) if resume else None
+    if latest is not None:
+        say(f"--ckpt_path last: continuing {base / f'version_{latest}'}, the latest run in {base} with a checkpoint")
+        return NumberedRun(init, latest)
+    try:
+        claimed = ClaimedVersion(base)
+    except WriteFailed as err:  # a full disk: the one line of any write
+        raise UserError(f"{err}; nothing was written: free some space and start again") from None
+    except OSError as err:
+        raise UserError(
+            f"{param('trainer.logger.init_args.save_dir')} {init.get('save_dir')}: cannot create the run's directory {base} "
+            f"there ({err.strerror}); give a directory this program can write"
+        ) from None
+    cleanup.callback(claimed.remove_if_empty)  # a run refused or stopped before writing leaves nothing
+    if resume:
+        say(f"--ckpt_path last: no run in {base} has a checkpoint yet, so this is a new run, {claimed.path}")
+    return NumberedRun(init, claimed.number)

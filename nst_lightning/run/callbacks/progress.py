@@ -8,10 +8,10 @@ with its result.
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Mapping, Optional, Union
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
 
 class StepProgressBar(TQDMProgressBar):
@@ -43,3 +43,13 @@ class StepProgressBar(TQDMProgressBar):
         # The loss alone (model/loss_logger.py puts the last logged one there): not the logger's version.
         loss = trainer.progress_bar_metrics.get("train/loss")
         return {} if loss is None else {"loss": float(loss)}
+
+
+def with_step_progress_bar(trainer: Mapping[str, Any]) -> Optional[list]:
+    """The callbacks of the Trainer built from ``trainer`` (its instantiated config) with a
+    ``StepProgressBar`` added; ``None`` where the bar is off or another one is among them."""
+    callbacks = trainer.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    if trainer.get("enable_progress_bar") is False or any(isinstance(c, ProgressBar) for c in callbacks):
+        return None
+    return [*callbacks, StepProgressBar()]
