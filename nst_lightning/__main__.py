@@ -9,6 +9,16 @@ from typing import Optional
 
 # Cheap (no torch, no Lightning): the handlers below use it before the long imports.
 from nst_lightning.run.signals import exit_on_signal, leave_dead_terminal, say, stop_signals
+from nst_lightning.utilities.errors import program_name
+
+# The commands, each with its one line for --help (LightningCLI's validate, test and predict are not
+# among them: a style transfer has no held-out data to evaluate or predict on).
+COMMANDS = {
+    "fit": "style a photo in a painting's style: one run, resumable (--config, --model.*, --data.*, --trainer.*)",
+    "batch": "style every photo of a list in every painting of another: a run each, a summary, a contact sheet",
+    "video": "style a clip frame by frame, each frame held to the previous one by optical flow",
+    "ui": "serve a page in the browser for making, watching, stopping and continuing runs",
+}
 
 
 def _stop_while_starting(signum: int, frame: object) -> None:
@@ -21,15 +31,44 @@ def _stop_while_starting(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
+def usage() -> str:
+    """The program's --help: its commands, one line each."""
+    prog = program_name()
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"usage: {prog} COMMAND [OPTIONS]", "", "Neural style transfer on PyTorch Lightning.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {line}" for name, line in COMMANDS.items()]
+    lines += ["", f"A command's options: {prog} COMMAND --help", f"A first run:         {prog} fit --config configs/quick.yaml"]
+    return "\n".join(lines)
+
+
+def top_level(argv: list[str]) -> Optional[int]:
+    """What to do when ``argv`` names no command: print the usage (no arguments, ``-h``, ``--help``:
+    exit code 0), or refuse an unknown word in one line (2). ``None``: ``argv`` names a command (or
+    starts with an option, which LightningCLI reads)."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        print(
+            f"nst_lightning: error: {argv[0]!r} is not a command; the commands are {', '.join(COMMANDS)} "
+            f"(see {program_name()} --help)",
+            file=sys.stderr,
+        )
+        return 2
+    return None
+
+
 def dispatch(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> object:
     """Run the command ``args`` names (default: ``sys.argv``): ``batch`` (``batch/cli.py``), ``video``
-    (``video/cli.py``), ``ui`` (``ui/cli.py``), or else a LightningCLI subcommand such as ``fit``
-    (``run/entry.py``). Ends in ``SystemExit`` with the command's exit code, or returns the finished
-    ``fit``'s CLI object."""
-    from nst_lightning.run.entry import cli_main, program_name
+    (``video/cli.py``), ``ui`` (``ui/cli.py``), or ``fit`` (LightningCLI, ``run/entry.py``). Ends in
+    ``SystemExit`` with the command's exit code, or returns the finished ``fit``'s CLI object."""
+    argv = sys.argv[1:] if args is None else list(args)
+    code = top_level(argv)
+    if code is not None:
+        raise SystemExit(code)
+    from nst_lightning.run.entry import cli_main
     from nst_lightning.run.quiet import NoAdvertisements, hide_expected_warnings
 
-    argv = sys.argv[1:] if args is None else list(args)
     # Many fits, each through cli_main: a batch's jobs, a video's frames, the browser interface's runs.
     commands = {"batch": _batch_main, "video": _video_main, "ui": _ui_main}
     if argv[:1] and argv[0] in commands:
@@ -67,6 +106,11 @@ def _video_main(argv: list[str], prog: str) -> int:
 
 def main() -> None:
     """``python -m nst_lightning`` and the ``nst-lightning`` command."""
+    code = top_level(sys.argv[1:])
+    if code is not None:  # the usage or an unknown command: said at once, without importing torch
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     previous = {signum: signal.signal(signum, _stop_while_starting) for signum in stop_signals()}
     # The imports that take seconds (torch, Lightning), under the handlers above.
     from nst_lightning.run.entry import cli_main  # noqa: F401

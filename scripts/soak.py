@@ -184,6 +184,7 @@ def _soak_one(run: Run, cwd: Path, rng: random.Random, kill_share: float, max_ki
     base = [
         sys.executable, "-m", "nst_lightning", "fit", "--config", str(REPO / "configs" / "debug.yaml"),
         "--trainer.logger.init_args.name", "soak", "--trainer.enable_progress_bar", "false", *run.args,
+        "--verbose",  # Lightning's "`Trainer.fit` stopped" line tells a run that ended from one that was killed
     ]
     last = cwd / "lightning_logs" / "soak" / "checkpoints" / "last.ckpt"
     lock = cwd / "lightning_logs" / "soak" / "run.lock"

@@ -68,14 +68,16 @@ def parser(prog: str) -> argparse.ArgumentParser:
         "--data.image_size, --trainer.*) applies to every job.",
         exit_on_error=False,
     )
-    p.add_argument("--contents", nargs="+", required=True, help="photos: files, a folder, a glob, a text file of paths/URLs, or \"[a.jpg, b.jpg]\"")
-    p.add_argument("--styles", nargs="+", required=True, help="paintings, in any of the same forms (each is one style, not a blend)")
-    p.add_argument("--out", required=True, help="the collection's folder: a run per job, summary.csv, contact_sheet.jpg")
-    p.add_argument("--batch_size", default="1", help="optimise K jobs of the same size together as one [K, 3, H, W] image (Adam only)")
-    p.add_argument("--launcher", default="sequential", help="sequential (this process, one job after another) or ray")
-    p.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
-    p.add_argument("--cpus_per_job", default=None, help="with --launcher ray on CPUs: cores per job (default: all of this machine's)")
-    p.add_argument("--shard", default=None, help="I/N: run only the I-th (from 0) of N disjoint shares of the jobs; slurm: a job array's task")
+    what = p.add_argument_group("what to style")
+    what.add_argument("--contents", nargs="+", required=True, help="photos: files, a folder, a glob, a text file of paths/URLs, or \"[a.jpg, b.jpg]\"")
+    what.add_argument("--styles", nargs="+", required=True, help="paintings, in any of the same forms (each is one style, not a blend)")
+    what.add_argument("--out", required=True, help="the collection's folder: a run per job, summary.csv, contact_sheet.jpg")
+    how = p.add_argument_group("how the jobs run")
+    how.add_argument("--batch_size", default="1", help="optimise K jobs of the same size together as one [K, 3, H, W] image (Adam only)")
+    how.add_argument("--launcher", default="sequential", help="sequential (this process, one job after another) or ray")
+    how.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
+    how.add_argument("--cpus_per_job", default=None, help="with --launcher ray on CPUs: cores per job (default: all of this machine's)")
+    how.add_argument("--shard", default=None, help="I/N: run only the I-th (from 0) of N disjoint shares of the jobs; slurm: a job array's task")
     return p
 
 

@@ -1,4 +1,5 @@
-"""``python -m nst_lightning``: LightningCLI with the project's callbacks and its error handling.
+"""``python -m nst_lightning fit``: LightningCLI (as ``cli_base.BaseCLI`` runs it) with the project's
+callbacks and its error handling.
 
 Options come from the typed ``__init__`` arguments of ``StyleTransfer`` (``--model.*``),
 ``StyleTransferData`` (``--data.*``), the Trainer (``--trainer.*``) and the callbacks below
@@ -17,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -29,6 +29,7 @@ from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepChec
 from nst_lightning.run.callbacks.image_logger import ImageLogger
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.run.callbacks.run_lock import HoldRunLock
+from nst_lightning.run.cli_base import BaseCLI
 from nst_lightning.run.config_limits import check_arguments
 from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
@@ -51,20 +52,24 @@ TRAINER_DEFAULTS = {
     # One image is one optimisation problem: several devices would only duplicate it.
     "devices": 1,
     "log_every_n_steps": 10,
-    # A fixed run directory (lightning_logs/nst) so that `--ckpt_path last` finds the last checkpoint;
-    # configs name their own. TensorBoard's placeholder hp_metric is noise here.
+    # A table of the module's parameters: the image and a frozen VGG19, the same for every run. --verbose shows it.
+    "enable_model_summary": False,
+    # Runs go into lightning_logs/NAME/version_N, a new N for each run (run/versions.py) unless a version
+    # is named; a config names its runs with one line, `logger.init_args.name: NAME` under `trainer:`.
+    # TensorBoard's placeholder hp_metric is noise here.
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "lightning_logs", "name": "nst", "version": "", "default_hp_metric": False},
+        "init_args": {"save_dir": "lightning_logs", "name": "nst", "version": None, "default_hp_metric": False},
     },
 }
 
 
-class StyleTransferCLI(LightningCLI):
+class StyleTransferCLI(BaseCLI):
     # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
     _fresh_start = False
 
     def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)  # --verbose
         # Always-on callbacks with their own config sections, so YAML can tune them without having
         # to restate the whole trainer.callbacks list.
         parser.add_lightning_class_args(StepCheckpoint, "checkpoint")
@@ -119,6 +124,7 @@ class StyleTransferCLI(LightningCLI):
             value = config.get(key)
             if value is not None and value < minimum:
                 raise UserError(f"--{key} must be an integer >= {minimum}, not {value}")
+        super().before_instantiate_classes()  # --verbose, and the run's version_N where none is named
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""
@@ -164,13 +170,14 @@ class StyleTransferCLI(LightningCLI):
         if ckpt_path == "last" and (last is None or not os.path.exists(last)):
             # Not an error (a script may always pass it), but not silent either: one line, then on.
             where = os.path.normpath(os.path.dirname(last)) if last else "this run"
-            rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
+            if self.numbered is None:  # else number_the_run has said where it looked
+                rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
             self._fresh_start = True
             return
         if ckpt_path is None and last is not None and os.path.exists(last):
             raise UserError(
                 f"{os.path.normpath(self.trainer.log_dir)} already holds a run ({last}); resume it with --ckpt_path last, "
-                "or start a new one elsewhere with --trainer.logger.init_args.version NAME"
+                "or start a new one beside it with --trainer.logger.init_args.version null (a new version_N) or another NAME"
             )
         # Read the checkpoint to resume from now, before the Trainer writes anything into the run: a
         # damaged or unsafe file, or one made for other inputs, is refused with the run left as it was.

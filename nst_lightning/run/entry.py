@@ -13,7 +13,6 @@ from __future__ import annotations
 import signal
 import sys
 from argparse import ArgumentError
-from pathlib import Path
 from typing import Callable, Optional
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -24,12 +23,7 @@ from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
 from nst_lightning.run.quiet import NoAdvertisements, disk_errors_quiet_in_threads, hide_expected_warnings
 from nst_lightning.run.rerun import configs_from_images
 from nst_lightning.run.signals import exit_on_signal, hangup_tolerant_output, say, sigterm_like_ctrl_c, stopped_message
-from nst_lightning.utilities.errors import RunInterrupted, UserError
-
-
-def program_name() -> str:
-    """``nst-lightning`` when run as the installed command, else ``python -m nst_lightning``."""
-    return "nst-lightning" if Path(sys.argv[0]).name == "nst-lightning" else "python -m nst_lightning"
+from nst_lightning.utilities.errors import RunInterrupted, UserError, program_name
 
 
 def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> StyleTransferCLI:

@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
+from pathlib import Path
 from typing import Optional
 
 # NUL cannot occur in a path, a URL or an option value, so a marked name never collides with them.
 _MARK = "\x00"
 _MARKED = re.compile(f"{_MARK}([A-Za-z_][\\w.]*){_MARK}")
+
+
+def program_name() -> str:
+    """How a message names the program: ``nst-lightning`` when run as the installed command, else
+    ``python -m nst_lightning``."""
+    return "nst-lightning" if Path(sys.argv[0]).name == "nst-lightning" else "python -m nst_lightning"
 
 
 def param(name: str) -> str:

@@ -156,7 +156,8 @@ def test_each_region_is_closer_to_its_own_painting_with_real_weights(run_cli, ru
     monkeypatch.chdir(tmp_path)
     run_cli(
         "--config", str(CONFIGS / "regions.yaml"), "--model.weights", str(shared_weights), "--data.image_size", "128",
-        "--trainer.max_steps", "60", "--trainer.logger.init_args.name", "debug", config=str(CONFIGS / "quick.yaml"),
+        "--trainer.max_steps", "60", "--trainer.logger.init_args.name", "debug", "--trainer.logger.init_args.version", "",
+        config=str(CONFIGS / "quick.yaml"),
     )
     from nst_lightning.inputs.images import decode_image
     from nst_lightning.inputs.sources import read_source

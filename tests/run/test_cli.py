@@ -260,6 +260,44 @@ def test_module_entry_point_help():
     assert "usage: python -m nst_lightning" in result.stdout
 
 
+@pytest.mark.parametrize("args", [["--help"], ["-h"], []])
+def test_the_programs_help_lists_its_four_commands(args):
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    commands = [line.split()[0] for line in result.stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()]
+    assert commands == ["fit", "batch", "video", "ui"]
+    for hidden in ("validate", "predict"):
+        assert hidden not in result.stdout
+
+
+@pytest.mark.parametrize("command", ["predict", "validate", "test"])
+def test_lightnings_other_subcommands_are_one_line_errors(tmp_path, command):
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", command, "--config", str(CONFIGS / "debug.yaml")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"nst_lightning: error: {command!r} is not a command; the commands are fit, batch, video, ui (see python -m nst_lightning --help)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_fit_cli_has_no_other_subcommand(run_cli, capsys, tmp_path):
+    # In-process (batch, video and the page call cli_main): LightningCLI itself knows fit alone.
+    from nst_lightning.run.entry import cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["predict", "--config", str(CONFIGS / "debug.yaml")])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'predict' (choose from 'fit')" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_batch_help_groups_its_options():
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", "batch", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "what to style:" in result.stdout and "how the jobs run:" in result.stdout
+
+
 def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():
     # StepCheckpoint saves "now" (at the end, on a signal) through ModelCheckpoint's protected methods:
     # Lightning has no public way. If an upgrade renames them, this says so before any run fails.
@@ -269,14 +307,31 @@ def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():
         assert callable(getattr(ModelCheckpoint, name, None)), f"ModelCheckpoint.{name} is gone: see StepCheckpoint._save_now"
 
 
-def test_a_run_prints_only_its_own_lines_and_lightnings_facts(tmp_path):
-    # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings: the output of a
-    # run is the progress bar (off here), this program's lines and Lightning's device facts.
+def _fit_output(cwd, *args: str) -> list[str]:
+    """The lines a real ``fit`` of configs/debug.yaml prints (stdout and stderr, a progress bar's
+    redraws each a line of its own)."""
     result = subprocess.run(
-        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--trainer.enable_progress_bar", "false"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    allowed = ("Seed set to", "GPU available:", "TPU available:", "`Trainer.fit` stopped:", "generated image:")
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert lines and all(line.startswith(allowed) for line in lines), lines
+    return [line for line in (result.stdout + result.stderr).replace("\r", "\n").splitlines() if line.strip()]
+
+
+def test_a_run_prints_its_progress_and_its_own_lines_only(tmp_path):
+    # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings, none of
+    # Lightning's lines about itself (accelerators available, seed, fit stopped), no model summary: the
+    # progress bar in steps, and this program's lines.
+    lines = _fit_output(tmp_path, "--trainer.precision", "bf16-mixed")
+    bar = [line for line in lines if line.startswith("step ")]
+    assert bar and all(line.startswith(("step ", "generated image:")) for line in lines), lines
+    assert bar[-1].startswith("step 4/4 |") and "ETA " in bar[-1] and "loss=" in bar[-1], bar[-1]
+    assert not any("Epoch" in line or "v_num" in line for line in bar), bar
+
+
+def test_verbose_brings_back_lightnings_lines_and_the_model_summary(tmp_path):
+    lines = _fit_output(tmp_path, "--trainer.precision", "bf16-mixed", "--trainer.enable_progress_bar", "false", "--verbose")
+    for start in ("Seed set to 0", "GPU available:", "TPU available:", "Using bfloat16 Automatic Mixed Precision", "`Trainer.fit` stopped:"):
+        assert any(line.startswith(start) for line in lines), (start, lines)
+    assert any("Trainable params" in line for line in lines), lines
+    assert any(line.startswith("generated image:") for line in lines), lines

@@ -1,0 +1,43 @@
+"""The files in configs/: each says whether it is a base config or an overlay, pins no accelerator, and
+names its runs in one line that the real parser merges over the CLI's TensorBoard logger."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from nst_lightning.run.entry import cli_main
+from tests.helpers import CONFIGS
+
+FILES = sorted(CONFIGS.glob("*.yaml"))
+
+
+def printed_config(capsys, *configs) -> dict:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *(arg for path in configs for arg in ("--config", str(path))), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[path.stem for path in FILES])
+def test_a_config_says_what_it_is_pins_no_accelerator_and_names_its_runs(path, capsys):
+    text = path.read_text()
+    first = text.splitlines()[0]
+    assert first.startswith(("# Base config", "# Overlay: layer over a base config, e.g. --config configs/")), first
+    # An overlay as its first line says to use it: over a base config (the one it names).
+    under = [CONFIGS / re.search(r"--config configs/(\w+\.yaml)", first).group(1)] if first.startswith("# Overlay") else []
+    config = printed_config(capsys, *under, path)
+    logger = config["trainer"]["logger"]
+    assert logger["class_path"] == "lightning.pytorch.loggers.TensorBoardLogger"
+    assert logger["init_args"]["name"] == path.stem and logger["init_args"]["save_dir"] == "lightning_logs"
+    assert logger["init_args"]["default_hp_metric"] is False
+    # The tests' config keeps one fixed directory and the CPU; every other one a new version each run, on a GPU if any.
+    debug = path.stem == "debug"
+    assert logger["init_args"]["version"] == ("" if debug else None)
+    assert config["trainer"]["accelerator"] == ("cpu" if debug else "auto")
+    assert "accelerator" not in text or debug or "--trainer.accelerator cpu" in text
+    assert "class_path" not in text  # one line names the run; the logger itself is the CLI's
+    assert not re.search(r"issue \d|round\b|20\d\d-\d\d", text), "history belongs in CHANGELOG.md"
