@@ -156,6 +156,7 @@ PICTURE_OPTIONS: Check = _section(
         "trainer": _section(_TRAINER),
         **{section: _section(options) for section, options in PICTURE_OPTIONS_BY_SECTION.items()},
         "precision_policy": _name,
+        "verbose": _plain,  # how much of Lightning's output a run shows
         "ckpt_path": _plain,  # dropped: a rerun is a new run
         "weights_only": _plain,  # every checkpoint is loaded weights_only, whatever this says
     }
