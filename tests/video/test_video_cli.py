@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -73,6 +74,18 @@ def test_a_clip_becomes_frames_and_a_video_with_its_timing_and_sound(clip, tmp_p
         times = [frame.time for frame in container.decode(video=0)]
     assert times == pytest.approx([n / 12 for n in range(5)], abs=1e-3)  # the input's 12 fps
     assert float(sound.duration * sound.time_base) == pytest.approx(5 / 12, abs=0.05)  # trimmed to the picture
+
+
+def test_the_video_is_written_with_the_permissions_of_every_other_output(clip, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--frames", "0:2", "--video.frame_steps", "1") == 0
+    finally:
+        os.umask(previous)
+    out = tmp_path / "styled"
+    written = [out / "pan.mp4", out / "clip.json", out / "frames" / "000001.png", out / "runs" / "frame_000001" / "frame.json"]
+    # 0644 as open() makes it under this umask: others may read the video as they read the frames.
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}
 
 
 def test_later_frames_follow_the_pan_and_a_cut_starts_a_new_shot(tmp_path, monkeypatch):
