@@ -165,6 +165,29 @@ def test_a_stopped_clip_resumes_to_the_same_frames_as_an_uninterrupted_one(clip,
         assert pixels_sha(tmp_path / "stopped" / "frames" / f"{n:06d}.png") == pixels_sha(tmp_path / "whole" / "frames" / f"{n:06d}.png"), n
 
 
+def test_ctrl_c_before_a_frames_first_checkpoint_says_that_nothing_of_it_was_saved(clip, tmp_path):
+    process = _video_process(tmp_path, "early")
+    run = tmp_path / "early" / "runs" / "frame_000001"
+    try:
+        # The frame's fit has started (its log is open) and, about a second before its first step
+        # ends, has no checkpoint yet: Ctrl-C now stops it while it starts.
+        _wait_for(lambda: (run / "frame.log").is_file() or process.poll() is not None)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    [line] = [line for line in err.splitlines() if line.startswith("video: stopped")]
+    if (run / "checkpoints" / "last.ckpt").is_file():  # the signal came late, in the first step: saved there
+        assert line.endswith("of frame 1 of 5, its checkpoint saved; rerun the same command to continue from there"), line
+    else:
+        # What the command says is what the frame's own log says, and what is on disk.
+        assert "nothing was saved" in (run / "frame.log").read_text()
+        assert line == ("video: stopped by SIGINT outside training in frame 1 of 5, before its first checkpoint: nothing of "
+                        "that frame was saved; rerun the same command to start it again"), line
+
+
 def _text_file(tmp_path: Path) -> None:
     (tmp_path / "notes.mp4").write_text("not a video")
 
