@@ -21,7 +21,7 @@ from PIL import Image
 
 from nst_lightning.__main__ import dispatch
 from tests.helpers import DEBUG_CONFIG, REPO, events, make_image, pixels_sha
-from tests.video.clips import make_pan_clip, pan_frames
+from tests.video.clips import declared_size_gif, make_pan_clip, pan_frames, png_clip
 
 SMALL = ["--config", DEBUG_CONFIG, "--data.image_size", "64", "--checkpoint.every_n_train_steps", "1", "--image_logger.every_n_steps", "100"]
 
@@ -216,6 +216,32 @@ def test_bad_input_is_one_line_and_nothing_is_written(clip, tmp_path, capsys, ar
     assert video(*args, "--style", "style.png", "--out", "styled") == 2
     assert words in error_line(capsys)
     assert not (tmp_path / "styled").exists()
+
+
+def _peak_of(command: list[str], cwd: Path) -> tuple[int, str, float]:
+    """Run ``command``: its exit code, stderr, and its own peak resident memory in MB (``wait4``)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"PYTHONPATH": str(REPO)})
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, err, usage.ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("make", [lambda path: declared_size_gif(path / "bomb.gif", 16000, 12000),
+                                  lambda path: png_clip(path / "bomb.mov", [(16000, 12000)] * 2)], ids=["gif-85-bytes", "png-in-mov-47-kB"])
+def test_a_clip_declaring_a_huge_picture_is_refused_before_it_is_decoded(clip, tmp_path, make):
+    bomb = make(tmp_path)
+    _text_file(tmp_path)
+    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--style", "style.png", "--out", "styled", "--input"]
+    code, err, peak = _peak_of([*command, bomb.name], tmp_path)
+    assert code == 2, err
+    [line] = [line for line in err.splitlines() if line.startswith("nst_lightning")]
+    assert line.startswith(f"nst_lightning: error: --input: {bomb.name} declares 16000x12000 pixels in only ") and "decompression bomb" in line
+    assert not (tmp_path / "styled").exists()
+    # Refused from its headers: as much memory as refusing a text file (decoding one frame takes 0.6-1.3 GB more).
+    code, _, reference = _peak_of([*command, "notes.mp4"], tmp_path)
+    assert code == 2 and peak < reference + 100, (peak, reference)
 
 
 def test_an_out_folder_holding_other_files_is_refused(clip, tmp_path, capsys):
