@@ -244,6 +244,27 @@ def test_a_clip_declaring_a_huge_picture_is_refused_before_it_is_decoded(clip, t
     assert code == 2 and peak < reference + 100, (peak, reference)
 
 
+def test_reading_a_clip_holds_a_constant_number_of_frames_whatever_its_length(tmp_path):
+    import tracemalloc
+
+    from nst_lightning.video.clip import VideoOptions, extract
+    from nst_lightning.video.layout import ClipDirectory
+
+    clip = make_pan_clip(tmp_path / "long.mp4", count=200, size=(32, 24), audio=False)
+    peaks = {}
+    for count in (20, 200):
+        out = tmp_path / f"first_{count}"
+        tracemalloc.start()  # numpy's arrays are traced: a frame kept is 147 kB at 256x192
+        try:
+            manifest = extract(VideoOptions(input=str(clip), style="unused", out=out, stop=count), ClipDirectory(out), 256, {})
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert manifest.count == count and len(list((out / "input").iterdir())) == count
+    # Streamed: the same peak for 200 frames as for 20 (every frame kept: 26 MB more).
+    assert peaks[200] - peaks[20] < 2e6, peaks
+
+
 def test_an_out_folder_holding_other_files_is_refused(clip, tmp_path, capsys):
     (tmp_path / "styled").mkdir()
     (tmp_path / "styled" / "holiday.jpg").write_bytes(b"mine")
