@@ -146,18 +146,34 @@ def _check_cost(image: Image.Image, size: int, long_side: Optional[int], source:
     if long_side is not None and 2 * long_side < max(width, height):
         scale = 2 * long_side / max(width, height)  # keep twice the result on both sides, for Lanczos
         image.draft(image.mode, (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
-    decoded = image.width * image.height
     declared = f"{width}x{height} pixels" + (f" (decoded at {image.width}x{image.height})" if image.size != (width, height) else "")
+    check_pixels(image.width, image.height, size, source, option, declared)
+
+
+def check_pixels(
+    width: int, height: int, size: int, source: str, option: str, declared: Optional[str] = None, noun: str = "image"
+) -> None:
+    """Refuse decoding a ``width`` x ``height`` picture from a file of ``size`` bytes when it costs too
+    much: over ``MAX_DECODED_PIXELS``, or over ``MAX_PIXELS`` with less than a byte per
+    ``PIXELS_PER_BYTE`` pixels. Also for pictures other decoders make (a clip's frames: ``noun`` video)."""
+    decoded, declared = width * height, declared or f"{width}x{height} pixels"
+    article = "an" if noun[0] in "aeiou" else "a"
     if decoded > MAX_PIXELS and decoded > PIXELS_PER_BYTE * size:
         raise UserError(
             f"{option}: {source} declares {declared} in only {size:,} bytes, more than {PIXELS_PER_BYTE} pixels a byte "
-            f"above {MAX_PIXELS:,} pixels (a decompression bomb, or an image of almost nothing); give a smaller image"
+            f"above {MAX_PIXELS:,} pixels (a decompression bomb, or {article} {noun} of almost nothing); give a smaller {noun}"
         )
     if decoded > MAX_DECODED_PIXELS:
         raise UserError(
             f"{option}: {source} declares {declared}, more than the limit of {MAX_DECODED_PIXELS:,} decoded pixels "
-            "(a decompression bomb, or a huge image); give a smaller image"
+            f"(a decompression bomb, or a huge {noun}); give a smaller {noun}"
         )
+
+
+def pixel_limit(size: int) -> int:
+    """The most pixels ``check_pixels`` lets a file of ``size`` bytes decode: its rule as one number,
+    for a decoder that takes a limit (FFmpeg's ``max_pixels``)."""
+    return min(MAX_DECODED_PIXELS, max(MAX_PIXELS, PIXELS_PER_BYTE * size))
 
 
 def decode_image(data: bytes, long_side: int | None = None, source: str = "image", option: str = "image") -> Tensor:

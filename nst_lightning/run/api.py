@@ -31,13 +31,14 @@ from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.run.api_arguments import Arguments, Seed
-from nst_lightning.run.api_images import as_source
+from nst_lightning.run.api_images import as_source, check_held, check_spill
 from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
 from nst_lightning.run.callbacks.image_logger import ImageLogger
 from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.run.output import to_pil
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
 from nst_lightning.run.run_lock import LOCK_NAME, RunLock
+from nst_lightning.scale.memory import BUDGET_MARGIN, GB, available_bytes, gb, process_bytes
 from nst_lightning.utilities.errors import UserError, param
 
 ImageLike = Union[str, Path, Image.Image, Tensor]
@@ -79,34 +80,52 @@ def stylize(
     )
     checked = Arguments(stylize).check(run, options)
     run = checked["run"]
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    names = [param("data.style") + (f"[{k}]" if len(styles) > 1 else "") for k in range(len(styles))]
     # The caller's random state is left as it was; within, seeded as the CLI's seed_everything seeds
     # a run (before the model is built), so the same options give the CLI's result.
-    with tempfile.TemporaryDirectory(prefix="nst_stylize_") as inputs, torch.random.fork_rng(devices=[]):
+    with tempfile.TemporaryDirectory(prefix="nst_stylize_") as inputs, torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         if run["seed"] is not None:
             torch.manual_seed(run["seed"])
-        styles = list(style) if isinstance(style, (list, tuple)) else [style]
+        for message in EXPECTED_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        NoAdvertisements.install()  # before the Trainer, which prints one
+        trainer = _trainer(**run)
+        model = StyleTransfer(**checked["model"])
+        # What the inputs cost, checked before it is spent (as the CLI's preflight): each in-memory
+        # image from its shape, before it is copied to a PNG; below, every painting from its header.
+        limit, where = _memory_limit(model, trainer)
+        for image, name in [(content, param("data.content")), *zip(styles, names)]:
+            check_spill(image, name, limit, where)
         data = StyleTransferData(
             content=as_source(content, Path(inputs) / "content.png", param("data.content")),
-            style=[
-                as_source(s, Path(inputs) / f"style{k}.png", param("data.style") + (f"[{k}]" if len(styles) > 1 else ""))
-                for k, s in enumerate(styles)
-            ],
+            style=[as_source(s, Path(inputs) / f"style{k}.png", name) for k, (s, name) in enumerate(zip(styles, names))],
             **checked["data"],
         )
-        model = StyleTransfer(**checked["model"])
-        NoAdvertisements.install()  # before the Trainer, which prints one
-        with warnings.catch_warnings():
-            for message in EXPECTED_WARNINGS:
-                warnings.filterwarnings("ignore", message=message)
-            trainer = _trainer(**run)
-            _check_run(model, data, trainer, run["max_steps"], str(run["precision"] or "32"))  # None: the Trainer's default
-            lock = None if run["log_dir"] is None else _hold(Path(run["log_dir"]))
-            try:
-                trainer.fit(model, datamodule=data)
-            finally:
-                if lock is not None:
-                    lock.release()
+        check_held(data, limit, where)
+        _check_run(model, data, trainer, run["max_steps"], str(run["precision"] or "32"))  # None: the Trainer's default
+        lock = None if run["log_dir"] is None else _hold(Path(run["log_dir"]))
+        try:
+            trainer.fit(model, datamodule=data)
+        finally:
+            if lock is not None:
+                lock.release()
         return to_pil(model.result())
+
+
+def _memory_limit(model: StyleTransfer, trainer: pl.Trainer) -> tuple[Optional[float], str]:
+    """The bytes the inputs may take where they are decoded (the CPU), and how a message names that
+    limit: the memory available there (unless ``check_memory`` is off), and on a CPU run what
+    ``max_memory_gb`` leaves of its budget, counted as ``scale/budget.py`` counts it."""
+    cpu, compute = torch.device("cpu"), model.compute
+    limits = []
+    available = available_bytes(cpu) if compute.check_memory else None
+    if available is not None:
+        limits.append((available, f"the {gb(available)} available"))
+    if compute.max_memory_gb is not None and trainer.strategy.root_device.type == "cpu":
+        left = BUDGET_MARGIN * compute.max_memory_gb * GB - process_bytes(cpu)
+        limits.append((left, f"the {gb(max(left, 0.0))} that {param('model.max_memory_gb')} {compute.max_memory_gb:g} leaves"))
+    return min(limits, default=(None, ""))
 
 
 def _trainer(

@@ -1,22 +1,37 @@
 """``stylize()``'s in-memory images (PIL images, tensors) as the sources the datamodule reads: lossless
 PNGs, so that they are read, fingerprinted and resized as files are. A tensor that is not one RGB
 image is refused, naming the argument, with the call that makes it one.
+
+What the inputs cost is checked before it is spent, as the CLI's preflight checks a run: an image
+from its shape alone (no larger than a photo file may decode to, its copy to a PNG within the memory
+there is), and the photo and every painting at the working size from their headers (``check_held``).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from PIL import Image
 from torch import Tensor
 
+from nst_lightning.inputs.images import MAX_DECODED_PIXELS
 from nst_lightning.run.api_arguments import ArgumentTypeError, a_noun
 from nst_lightning.run.output import to_pil
-from nst_lightning.utilities.errors import UserError
+from nst_lightning.scale.memory import gb
+from nst_lightning.utilities.errors import UserError, param
+
+# Peak memory of ``as_source`` a pixel of an in-memory image, measured at 16 Mpx: 21 bytes from a float
+# tensor (its finite check, the clamped float copy, the 8-bit one, Pillow's, the PNG), 27 from a uint8
+# one (its float copy first), 7 from a PIL image; rounded up.
+SPILL_BYTES_PER_PIXEL = 30
+# What an input holds at the working size once decoded: its 8-bit pixels (3 bytes a pixel, kept) and
+# the float copy the datamodule hands out (12), of every painting at once.
+HELD_BYTES_PER_PIXEL = 15
 
 
 def as_source(image: Any, spill: Path, name: str) -> str:
@@ -38,17 +53,74 @@ def as_source(image: Any, spill: Path, name: str) -> str:
     return str(spill)
 
 
+def check_spill(image: Any, name: str, limit: Optional[float], where: str) -> None:
+    """Refuse, from its size alone (nothing read or copied), an in-memory image larger than a photo
+    file may decode to (``MAX_DECODED_PIXELS``), or whose copy to a PNG (``as_source``) needs more than
+    ``limit`` bytes (``where`` says whose limit); paths, URLs and malformed tensors pass (the datamodule
+    and ``as_source`` refuse those)."""
+    size = image.size if isinstance(image, Image.Image) else _tensor_size(image) if isinstance(image, Tensor) else None
+    if size is None:
+        return
+    width, height = size
+    fix = "resize it first (torch.nn.functional.interpolate, or PIL's Image.thumbnail): it is resized to image_size anyway"
+    if width * height > MAX_DECODED_PIXELS:
+        raise UserError(
+            f"{name} is a {width}x{height} image ({width * height:,} pixels), more than the {MAX_DECODED_PIXELS:,} a photo "
+            f"file may decode to; {fix}"
+        )
+    need = SPILL_BYTES_PER_PIXEL * width * height
+    if limit is not None and need > limit:
+        raise UserError(
+            f"{name} is a {width}x{height} image: reading it as the run's input takes about {gb(need)} of memory, more "
+            f"than {where}; {fix}, or give {param('model.check_memory')}=False to try anyway"
+        )
+
+
+def check_held(data: Any, limit: Optional[float], where: str) -> None:
+    """Refuse, from the images' headers (nothing decoded), paintings that cannot be held at the working
+    size: every one is decoded and handed out as floats at once (``HELD_BYTES_PER_PIXEL``). Where the
+    photo's pixels outweigh them, the run's own estimate (``preflight.check_inputs``) says more."""
+    if limit is None:
+        return
+    content, styles = data.header_sizes(data.image_size)
+    photos, paintings = len(data.contents) * math.prod(content), sum(map(math.prod, styles))
+    need = HELD_BYTES_PER_PIXEL * (photos + paintings)
+    if need > limit and paintings > photos:
+        many = f"{len(styles)} paintings" if len(styles) > 1 else "the painting"
+        raise UserError(
+            f"{param('data.style')}: {many} at {param('data.image_size')} {data.image_size} (x {param('data.style_scale')} "
+            f"{data.style_scale:g}) take about {gb(need)} of memory as the run's inputs with the photo, more than {where}; "
+            f"blend fewer paintings, or lower {param('data.image_size')} or {param('data.style_scale')}, or give "
+            f"{param('model.check_memory')}=False to try anyway"
+        )
+
+
+def _tensor_size(image: Tensor) -> Optional[tuple[int, int]]:
+    """``(width, height)`` of an image tensor ``_as_image_tensor`` takes, from its shape; None for another."""
+    shape = _image_shape(list(image.shape))
+    return None if shape is None else (shape[2], shape[1])
+
+
+def _image_shape(shape: list[int]) -> Optional[list[int]]:
+    """``[3, H, W]`` for the shapes an image tensor may have (``_as_image_tensor``), else None."""
+    if len(shape) == 4 and shape[:2] == [1, 3]:
+        return shape[1:]
+    if len(shape) == 3 and shape[0] != 3 and shape[2] == 3:
+        return [3, *shape[:2]]
+    return shape if len(shape) == 3 and shape[0] == 3 else None
+
+
 def _as_image_tensor(image: Tensor, name: str) -> Tensor:
     """``image`` as ``[3, H, W]`` in [0, 1]. Taken: ``[3, H, W]``, ``[1, 3, H, W]`` and ``[H, W, 3]`` (a
     ``[3, H, W]`` reading wins when both could apply); floats in [0, 1] or uint8 in [0, 255]. Anything
     else is refused, with the call that makes it one of those."""
     shape = list(image.shape)
-    if len(shape) == 4 and shape[:2] == [1, 3]:
-        image = image[0]
-    elif len(shape) == 3 and shape[0] != 3 and shape[2] == 3:
-        image = image.permute(2, 0, 1)
-    elif not (len(shape) == 3 and shape[0] == 3):
+    if _image_shape(shape) is None:
         raise UserError(f"{name} is a tensor of shape {shape}{_shape_fix(shape)}")
+    if len(shape) == 4:
+        image = image[0]
+    elif shape[0] != 3:
+        image = image.permute(2, 0, 1)
     if image.numel() == 0:
         raise UserError(f"{name} is an empty tensor, of shape {shape}; give an image with pixels")
     if image.dtype == torch.uint8:

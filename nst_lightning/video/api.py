@@ -8,7 +8,8 @@ Keywords are the command's own options (``frames``, ``first_frame_steps``, ``fra
 ``temporal_weight``, ``flow_preset``, ``cut_threshold``, ``crf``, ``fps``, ``preview_every``, ``out_format``), any option of
 ``StyleTransfer`` or ``StyleTransferData`` by its name (``style_weight``, ``image_size``...), and
 ``max_steps`` (the first frame's steps). The same checks, files and resumption as the command; errors
-are ``UserError``s, and a stop by Ctrl-C a ``KeyboardInterrupt`` once the frame's checkpoint is saved.
+are ``UserError``s, and a stop by Ctrl-C a ``KeyboardInterrupt`` (after a line on stderr that says what of the frame
+was saved; calling it again goes on).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def stylize_video(
         return run_video(argv, "stylize_video()")
     except UsageError as err:
         raise UserError(str(err)) from None
-    except SystemExit as stop:  # a frame stopped by a signal, its checkpoint saved
+    except SystemExit as stop:  # a frame stopped by a signal (its line said what was saved)
         raise KeyboardInterrupt(f"stylize_video() stopped (exit code {stop.code}); call it again to continue") from None
 
 

@@ -160,7 +160,7 @@ def video_main(argv: list[str], prog: str) -> int:
     except UserError as err:
         print(f"nst_lightning: error: {err.for_cli()}", file=sys.stderr)
         return 2
-    except SystemExit as stop:  # a frame stopped by a signal: it saved its checkpoint
+    except SystemExit as stop:  # a frame stopped by a signal: its line said what of it was saved
         return stop.code if isinstance(stop.code, int) else 1
     except (KeyboardInterrupt, RunInterrupted) as err:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 from PIL import Image
@@ -83,21 +83,30 @@ class VideoOptions:
 
 def extract(options: VideoOptions, clip: ClipDirectory, image_size: int, identity: dict[str, Any]) -> Manifest:
     """The range's frames at the working size into ``input/`` (the size ``fit`` would give them:
-    its long side ``image_size``, rounded as ``inputs.images`` rounds), and the manifest."""
+    its long side ``image_size``, rounded as ``inputs.images`` rounds), and the manifest.
+
+    Streamed: each frame is decoded, resized, written and measured for cuts (``find_cuts`` keeps the
+    previous frame's histograms only) before the next is decoded, so memory holds a frame or two
+    whatever the clip's length (docs/video.md: flat from 300 to 3000 frames)."""
     reader = FrameReader(options.input, options.start, options.stop, options.fps)
-    times, thumbnails, size = [], [], None
-    for n, frame in enumerate(reader, start=1):
-        image = Image.fromarray(frame.image)
-        scale = image_size / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        if size != image.size:
-            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        pixels = np.asarray(image)
-        write_png(clip.input(n), pixels)
-        thumbnails.append(pixels)
-        times.append(frame.time)
+    times: list[Fraction] = []
+    size: Optional[tuple[int, int]] = None
+
+    def working_size() -> Iterator[np.ndarray]:
+        nonlocal size
+        for n, frame in enumerate(reader, start=1):
+            image = Image.fromarray(frame.image)
+            scale = image_size / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            if size != image.size:
+                image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+            pixels = np.asarray(image)
+            write_png(clip.input(n), pixels)
+            times.append(frame.time)
+            yield pixels
+
+    shots = find_cuts(working_size(), options.cut_threshold)
     info = open_clip(options.input, options.fps)
-    shots = find_cuts(thumbnails, options.cut_threshold)
     manifest = Manifest(
         identity=identity, width=size[0], height=size[1], times=[str(t) for t in times], fps=str(info.fps),
         first_index=options.start, shots=[n + 1 for n in shots], lost=list(reader.lost),

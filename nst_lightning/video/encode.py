@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import math
 import os
-import tempfile
+import secrets
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -104,9 +104,10 @@ def _temporary(out: Path) -> Iterator[Path]:
     """A temporary path beside ``out`` for a writer that needs a name (FFmpeg's mp4 muxer reopens
     the file to move its index to the front), renamed to ``out`` only once it is complete and synced."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=TMP_SUFFIX)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(8)}{TMP_SUFFIX}"
+    # Created as open() creates a file (0666 less the umask, applied by the kernel), as atomic_write
+    # leaves every other output; mkstemp's would stay private (0600) through the rename.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

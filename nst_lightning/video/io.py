@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 import av
 import numpy as np
 
-from nst_lightning.inputs.images import header_size, open_image
+from nst_lightning.inputs.images import check_pixels, header_size, open_image, pixel_limit
 from nst_lightning.utilities.errors import UserError, param
 from nst_lightning.video.encode import write_gif, write_video
 
@@ -72,13 +72,18 @@ def _image_files(source: str) -> Optional[list[str]]:
     return images
 
 
-def _open_container(source: str) -> av.container.InputContainer:
+def _open_container(source: str, options: Optional[dict[str, str]] = None) -> av.container.InputContainer:
+    """``source`` opened, its first video stream's decoder bounded by the photo's limits: FFmpeg's
+    ``max_pixels`` (``pixel_limit`` of the file's size) refuses any larger picture before allocating
+    it, in the probe ``av.open`` decodes and in every frame decoded later, whatever the headers say
+    (a stream may change size midway). ``options``: the format's and the probe's instead."""
     if not os.path.exists(source):
         raise UserError(
             f"{_INPUT} {source} does not exist; give a video file, a folder of images or a glob such as 'shots/*.png'"
         )
+    limit = {"max_pixels": str(pixel_limit(os.path.getsize(source)))}
     try:
-        container = av.open(source)
+        container = av.open(source, options=limit if options is None else options)
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise UserError(
             f"{_INPUT} {source} is not a video FFmpeg can read ({err}); give an mp4, mov, mkv, webm or GIF file"
@@ -86,7 +91,27 @@ def _open_container(source: str) -> av.container.InputContainer:
     if not container.streams.video:
         container.close()
         raise UserError(f"{_INPUT} {source} has no video stream (only audio or data); give a file with a picture")
+    container.streams.video[0].codec_context.options = limit
     return container
+
+
+def _check_size(container: av.container.InputContainer, source: str) -> None:
+    """Refuse, before anything is decoded, a picture larger than a photo of the file's size may be
+    (``check_pixels``). A probe refused by ``max_pixels`` leaves the size unknown (0 x 0): it is then
+    read again with no decoder allowed, from the headers alone."""
+    size = os.path.getsize(source)
+    context = container.streams.video[0].codec_context
+    width, height = context.width, context.height
+    if not (width and height):
+        with _open_container(source, options={"codec_whitelist": "none"}) as headers:
+            context = headers.streams.video[0].codec_context
+            width, height = context.width, context.height
+    if not (width and height):
+        raise UserError(
+            f"{_INPUT} {source} has no picture size FFmpeg can read within {pixel_limit(size):,} pixels, the most a file "
+            f"of {size:,} bytes may decode (a decompression bomb, or a damaged video); give a smaller video"
+        )
+    check_pixels(width, height, size, source, _INPUT, noun="video")
 
 
 def open_clip(source: str, fps: Optional[Fraction] = None) -> ClipInfo:
@@ -96,6 +121,7 @@ def open_clip(source: str, fps: Optional[Fraction] = None) -> ClipInfo:
         height, width = header_size(Path(files[0]).read_bytes(), None, files[0], _INPUT)
         return ClipInfo(source, "frames", width, height, len(files), Fraction(fps or DEFAULT_FPS), False)
     with _open_container(source) as container:
+        _check_size(container, source)  # before the first frame is decoded, for its rotation below
         stream = container.streams.video[0]
         # average_rate is unset for some streams (a GIF, raw H.264): guessed_rate is FFmpeg's estimate.
         rate = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
@@ -219,7 +245,7 @@ def _presentation_times(container: av.container.InputContainer, stream: av.Video
 def _decoded(source: str, times: list[int], start: int, stop: int, seek: bool = True) -> Iterator[Frame]:
     """Decode frames ``start`` to ``stop - 1``, seeking to the keyframe before ``start`` first; a packet
     the decoder rejects is skipped and decoding goes on from the next one."""
-    with av.open(source) as container:
+    with _open_container(source) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if seek and start > 0:

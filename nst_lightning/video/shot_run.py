@@ -18,7 +18,7 @@ import torch
 from nst_lightning.utilities.errors import UserError
 from nst_lightning.video.clip_log import ClipLog
 from nst_lightning.video.flow import FlowCache
-from nst_lightning.video.frame_run import frame_arguments, prepare, read_rgb, record, run_frame
+from nst_lightning.video.frame_run import FrameOutcome, frame_arguments, prepare, read_rgb, record, run_frame
 from nst_lightning.video.layout import ClipDirectory
 
 
@@ -28,7 +28,7 @@ def run_shot(
 ) -> list[dict[str, Any]]:
     """Frames ``first .. end - 1`` (1-based) of the clip in ``root`` that are not done yet; their
     records. ``UserError`` for a frame's error; ``SystemExit(128 + N)`` when a frame was stopped by
-    signal N (its checkpoint saved). ``on_frame(seconds)`` after each frame (in this process only)."""
+    signal N (after one line saying what of it was saved). ``on_frame(seconds)`` after each frame (in this process only)."""
     clip = ClipDirectory(Path(root))
     first_steps, later_steps = options.steps(fit_max_steps)
     flows = flow_cache(options, clip)
@@ -53,13 +53,10 @@ def run_shot(
             if outcome.code == 2:
                 raise UserError(f"frame {n}: {outcome.line.removeprefix('nst_lightning: error: ')} (its log: {clip.run(n) / 'frame.log'})")
             if outcome.code != 0:
-                # The run's own line says how to resume a fit; a clip resumes by its own command.
-                head = outcome.line.removeprefix("nst_lightning: ").split(";")[0]
                 from tqdm import tqdm
 
                 # Above the bar over the frames, which then clears itself: this is the last line.
-                tqdm.write(f"video: {head} of frame {n} of {count}, its checkpoint saved; "
-                           "rerun the same command to continue from there", file=sys.stderr)
+                tqdm.write(stopped_line(outcome, clip.run(n), n, count), file=sys.stderr)
                 raise SystemExit(outcome.code)
             records.append(record(outcome, n, trusted))
             log.frame(n, records[-1], clip.run(n) / "generated.png", clip.run(n) / "previous.pt", still)
@@ -70,6 +67,21 @@ def run_shot(
         log.close()
         pool.shutdown(wait=True, cancel_futures=True)
     return records
+
+
+def stopped_line(outcome: FrameOutcome, run: Path, n: int, count: int) -> str:
+    """What the command says when frame ``n``'s ``fit`` was stopped by a signal: the frame's own line
+    (which signal, after how many steps) and what is on disk to go on from, since a stop outside
+    training (while the frame's run starts) or a second signal saves nothing."""
+    head = outcome.line.removeprefix("nst_lightning: ").split(";")[0].split(",")[0] or f"stopped (exit code {outcome.code})"
+    if not (run / "checkpoints" / "last.ckpt").is_file():
+        return (f"video: {head} in frame {n} of {count}, before its first checkpoint: nothing of that frame was saved; "
+                "rerun the same command to start it again")
+    if head.startswith("stopped at once") or "outside training" in head:
+        return (f"video: {head} in frame {n} of {count}, nothing saved since its last checkpoint; "
+                "rerun the same command to continue from that checkpoint")
+    # The run's own line says how to resume a fit; a clip resumes by its own command.
+    return f"video: {head} of frame {n} of {count}, its checkpoint saved; rerun the same command to continue from there"
 
 
 def _prepared(clip: ClipDirectory, n: int, flows: FlowCache, earlier: tuple[int, ...], first: int, fill: str) -> float:

@@ -12,7 +12,7 @@ colours are, so a pan or a moving object changes them little and a new scene cha
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ def _distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(np.mean([cv2.compareHist(x, y, cv2.HISTCMP_BHATTACHARYYA) for x, y in zip(a, b)]))
 
 
-def find_cuts(frames: Sequence[np.ndarray], threshold: float = DEFAULT_THRESHOLD) -> list[int]:
+def find_cuts(frames: Iterable[np.ndarray], threshold: float = DEFAULT_THRESHOLD) -> list[int]:
     """The indices t (ascending, never 0) where a hard cut starts: frame t's histograms are farther than
     ``threshold`` from frame t-1's. A gradual transition (a fade, a dissolve) is not found."""
     if not 0.0 < threshold < 1.0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 
 import numpy as np
 import pytest
@@ -221,3 +222,34 @@ def test_a_log_dir_holding_a_run_or_other_files_is_refused_and_left_as_it_was(tm
     ):
         stylize("builtin:tubingen", "builtin:starry_night", log_dir=mine / "notes.txt", **TINY)
     assert os.listdir(mine) == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["content", "style[1]"])
+def test_an_image_tensor_larger_than_any_photo_is_refused_from_its_shape(where, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    huge = torch.zeros(1).expand(3, 40000, 40000)  # 4 bytes, seen as 1.6 billion pixels
+    call = (huge, "builtin:starry_night") if where == "content" else ("builtin:tubingen", ["builtin:starry_night", huge])
+    started = time.monotonic()
+    with pytest.raises(UserError) as error:
+        stylize(*call, log_dir="run", **TINY)  # before: an allocator's RuntimeError (19.2 GB asked for)
+    assert str(error.value) == (
+        f"{where} is a 40000x40000 image (1,600,000,000 pixels), more than the 268,435,456 a photo file may decode to; "
+        "resize it first (torch.nn.functional.interpolate, or PIL's Image.thumbnail): it is resized to image_size anyway"
+    )
+    assert time.monotonic() - started < 10 and list(tmp_path.iterdir()) == []  # nothing allocated, nothing written
+
+
+def test_paintings_that_cannot_be_held_at_the_working_size_are_refused_from_their_headers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paintings = [str(make_image(tmp_path / "painting.png", size=(64, 64)))] * 1000  # each read at 512x512: 3.9 GB as 8-bit pixels and floats
+    started = time.monotonic()
+    with pytest.raises(UserError) as error:
+        # Before: the run's estimate passed (it counts 3 bytes a painting's pixel, not 15)
+        # and it decoded every painting (minutes, ~5 GB, an allocator's RuntimeError where there was less).
+        stylize("builtin:tubingen", paintings, max_memory_gb=4, accelerator="cpu", log_dir="run",
+                **{**TINY, "image_size": 512, "max_steps": 1})
+    assert re.fullmatch(
+        r"style: 1000 paintings at image_size 512 \(x style_scale 1\) take about 3\.9 GB of memory as the run's inputs with "
+        r"the photo, more than the [\d.]+ [GM]B (that max_memory_gb 4 leaves|available); blend fewer paintings, or lower "
+        r"image_size or style_scale, or give check_memory=False to try anyway", str(error.value)), str(error.value)
+    assert time.monotonic() - started < 30 and sorted(p.name for p in tmp_path.iterdir()) == ["painting.png"]

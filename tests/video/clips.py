@@ -4,6 +4,7 @@ exactly), optionally cut to another photo, with a sine as its sound."""
 from __future__ import annotations
 
 import io
+import struct
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -59,4 +60,31 @@ def make_pan_clip(path: Path, count: int = 6, size: tuple[int, int] = (64, 48), 
                 frame.sample_rate, frame.pts = RATE, k
                 out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
+    return path
+
+
+def declared_size_gif(path: Path, width: int, height: int, frames: int = 2) -> Path:
+    """An animated GIF whose header declares a ``width`` x ``height`` screen, its frames one pixel each:
+    under 100 bytes, however large the screen (FFmpeg's decoder allocates the whole screen a frame)."""
+    data = bytearray(b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff")
+    data += b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"  # loop forever
+    for _ in range(frames):
+        data += b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # shown for 0.1 s
+        data += b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"  # 1 x 1, colour 0
+    path.write_bytes(bytes(data + b"\x3b"))
+    return path
+
+
+def png_clip(path: Path, sizes: list[tuple[int, int]]) -> Path:
+    """A mov of PNG frames of ``sizes`` (black, 1 bit a pixel: a 16000 x 12000 one is 23 kB), the stream
+    declaring the first's size: each PNG carries its own, so a later frame may be larger."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = sizes[0][0], sizes[0][1], "monob"
+        for i, size in enumerate(sizes):
+            image = io.BytesIO()
+            Image.new("1", size).save(image, format="PNG")
+            packet = av.Packet(image.getvalue())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 10)
+            out.mux(packet)
     return path

@@ -12,6 +12,7 @@ from PIL import Image
 
 from nst_lightning.utilities.errors import UserError
 from nst_lightning.video.io import FrameReader, open_clip, parse_range, write_gif, write_video
+from tests.video.clips import png_clip
 
 WIDTH, HEIGHT, FRAMES, FPS = 48, 32, 24, Fraction(12)
 RATE = 44100
@@ -280,3 +281,12 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="the first 48x32"):
         write_video(images, [Fraction(0), Fraction(1, 12)], tmp_path / "out.mp4", fps=FPS)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_frame_larger_than_the_clip_declares_is_lost_undecoded(tmp_path):
+    # A 64 x 48 stream whose 21st PNG is 16000 x 12000: FFmpeg's decoder refuses it by the photo's limit
+    # (before: decoded, 0.6 GB, then refused for its size). With frame threads the frames in flight
+    # when it fails are lost with it (up to 16, FFmpeg's most), so 20 come first.
+    reader = FrameReader(str(png_clip(tmp_path / "grows.mov", [(64, 48)] * 20 + [(16000, 12000)])))
+    decoded = [frame.index for frame in reader]
+    assert 20 in reader.lost and decoded == sorted(set(range(21)) - set(reader.lost)) and decoded[:4] == [0, 1, 2, 3]

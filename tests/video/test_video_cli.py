@@ -4,9 +4,11 @@ bad input as one line with nothing written."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -20,7 +22,7 @@ from PIL import Image
 
 from nst_lightning.__main__ import dispatch
 from tests.helpers import DEBUG_CONFIG, REPO, events, make_image, pixels_sha
-from tests.video.clips import make_pan_clip, pan_frames
+from tests.video.clips import declared_size_gif, make_pan_clip, pan_frames, png_clip
 
 SMALL = ["--config", DEBUG_CONFIG, "--data.image_size", "64", "--checkpoint.every_n_train_steps", "1", "--image_logger.every_n_steps", "100"]
 
@@ -73,6 +75,41 @@ def test_a_clip_becomes_frames_and_a_video_with_its_timing_and_sound(clip, tmp_p
         times = [frame.time for frame in container.decode(video=0)]
     assert times == pytest.approx([n / 12 for n in range(5)], abs=1e-3)  # the input's 12 fps
     assert float(sound.duration * sound.time_base) == pytest.approx(5 / 12, abs=0.05)  # trimmed to the picture
+
+
+def test_the_video_is_written_with_the_permissions_of_every_other_output(clip, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--frames", "0:2", "--video.frame_steps", "1") == 0
+    finally:
+        os.umask(previous)
+    out = tmp_path / "styled"
+    written = [out / "pan.mp4", out / "clip.json", out / "frames" / "000001.png", out / "runs" / "frame_000001" / "frame.json"]
+    # 0644 as open() makes it under this umask: others may read the video as they read the frames.
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}
+
+
+def test_each_frames_trainer_and_model_are_freed_when_the_frame_ends(clip, tmp_path):
+    import gc
+
+    from lightning.pytorch import Trainer
+
+    from nst_lightning.model.module import StyleTransfer
+
+    def fits() -> list:
+        return [o for o in gc.get_objects() if type(o) in (StyleTransfer, Trainer)]
+
+    gc.collect()
+    earlier = {id(o) for o in fits()}  # an earlier test's, still referenced: not this command's
+    gc.disable()  # Python's own collection frees reference cycles at its pace: every 20 frames or so, here
+    try:
+        assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--frames", "0:3", "--video.frame_steps", "1") == 0
+        alive = collections.Counter(type(o).__name__ for o in fits() if id(o) not in earlier)
+    finally:
+        gc.enable()
+    # Before, every frame's stayed until then (55 MB at 32 px, mostly VGG19): 2.7 GB after 100 frames. The
+    # last frame's fit is still referenced when the command ends (from outside Python's objects).
+    assert alive["StyleTransfer"] <= 1 and alive["Trainer"] <= 1, alive
 
 
 def test_later_frames_follow_the_pan_and_a_cut_starts_a_new_shot(tmp_path, monkeypatch):
@@ -152,6 +189,29 @@ def test_a_stopped_clip_resumes_to_the_same_frames_as_an_uninterrupted_one(clip,
         assert pixels_sha(tmp_path / "stopped" / "frames" / f"{n:06d}.png") == pixels_sha(tmp_path / "whole" / "frames" / f"{n:06d}.png"), n
 
 
+def test_ctrl_c_before_a_frames_first_checkpoint_says_that_nothing_of_it_was_saved(clip, tmp_path):
+    process = _video_process(tmp_path, "early")
+    run = tmp_path / "early" / "runs" / "frame_000001"
+    try:
+        # The frame's fit has started (its log is open) and, about a second before its first step
+        # ends, has no checkpoint yet: Ctrl-C now stops it while it starts.
+        _wait_for(lambda: (run / "frame.log").is_file() or process.poll() is not None)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    [line] = [line for line in err.splitlines() if line.startswith("video: stopped")]
+    if (run / "checkpoints" / "last.ckpt").is_file():  # the signal came late, in the first step: saved there
+        assert line.endswith("of frame 1 of 5, its checkpoint saved; rerun the same command to continue from there"), line
+    else:
+        # What the command says is what the frame's own log says, and what is on disk.
+        assert "nothing was saved" in (run / "frame.log").read_text()
+        assert line == ("video: stopped by SIGINT outside training in frame 1 of 5, before its first checkpoint: nothing of "
+                        "that frame was saved; rerun the same command to start it again"), line
+
+
 def _text_file(tmp_path: Path) -> None:
     (tmp_path / "notes.mp4").write_text("not a video")
 
@@ -180,6 +240,53 @@ def test_bad_input_is_one_line_and_nothing_is_written(clip, tmp_path, capsys, ar
     assert video(*args, "--style", "style.png", "--out", "styled") == 2
     assert words in error_line(capsys)
     assert not (tmp_path / "styled").exists()
+
+
+def _peak_of(command: list[str], cwd: Path) -> tuple[int, str, float]:
+    """Run ``command``: its exit code, stderr, and its own peak resident memory in MB (``wait4``)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"PYTHONPATH": str(REPO)})
+    err = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, err, usage.ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("make", [lambda path: declared_size_gif(path / "bomb.gif", 16000, 12000),
+                                  lambda path: png_clip(path / "bomb.mov", [(16000, 12000)] * 2)], ids=["gif-85-bytes", "png-in-mov-47-kB"])
+def test_a_clip_declaring_a_huge_picture_is_refused_before_it_is_decoded(clip, tmp_path, make):
+    bomb = make(tmp_path)
+    _text_file(tmp_path)
+    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--style", "style.png", "--out", "styled", "--input"]
+    code, err, peak = _peak_of([*command, bomb.name], tmp_path)
+    assert code == 2, err
+    [line] = [line for line in err.splitlines() if line.startswith("nst_lightning")]
+    assert line.startswith(f"nst_lightning: error: --input: {bomb.name} declares 16000x12000 pixels in only ") and "decompression bomb" in line
+    assert not (tmp_path / "styled").exists()
+    # Refused from its headers: as much memory as refusing a text file (decoding one frame takes 0.6-1.3 GB more).
+    code, _, reference = _peak_of([*command, "notes.mp4"], tmp_path)
+    assert code == 2 and peak < reference + 100, (peak, reference)
+
+
+def test_reading_a_clip_holds_a_constant_number_of_frames_whatever_its_length(tmp_path):
+    import tracemalloc
+
+    from nst_lightning.video.clip import VideoOptions, extract
+    from nst_lightning.video.layout import ClipDirectory
+
+    clip = make_pan_clip(tmp_path / "long.mp4", count=200, size=(32, 24), audio=False)
+    peaks = {}
+    for count in (20, 200):
+        out = tmp_path / f"first_{count}"
+        tracemalloc.start()  # numpy's arrays are traced: a frame kept is 147 kB at 256x192
+        try:
+            manifest = extract(VideoOptions(input=str(clip), style="unused", out=out, stop=count), ClipDirectory(out), 256, {})
+            peaks[count] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert manifest.count == count and len(list((out / "input").iterdir())) == count
+    # Streamed: the same peak for 200 frames as for 20 (every frame kept: 26 MB more).
+    assert peaks[200] - peaks[20] < 2e6, peaks
 
 
 def test_an_out_folder_holding_other_files_is_refused(clip, tmp_path, capsys):
