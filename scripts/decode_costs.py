@@ -13,7 +13,7 @@ the peak is reset through ``/proc/self/clear_refs``).
 - colour: the built-in photo tagged Adobe RGB (1998) or Display P3, decoded ignoring its profile (as
   before issue 19) and converted (now), against littlecms's own conversion.
 
-    python scripts/decode_costs.py            # prints markdown tables; docs/reliability.md quotes them
+    python scripts/decode_costs.py            # prints markdown tables; docs/lab/reliability.md quotes them
 """
 
 from __future__ import annotations

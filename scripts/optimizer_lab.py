@@ -12,7 +12,7 @@ decayed) and ``--kw '{"bf16": true}'`` for bf16 autocast.
 
 Appends one JSON line per pair (its curve: evaluations, seconds, content, style) to ``--out``. Only
 for choosing what to measure end to end with ``scripts/schedule_curves.py`` (real CLI runs, wall time);
-docs/quality.md quotes both. Not part of the product: it builds the module directly, without the Trainer.
+docs/lab/quality.md quotes both. Not part of the product: it builds the module directly, without the Trainer.
 """
 import argparse
 import functools
