@@ -155,7 +155,10 @@ def _type_name(hint: Any) -> str:
         inner = names[0] if len(names) == 1 else f"Union[{', '.join(names)}]"
         return f"Optional[{inner}]" if type(None) in args else inner
     if origin is typing.Literal:
-        return f"Literal[{', '.join(repr(a) for a in args)}]"
+        shown = [repr(a) for a in args]
+        if len(shown) > 8:  # VGG19's layer names: the first few, the last, and how many
+            shown = [*shown[:4], "...", shown[-1], f"({len(args)} names)"]
+        return f"Literal[{', '.join(shown)}]"
     if origin is not None:
         base = getattr(origin, "__name__", str(origin).removeprefix("typing."))
         return f"{base}[{', '.join(_type_name(a) for a in args)}]" if args else base
@@ -190,6 +193,7 @@ def _help(text: str | None) -> str:
 def _markdown(text: str) -> str:
     """One line of Markdown from a docstring's reStructuredText: ``code`` and :role:`~x.y` as code."""
     text = re.sub(r":\w+:`(~?)([^`]+)`", lambda m: f"``{m.group(2).split('.')[-1] if m.group(1) else m.group(2)}``", text)
+    text = re.sub(r"`([^`<]+?)\s*<([^>`]+)>`_", r"[\1](\2)", text)  # an RST link
     text = text.replace("``", "`")
     text = " ".join(line.strip() for line in text.splitlines() if line.strip())
     # Text, not HTML: an option's doc may say "<= 0".
