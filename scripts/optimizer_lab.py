@@ -1,4 +1,4 @@
-"""Optimiser lab (issue 20, second round): plain loops on the product's own loss (``StyleTransfer.forward``),
+"""Optimiser lab: plain loops on the product's own loss (``StyleTransfer.forward``),
 scored by the harness's judge (``evaluation.scorer``) every ``--every`` loss evaluations, counting
 evaluations (the reliable cost on a shared machine: a 256 px one costs the same in every method here).
 
