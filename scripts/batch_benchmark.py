@@ -8,7 +8,7 @@ built-in Tübingen photo (all of one size, so that they can be grouped) in the b
     python scripts/batch_benchmark.py --sizes 128 256 --batch-sizes 1 2 4 --jobs 8 --steps 20
     python scripts/batch_benchmark.py --ray --sizes 128 --jobs 4 12 --steps 8   # Ray's fixed and per-job cost
 
-Prints markdown tables; docs/performance.md quotes them.
+Prints markdown tables; docs/lab/performance.md quotes them.
 """
 
 from __future__ import annotations

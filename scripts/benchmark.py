@@ -18,7 +18,7 @@ peak memory per image size, each size measured in a fresh process. Speed does no
 weight values, so the untrained VGG19 (``--weights random``, the default) needs no download.
 
     python scripts/benchmark.py --quick                  # under a minute on 2 CPU cores
-    python scripts/benchmark.py --sizes 128 256 512 --steps 10 --warmup 2 --repeats 3   # docs/performance.md
+    python scripts/benchmark.py --sizes 128 256 512 --steps 10 --warmup 2 --repeats 3   # docs/lab/performance.md
     python scripts/benchmark.py --profile --sizes 128    # where Lightning's own time per step goes
 """
 

@@ -1,4 +1,4 @@
-"""What decoding a photograph costs, and what bombs cost to refuse (issue 19's numbers).
+"""What decoding a photograph costs, and what bombs cost to refuse (docs/lab/reliability.md quotes it).
 
 Each measurement runs in a fresh process, which reads the file's bytes first and then decodes them
 as a run does (``decode_pixels``, the datamodule's call): seconds of the decode, and its peak memory
@@ -11,9 +11,9 @@ the peak is reset through ``/proc/self/clear_refs``).
 - bombs: PNGs that declare 100 Mpx, 400 Mpx and 4 Gpx in a few hundred bytes, and one padded
   to pass the bytes check that declares more than the decoding ceiling;
 - colour: the built-in photo tagged Adobe RGB (1998) or Display P3, decoded ignoring its profile (as
-  before issue 19) and converted (now), against littlecms's own conversion.
+  the program once did) and converted (as it does), against littlecms's own conversion.
 
-    python scripts/decode_costs.py            # prints markdown tables; docs/reliability.md quotes them
+    python scripts/decode_costs.py            # prints markdown tables; docs/lab/reliability.md quotes them
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ result's style distance should fall well below, at a content distance above 0.
 
     python scripts/evaluate.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
         --photos ../shared/examples/tubingen.jpg --paintings ../shared/examples/{starry_night,shipwreck,the_scream,woman-with-hat-matisse}.jpg \\
-        --out docs/evaluation/defaults
-    python scripts/evaluate.py --weights W --regions configs/regions.yaml --out docs/evaluation/regions
+        --out docs/lab/evaluation/defaults
+    python scripts/evaluate.py --weights W --regions configs/regions.yaml --out docs/lab/evaluation/regions
 
 Writes ``OUT/scores.csv`` (one row per result), ``OUT/table.md`` (means per option set) and
 ``OUT/tradeoff.png`` (style distance against content distance, each option set's mean and its
@@ -39,10 +39,10 @@ from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
 
-# The published grid (docs/quality.md) was scored over configs/quick.yaml as it was before issue 20: 200
-# constant Adam steps from the photo, in fp32, the last iterate. These put it back; --today scores over today's quick.yaml.
-BEFORE_ISSUE_20 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
-                   "--precision_policy", "as_set", "--model.ema_decay", "null"]
+# The published grid (docs/lab/quality.md) was scored over the earlier configs/quick.yaml: 200 constant Adam
+# steps from the photo, in fp32, the last iterate. These put it back; --today scores over today's quick.yaml.
+QUICK_200_CONSTANT_FP32 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
+                           "--precision_policy", "as_set", "--model.ema_decay", "null"]
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="the runs (checkpoints, results); default OUT/runs")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
-    args.base = [] if args.today else BEFORE_ISSUE_20
+    args.base = [] if args.today else QUICK_200_CONSTANT_FP32
     args.out = args.out.absolute()
     args.work = (args.work or args.out / "runs").absolute()
     args.out.mkdir(parents=True, exist_ok=True)

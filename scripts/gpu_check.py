@@ -1,4 +1,4 @@
-"""Is the optimisation using the GPU? One command, at most ~5 minutes on an H100/H200 (issue 20).
+"""Is the optimisation using the GPU? One command, at most ~5 minutes on an H100/H200.
 
     python scripts/gpu_check.py                     # on the GPU machine
     python scripts/gpu_check.py --smoke             # anywhere, tiny sizes, seconds (tests/scale/test_gpu_check.py)

@@ -1,4 +1,4 @@
-"""The Gram matrix's own backward (issue 20, fifth round) against autograd's, one loss step at a time.
+"""The Gram matrix's own backward against autograd's, one loss step at a time.
 
     python scripts/gram_kernel.py --weights ../shared/weights/vgg19_features_tvnorm.pth --size 256
 

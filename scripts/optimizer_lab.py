@@ -1,4 +1,4 @@
-"""Optimiser lab (issue 20, second round): plain loops on the product's own loss (``StyleTransfer.forward``),
+"""Optimiser lab: plain loops on the product's own loss (``StyleTransfer.forward``),
 scored by the harness's judge (``evaluation.scorer``) every ``--every`` loss evaluations, counting
 evaluations (the reliable cost on a shared machine: a 256 px one costs the same in every method here).
 
@@ -12,7 +12,7 @@ decayed) and ``--kw '{"bf16": true}'`` for bf16 autocast.
 
 Appends one JSON line per pair (its curve: evaluations, seconds, content, style) to ``--out``. Only
 for choosing what to measure end to end with ``scripts/schedule_curves.py`` (real CLI runs, wall time);
-docs/quality.md quotes both. Not part of the product: it builds the module directly, without the Trainer.
+docs/lab/quality.md quotes both. Not part of the product: it builds the module directly, without the Trainer.
 """
 import argparse
 import functools

@@ -1,4 +1,4 @@
-"""Quality evidence for docs/quality.md: the paper's subject in three styles, default vs colour
+"""Quality evidence for docs/lab/quality.md: the paper's subject in three styles, default vs colour
 preservation vs coarse-to-fine, with run times and losses measured one way for every result.
 
 Each result is one real CLI run (``python -m nst_lightning fit``, a subprocess, timed end to end,

@@ -1,4 +1,4 @@
-"""Distance against wall time, one curve per setting: how issue 20's defaults were chosen.
+"""Distance against wall time, one curve per setting: how configs/quick.yaml's and default.yaml's schedules were chosen.
 
 Each setting is an ordinary ``fit`` (over ``--config``, default ``configs/quick.yaml``) of every photo x
 painting, one at a time on an otherwise idle machine, checkpointing every ``--every`` steps. Each
@@ -40,47 +40,48 @@ sys.path.insert(0, str(REPO))
 from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
-from scripts.evaluate import BEFORE_ISSUE_20  # noqa: E402  (the old quick.yaml, one definition)
+from scripts.evaluate import QUICK_200_CONSTANT_FP32  # noqa: E402  (the earlier quick.yaml, one definition)
 
-# configs/default.yaml before issue 20, over the new one: every option the change set, back at the value
-# the old file left it (the module's defaults). The README gives the same flags for resuming an old run.
-DEFAULT_BEFORE_ISSUE_20 = ["--trainer.max_steps", "1000", "--model.init", "content", "--model.init_color_strength", "1",
-                           "--model.lr_schedule", "constant", "--model.lr_floor", "0", "--model.lr_decay_fraction", "1",
-                           "--model.ema_decay", "null", "--precision_policy", "as_set"]
+# The earlier configs/default.yaml (1000 constant Adam steps from the photo in fp32), over today's: every option
+# the change set, back at the value the old file left it (the module's defaults). CHANGELOG.md's "Upgrading"
+# gives the same flags for resuming a run made with it (tests/run/test_default_yaml.py checks them).
+DEFAULT_1000_CONSTANT_FP32 = ["--trainer.max_steps", "1000", "--model.init", "content", "--model.init_color_strength", "1",
+                              "--model.lr_schedule", "constant", "--model.lr_floor", "0", "--model.lr_decay_fraction", "1",
+                              "--model.ema_decay", "null", "--precision_policy", "as_set"]
 
-# configs/default.yaml's optimisation since issue 20 (quick.yaml's method at 500 steps), but its precision.
-DEFAULT_AFTER_ISSUE_20 = ["--trainer.max_steps", "500", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
-                          "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33",
-                          "--model.ema_decay", "0.9"]
+# Today's configs/default.yaml optimisation (quick.yaml's method at 500 steps), but its precision.
+DEFAULT_500_DECAYED_AVERAGED = ["--trainer.max_steps", "500", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
+                                "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33",
+                                "--model.ema_decay", "0.9"]
 
-# configs/quick.yaml of issue 20's fourth round over today's: no average of the iterates, one stage.
-FOURTH_ROUND = ["--model.ema_decay", "null", "--model.stage_steps", "null"]
+# The lab's fourth-round configs/quick.yaml, over today's: no average of the iterates, one stage.
+NO_AVERAGE_ONE_STAGE = ["--model.ema_decay", "null", "--model.stage_steps", "null"]
 
-# name -> fit options over --config. "quick before" is configs/quick.yaml as it was before issue 20. The
+# name -> fit options over --config. "quick before" is the earlier configs/quick.yaml (200 constant fp32 steps). The
 # rows from "constant 100" to "lbfgs 60" were measured over that old quick.yaml (rounds one to three):
 # to rerun them as they ran, add the options of "quick before" they do not set themselves.
 SETTINGS = {
-    # configs/quick.yaml before issue 20: what the new one changes, put back.
-    "quick before": [*BEFORE_ISSUE_20, "--model.stage_steps", "null"],
-    # configs/quick.yaml of issue 20's fourth round (no averaged iterates) at 120, 140 and 150 steps.
-    "quick after": [*FOURTH_ROUND, "--trainer.max_steps", "120"],
-    "quick after fp32": [*FOURTH_ROUND, "--trainer.max_steps", "120", "--precision_policy", "as_set"],
-    "quick after 140": [*FOURTH_ROUND, "--trainer.max_steps", "140"],
-    "quick after 150": [*FOURTH_ROUND, "--trainer.max_steps", "150"],
-    "quick after 150 sw 10.5": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--model.style_weight", "10.5"],
-    "quick after 150 decay 0.2": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
-    "quick after 150 lr 0.025": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--model.lr", "0.025"],
+    # The earlier configs/quick.yaml: what today's changes, put back.
+    "quick before": [*QUICK_200_CONSTANT_FP32, "--model.stage_steps", "null"],
+    # The fourth round's configs/quick.yaml (no averaged iterates) at 120, 140 and 150 steps.
+    "quick after": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "120"],
+    "quick after fp32": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "120", "--precision_policy", "as_set"],
+    "quick after 140": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "140"],
+    "quick after 150": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150"],
+    "quick after 150 sw 10.5": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--model.style_weight", "10.5"],
+    "quick after 150 decay 0.2": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
+    "quick after 150 lr 0.025": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--model.lr", "0.025"],
     # The fifth round's configs/quick.yaml: the 150 steps above, output averaged (ema_decay 0.9).
     "quick after 150 ema 0.9": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9"],
     "quick after 150 ema 0.9 fp32": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9",
                                      "--precision_policy", "as_set"],
-    "quick after 150 fp32": [*FOURTH_ROUND, "--trainer.max_steps", "150", "--precision_policy", "as_set"],
+    "quick after 150 fp32": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--precision_policy", "as_set"],
     # Over --config configs/default.yaml (512 px): the old default (1000 constant Adam steps from the photo,
     # fp32), put back; and quick.yaml's fifth-round method at half the steps, which default.yaml now is
     # (spelled out, so that the row means the same whatever the config says).
-    "default before": DEFAULT_BEFORE_ISSUE_20,
-    "default after 500": [*DEFAULT_AFTER_ISSUE_20, "--precision_policy", "native_bf16"],
-    "default after 500 fp32": [*DEFAULT_AFTER_ISSUE_20, "--precision_policy", "as_set"],
+    "default before": DEFAULT_1000_CONSTANT_FP32,
+    "default after 500": [*DEFAULT_500_DECAYED_AVERAGED, "--precision_policy", "native_bf16"],
+    "default after 500 fp32": [*DEFAULT_500_DECAYED_AVERAGED, "--precision_policy", "as_set"],
     "constant 100": ["--trainer.max_steps", "100", "--model.lr_schedule", "constant", "--model.stage_steps", "null"],
     "cosine 100": ["--trainer.max_steps", "100", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.stage_steps", "null"],
     "cosine 100 lr 0.04": ["--trainer.max_steps", "100", "--model.lr_schedule", "cosine", "--model.lr_floor", "0.05", "--model.lr", "0.04",

@@ -10,7 +10,7 @@ saying what could not be written and what is intact; the disk is then enlarged, 
 free space, and the run resumed). A SIGKILL leaves the run's lock behind: the next attempt must take
 it over.
 
-Since issue 19 (``soak_faults.py``): empty and garbage locks planted before an attempt (a fresh one
+Also (``soak_faults.py``): empty and garbage locks planted before an attempt (a fresh one
 must be refused in one line saying how to remove it, a stale one taken over), paintings downloaded
 from a flaky server on 127.0.0.1 (each failure one line, then a retry that downloads again), and
 ``batch`` runs whose output is a small tmpfs that fills up while the batch keeps its books (one line,

@@ -1,4 +1,4 @@
-"""The README's strip and docs/video.md's clip: the input, independent still runs and ``video``, side
+"""docs/guide/video.md's strip and clip: the input, independent still runs and ``video``, side
 by side, from a run of ``scripts/video_consistency.py``.
 
     python scripts/video_demo.py --clip /tmp/video-consistency/pan --video video_w1000_s50 \\

@@ -10,7 +10,7 @@ Masks reach each VGG19 layer's resolution in one of Gatys et al.'s two ways (``l
 ``downsample`` averages the mask over each layer position's pixels (their "simple" method);
 ``propagate`` passes it through the network with every convolution replaced by a 3x3 box filter and
 the network's own poolings, so a layer's mask also covers the positions whose receptive field
-reaches into the region. docs/quality.md compares them on the built-in example.
+reaches into the region. docs/lab/quality.md compares them on the built-in example.
 """
 
 from __future__ import annotations

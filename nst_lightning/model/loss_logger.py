@@ -25,7 +25,7 @@ class LossLogger(pl.Callback):
     """Logs ``train/loss`` (the progress bar shows it) and the loss's parts (``train/content_loss``,
     ``train/style_loss``, ``train/style_loss/<layer>``, ``train/tv_loss``) on the steps the logger
     writes: each ``log`` call costs Python time per step, noise next to a CPU step but a real share of
-    a millisecond GPU step (measured in docs/performance.md).
+    a millisecond GPU step (measured in docs/lab/performance.md).
 
     With ``sync_every`` 1 (the default on a CPU) ``train/loss`` is logged every step, and the progress
     bar reads it every step. Lightning's bar reads every metric logged with ``prog_bar`` at every step

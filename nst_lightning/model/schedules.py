@@ -13,8 +13,8 @@ Step ``k`` (0-based, the step about to be taken) uses ``lr * factor(k)``:
   steps (at least 1, never into the warm-up): ``p = (k - S) / (max_steps - S)`` from
   ``S = max(W, max_steps - D)``, and the step stays at ``lr`` before. Warm-up, stable, decay: the
   constant step converges fastest, and a short decay at the end settles the iterates it leaves
-  jittering, where a decay over the whole run spends half of it at small steps (docs/quality.md,
-  issue 20's fourth round). A fraction, not a number of steps, so that it fits any run: a video's
+  jittering, where a decay over the whole run spends half of it at small steps (docs/lab/quality.md,
+  "the new configs/quick.yaml"). A fraction, not a number of steps, so that it fits any run: a video's
   later frames run a fifth of the first's steps, and a resume that extends the run moves the decay
   to the new end.
 

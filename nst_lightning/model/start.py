@@ -27,9 +27,9 @@ def initial_image(
         # covariance (the colour transfer of Gatys et al. 2017, run the other way): the colours are
         # what the lowest style layers weigh most, and what Adam's first tens of steps spend their
         # pixel moves on; the photo's structure, all the content loss sees, is unchanged.
-        # Measured in docs/quality.md (issue 20, second round).
+        # Measured in docs/lab/quality.md, "Starting in the painting's colours".
         # The full recolouring also moves the photo's contrast to the painting's, which is what the
-        # content loss sees: half way keeps more of it (docs/quality.md, issue 20's fourth round).
+        # content loss sees: half way keeps more of it (docs/lab/quality.md, "the new configs/quick.yaml").
         recoloured = torch.cat([recolor(photo, *blended_color_statistics(paintings, _shares(blend, len(paintings))))
                                 for photo, paintings, blend in members])
         return recoloured if color_strength == 1.0 else torch.lerp(content, recoloured, color_strength)

@@ -57,7 +57,7 @@ PoolingName = Literal["max", "avg"]
 # mean of a 2x2 window is at most its max), and the loss compounds over the five pools: biases then
 # dominate the deeper layers and their features degrade. Our relative losses cancel a uniform scale of
 # a layer, not this change of shape, so each average pool is followed by a gain that restores the
-# trained operating point; 1.4 is measured (docs/quality.md, "Measurements behind the defaults").
+# trained operating point; 1.4 is measured (docs/lab/quality.md, "Measurements behind the defaults").
 # crowsonkb/style-transfer-pytorch uses 2.0 for torchvision's weights. Gatys et al. (2015) swapped in
 # average pooling without any gain (their VGG19 was rescaled so that each filter's mean activation is
 # 1, which we do not reproduce).
@@ -163,7 +163,7 @@ class VGG19Features(nn.Module):
 
     ``activation_checkpointing`` keeps, while gradients are being taken, only each block's input and
     the named layers' outputs, and recomputes the rest of a block during backward
-    (``torch.utils.checkpoint``, non-reentrant): less memory for more time (docs/performance.md).
+    (``torch.utils.checkpoint``, non-reentrant): less memory for more time (docs/lab/performance.md).
     The result is the same."""
 
     def __init__(
@@ -208,7 +208,7 @@ class VGG19Features(nn.Module):
 
     def use_channels_last(self, enabled: bool) -> None:
         """Run the convolutions in NHWC layout (weights and activations). Same result up to float
-        rounding; faster where the backend's NHWC kernels are (oneDNN on CPU, see docs/performance.md)."""
+        rounding; faster where the backend's NHWC kernels are (oneDNN on CPU, see docs/lab/performance.md)."""
         self.channels_last = enabled
         self.features.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 

@@ -1,7 +1,7 @@
 """The precision a run computes in when a config leaves it to the machine (``--precision_policy``).
 
 bf16 autocast (``--trainer.precision bf16-mixed``) makes a 256 px step 1.5x faster on a CPU with
-AVX512-BF16 and keeps the distances (docs/quality.md, issue 20); a CPU without native bf16 emulates
+AVX512-BF16 and keeps the distances (docs/lab/quality.md); a CPU without native bf16 emulates
 it, slower than fp32. So a config cannot ask for bf16 and be right on every laptop: it asks for
 ``native_bf16`` instead, and this module turns that into ``bf16-mixed`` where the device computes
 bf16 natively and leaves fp32 elsewhere, before the Trainer is built. An explicit

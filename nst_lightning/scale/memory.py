@@ -1,7 +1,7 @@
 """How much memory a run needs, estimated before anything large is allocated, and the tile size a
 memory budget allows.
 
-A step's peak memory is two parts (docs/performance.md, "Memory model"):
+A step's peak memory is two parts (docs/lab/performance.md, "Memory model"):
 
 - **whole-image state**, bytes per pixel of the result: the image and its gradient (12 + 12 in
   fp32), the optimizer's state (Adam's two moments: 24; L-BFGS's history: 24 per remembered step),
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 # Bytes of working set per activation channel and pixel (fp32, no checkpointing), fitted to peak
-# RSS on a CPU at 512 and 1024 px (docs/performance.md): about 1.65 x the 4 bytes an activation
+# RSS on a CPU at 512 and 1024 px (docs/lab/performance.md): about 1.65 x the 4 bytes an activation
 # takes, for the backward's gradients and the convolutions' temporaries. It was 8.8 before the Gram
 # matrix's own backward (issue 20), which copies no feature map and adds no strided gradient.
 WORKING_BYTES_PER_CHANNEL = 6.6
@@ -41,10 +41,10 @@ BF16_WORKING_RATIO = 0.8
 # also the weights' bfloat16 copies): the intercepts of the measured peaks, rounded up.
 FIXED_BYTES = 60e6
 FIXED_BYTES_BF16 = 150e6
-# Activation checkpointing per VGG block: -35% of the per-pixel peak (docs/performance.md).
+# Activation checkpointing per VGG block: -35% of the per-pixel peak (docs/lab/performance.md).
 CHECKPOINTING_WORKING_RATIO = 0.65
 # A budget chooses tiles whose estimate is within this share of it: the estimate is within about
-# 15% of the measured peak at large sizes, either way (docs/performance.md).
+# 15% of the measured peak at large sizes, either way (docs/lab/performance.md).
 BUDGET_MARGIN = 0.9
 # The smallest tile an automatic choice makes: below it a step costs over ~7x an untiled one.
 MIN_AUTO_TILE = 128

@@ -54,7 +54,7 @@ def resize_adam_state(state: dict, size: tuple[int, int], pixel_ratio: float) ->
     ``exp_avg`` is upscaled bicubically and ``exp_avg_sq`` bilinearly (it must stay non-negative), as
     crowsonkb/style-transfer-pytorch does. Our losses average over positions (Gram matrices divided by
     ``H W``, relative errors), so each pixel's gradient shrinks in proportion to the number of pixels
-    (measured in docs/quality.md, "Measurements behind the defaults"). The moments are divided by
+    (measured in docs/lab/quality.md, "Measurements behind the defaults"). The moments are divided by
     ``pixel_ratio`` (new pixels / old) and its square to match the gradients to come; otherwise
     ``exp_avg_sq``, which forgets over ~1000 steps, would shrink every step for hundreds of steps.
     """

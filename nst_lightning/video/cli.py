@@ -52,14 +52,14 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
     p.add_argument("--video.fill", dest="fill", default="warped", choices=["warped", "content"],
                    help="a frame's start where the flow is not trusted: the warped previous result (Ruder et al.; less flicker, "
-                   "docs/video.md) or the photo's pixels")
+                   "docs/guide/video.md) or the photo's pixels")
     p.add_argument("--video.temporal_frames", dest="temporal_frames", default="1",
                    help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
     p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
                    help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
     p.add_argument("--video.flow_weights", dest="flow_weights", default=None, help="with --video.flow raft: a raft_large or raft_small state dict file")
     p.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
-                   help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/video.md)")
+                   help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/guide/video.md)")
     p.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
                    help="histogram distance between frames above which a new shot starts")
     p.add_argument("--video.crf", dest="crf", type=int, default=18, help="H.264 quality: 0 lossless ... 51 worst (18: visually lossless)")

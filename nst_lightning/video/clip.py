@@ -37,7 +37,7 @@ class VideoOptions:
     start: int = 0
     stop: Optional[int] = None
     first_frame_steps: Optional[int] = None  # None: the fit's --trainer.max_steps
-    frame_steps: Optional[int] = None  # None: a fifth of the first frame's (docs/video.md: 0.22x its time)
+    frame_steps: Optional[int] = None  # None: a fifth of the first frame's (docs/guide/video.md: 0.22x its time)
     temporal_weight: float = 1000.0
     fill: str = "warped"  # where the flow is not trusted, the start is still the warped result (or the photo's)
     temporal_frames: tuple[int, ...] = (1,)  # earlier frames each frame is held to (Ruder et al.'s long-term J)

@@ -6,7 +6,7 @@ Convention: a flow ``f`` from frame a to frame b is an H x W x 2 float32 array o
 ``warp(prev_result, flow_current_to_prev)`` is the previous stylized frame moved onto the current one.
 
 The flow is OpenCV's DIS (Kroeger et al. 2016) on grey images, not the DeepFlow/EpicFlow of Ruder et
-al.: 33 ms a pair at 1024 px on 2 CPU cores with the default preset (docs/video.md: the presets measured
+al.: 33 ms a pair at 1024 px on 2 CPU cores with the default preset (docs/guide/video.md: the presets measured
 on Sintel against the true flow; large motion, ~32 px a frame, is beyond it).
 """
 
@@ -27,7 +27,7 @@ PRESETS: dict[str, int] = {
     "fast": cv2.DISOpticalFlow_PRESET_FAST,
     "medium": cv2.DISOpticalFlow_PRESET_MEDIUM,
 }
-# The lowest end-point error on Sintel at every size, for 33 ms a pair at 1024 px (docs/video.md).
+# The lowest end-point error on Sintel at every size, for 33 ms a pair at 1024 px (docs/guide/video.md).
 DEFAULT_PRESET: Preset = "medium"
 # DIS raises on frames under 12 px a side and crashed the process (a segfault, OpenCV 5.0) on a 100 x 12
 # one, so we refuse under 16 first; cv2.remap's maps are limited to SHRT_MAX.

@@ -5,7 +5,7 @@ frame ``n - 1``'s saved result warped onto frame ``n`` by the backward flow (``n
 temporal loss holds it there wherever the consistency mask trusts the flow. Where it does not
 (disoccluded pixels, motion boundaries) the start is the warped image all the same, as Ruder et al.
 start, or with ``--video.fill content`` the photo's own pixels: measured, the warped start flickers
-less and keeps the style as well (``docs/video.md``).
+less and keeps the style as well (``docs/guide/video.md``).
 
 Everything a frame needs is computed from its inputs and the previous frame's *saved* result, and
 written before its ``fit`` starts (``init.png``, ``previous.pt``), so an interrupted frame resumes
@@ -81,7 +81,7 @@ def prepare(clip: ClipDirectory, n: int, flows: FlowCache, earlier: Sequence[int
     trusted = weights_all[0][..., None]
     # The start: the warped previous result, also where the flow is not trusted (``fill`` warped, as
     # Ruder et al. start: 0.12-0.15x the flicker of independent runs on Sintel against 0.17-0.21x for
-    # the photo's own pixels there, ``fill`` content; docs/video.md).
+    # the photo's own pixels there, ``fill`` content; docs/guide/video.md).
     start = warped_all[0] if fill == "warped" else trusted * warped_all[0] + (1.0 - trusted) * (content.astype(np.float32) / 255.0)
     write_png(clip.run(n) / "init.png", np.clip(np.rint(start * 255.0), 0, 255).astype(np.uint8))
     as_tensor = lambda arrays: torch.from_numpy(np.ascontiguousarray(np.stack(arrays))).permute(0, 3, 1, 2)  # noqa: E731

@@ -1,6 +1,6 @@
 """Optical flow by torchvision's RAFT (Teed & Deng 2020), for users who have its weights
 (``--video.flow raft --video.flow_weights PATH``): more accurate than DIS on large motion
-(``docs/video.md``), seconds a pair on a CPU. Nothing is downloaded: the weights are a file, a state
+(``docs/guide/video.md``), seconds a pair on a CPU. Nothing is downloaded: the weights are a file, a state
 dict of ``raft_large`` or ``raft_small`` (e.g. torchvision's ``Raft_Large_Weights.C_T_SKHT_V2`` file).
 """
 

@@ -1,8 +1,11 @@
-"""configs/default.yaml as issue 20 changed it (512 px: quick.yaml's method at 500 steps), through the
-real CLI at configs/debug.yaml's size and weights; and the README's flags that put the old one back."""
+"""configs/default.yaml (512 px: quick.yaml's method at 500 steps), through the real CLI at
+configs/debug.yaml's size and weights; and CHANGELOG.md's flags that put the earlier default.yaml and
+quick.yaml back, for resuming runs made with them."""
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import fields
 
 import numpy as np
@@ -13,10 +16,27 @@ from PIL import Image
 
 from nst_lightning.model.options import OptimOptions
 from nst_lightning.model.schedules import StepSizeFactor
-from scripts.schedule_curves import DEFAULT_BEFORE_ISSUE_20  # the README's flags = the harness's "default before"
-from tests.helpers import CONFIGS, DEBUG_CONFIG
+from tests.helpers import CONFIGS, DEBUG_CONFIG, REPO
 
 DEFAULT_CONFIG = str(CONFIGS / "default.yaml")
+QUICK_CONFIG = str(CONFIGS / "quick.yaml")
+
+
+def upgrading_flags(run_made_with: str) -> list[str]:
+    """The flags CHANGELOG.md's "Upgrading" table gives for a run made with ``run_made_with`` (the start of
+    its first cell, e.g. "`configs/default.yaml` before")."""
+    text = (REPO / "CHANGELOG.md").read_text()
+    section = text[text.index("## Upgrading"):text.index("## [Unreleased]")]
+    rows = [row for row in section.splitlines() if row.startswith(f"| {run_made_with}")]
+    assert len(rows) == 1, f"CHANGELOG.md's Upgrading table should have one row for {run_made_with}"
+    return shlex.split(re.findall(r"`([^`]+)`", rows[0].split("|")[2])[0])
+
+
+def print_config(run_cli, capsys, *args: str, config: str) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(*args, "--print_config", config=config)
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
 
 
 def test_default_yaml_decays_the_last_third_and_writes_the_average(run_cli, run_dir):
@@ -35,17 +55,31 @@ def test_default_yaml_decays_the_last_third_and_writes_the_average(run_cli, run_
     assert (written.int() - expected.int()).abs().max() <= 1
 
 
-def test_the_readmes_flags_put_default_yaml_back_as_it_was(run_cli, capsys):
-    # DEFAULT_BEFORE_ISSUE_20: the old default.yaml, 1000 constant Adam steps from the photo in fp32, for a
-    # comparison (the harness's "default before") or to resume a run made with it (the README).
-    # The old default.yaml set none of the options issue 20 added and left init at content: every
-    # optimisation option is then the module's default, which is what an old run's checkpoint holds.
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(*DEFAULT_BEFORE_ISSUE_20, "--print_config", config=DEFAULT_CONFIG)
-    assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
+def test_the_upgrading_flags_put_default_yaml_back_as_it_was(run_cli, capsys):
+    # The earlier default.yaml: 1000 constant Adam steps from the photo in fp32. It set none of the options
+    # added since and left init at content, so every optimisation option is then the module's default,
+    # which is what such a run's checkpoint holds.
+    printed = print_config(run_cli, capsys, *upgrading_flags("`configs/default.yaml` before"), config=DEFAULT_CONFIG)
     assert printed["trainer"]["max_steps"] == 1000 and printed["precision_policy"] == "as_set"
     assert printed["data"]["image_size"] == 512
     for field in fields(OptimOptions):
         value = printed["model"][field.name]
         assert (tuple(value) if isinstance(value, list) else value) == field.default, field.name
+
+
+def test_the_upgrading_flags_put_quick_yaml_back_as_it_was(run_cli, capsys):
+    # The earlier quick.yaml: 200 constant Adam steps from the photo in fp32, the last iterate. Its runs'
+    # checkpoints hold no init_color_strength or lr_decay_fraction (later options, which a resume does not
+    # compare); every other optimisation option must be the module's default, as it was then.
+    later = {"init_color_strength", "lr_decay_fraction"}
+    printed = print_config(run_cli, capsys, *upgrading_flags("`configs/quick.yaml` before"), config=QUICK_CONFIG)
+    assert printed["trainer"]["max_steps"] == 200 and printed["precision_policy"] == "as_set"
+    for field in fields(OptimOptions):
+        value = printed["model"][field.name]
+        if field.name not in later:
+            assert (tuple(value) if isinstance(value, list) else value) == field.default, field.name
+    # The lab's fourth-round quick.yaml: today's, without the average of the iterates.
+    today = print_config(run_cli, capsys, config=QUICK_CONFIG)
+    fourth = print_config(run_cli, capsys, *upgrading_flags("`configs/quick.yaml` of"), config=QUICK_CONFIG)
+    assert fourth["model"]["ema_decay"] is None and today["model"]["ema_decay"] is not None
+    assert {**fourth["model"], "ema_decay": today["model"]["ema_decay"]} == today["model"]

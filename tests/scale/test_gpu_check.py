@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py (issue 20) runs: here with --smoke (tiny sizes, on the CPU), as a real process."""
+"""scripts/gpu_check.py runs: here with --smoke (tiny sizes, on the CPU), as a real process."""
 
 from __future__ import annotations
 
