@@ -1,4 +1,4 @@
-"""What reading a clip costs in memory as it grows: the figures docs/video.md quotes.
+"""What reading a clip costs in memory as it grows: the figures docs/guide/video.md quotes.
 
 A synthetic clip (``--frames`` frames, default 3000, of 96x72 at 25 fps, H.264: a pan over the built-in
 Tübingen photo, 2 px a frame, wrapping around) is made once. Then, each in a fresh process:

@@ -37,8 +37,8 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 MAX_UPLOAD = "64mb"  # per file, as a download's cap; what an image may decode to is the run's own check
 # What one request may ask for. One run holds the page's only run slot, so these bound how long one visitor
 # can keep everyone else waiting (the memory check refuses what does not fit this machine). 2048 px: the
-# largest size docs/performance.md measures (2.8 GB tiled on a CPU, 35 s a step; each doubling is 4x both);
-# 2000 steps: 4x configs/default.yaml's 500, whose results are within 0.2% of their run's best (docs/quality.md).
+# largest size docs/lab/performance.md measures (2.8 GB tiled on a CPU, 35 s a step; each doubling is 4x both);
+# 2000 steps: 4x configs/default.yaml's 500, whose results are within 0.2% of their run's best (docs/lab/quality.md).
 MAX_SIZE = 2048
 MAX_STEPS = 2000
 # 10 GB: four of the largest runs those limits allow (2000 steps at 2048x1536 keep 20 checkpoints of 113 MB:

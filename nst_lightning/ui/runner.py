@@ -6,7 +6,7 @@ to stream; Stop, or closing the generator (the page went away), stops the run at
 After each run: its step (its last checkpoint's) in ``ui.json``, so that a continue goes on from there; a
 new run refused before its first checkpoint removed whole; and what it left in memory freed (a fresh
 context for each run, a collection after it, one thread for all: the server's memory stays flat,
-docs/reliability.md).
+docs/lab/reliability.md).
 
 No gradio here: the tests and other front ends can drive runs through it.
 """

@@ -87,7 +87,7 @@ def extract(options: VideoOptions, clip: ClipDirectory, image_size: int, identit
 
     Streamed: each frame is decoded, resized, written and measured for cuts (``find_cuts`` keeps the
     previous frame's histograms only) before the next is decoded, so memory holds a frame or two
-    whatever the clip's length (docs/video.md: flat from 300 to 3000 frames)."""
+    whatever the clip's length (docs/guide/video.md: flat from 300 to 3000 frames)."""
     reader = FrameReader(options.input, options.start, options.stop, options.fps)
     times: list[Fraction] = []
     size: Optional[tuple[int, int]] = None

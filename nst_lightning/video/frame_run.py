@@ -132,7 +132,7 @@ def run_frame(clip: ClipDirectory, n: int, args: list[str]) -> FrameOutcome:
     steps = int(cli.trainer.global_step) if cli is not None else 0
     # The frame's Trainer, model and VGG19 (55 MB at 32 px) are held in reference cycles, which only
     # Python's rare full collection frees: without this, a clip's memory grew by them frame after frame
-    # (2.7 GB after 100 frames at 32 px, docs/video.md), for about 0.3 s a frame here.
+    # (2.7 GB after 100 frames at 32 px, docs/guide/video.md), for about 0.3 s a frame here.
     del cli, metrics
     gc.collect()
     return FrameOutcome(code, found[-1] if found and code else "", steps, losses, time.monotonic() - started)
