@@ -16,16 +16,44 @@ from nst_lightning.ui.live import Update
 from nst_lightning.ui.runner import Outcome
 from nst_lightning.utilities.errors import UserError, param
 
-PRESETS = {  # the quality preset: a few model options over the config's
-    "as configured": [],
-    "smooth (averaged iterates)": ["--model.ema_decay", "0.95"],
-    "paper (L-BFGS)": ["--model.optimizer", "lbfgs"],
+# How the page's presets paint: configs/quick.yaml's method (docs/quality.md: the quality of 200 plain Adam
+# steps in half the time), set in full so that a preset gives the same picture whatever the server's --config.
+METHOD = ("--model.optimizer", "adam", "--model.lr", "null", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
+          "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33", "--model.ema_decay", "0.9",
+          "--model.pooling", "max")
+# Gatys, Ecker & Bethge (2015) as configs/gatys2015.yaml runs them: L-BFGS from noise, average pooling, no smoothing.
+PAPER = ("--model.optimizer", "lbfgs", "--model.lr", "1.0", "--model.init", "noise", "--model.pooling", "avg", "--model.tv_weight", "0",
+         "--model.lr_schedule", "constant", "--model.ema_decay", "null", "--model.content_layers", "[conv4_2]",
+         "--model.style_layers", "[conv1_1, conv2_1, conv3_1, conv4_1, conv5_1]")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a preset gives: the size and steps it puts in the page's fields, coarse-to-fine stages (its
+    "steps at each smaller size" field), and the method's options it adds to a run over the server's config."""
+
+    size: int
+    steps: int
+    options: tuple[str, ...]
+    stages: tuple[int, ...] = ()
+    gives: str = ""
+
+
+PRESETS = {
+    "Quick preview": Preset(256, 60, METHOD, gives="a first look, small"),
+    "Balanced": Preset(512, 250, METHOD, gives="a good picture for a screen"),
+    # configs/multiscale.yaml: 256 px up to 1024 px in five sizes, averaged over the last ~20 steps of each.
+    "Best quality": Preset(1024, 330, (*METHOD, "--model.ema_decay", "0.95"), (100, 80, 60, 50), gives="large and fine: the big shapes first, then the detail"),
+    "As in the 2015 paper": Preset(512, 1000, PAPER, gives="the original method: slower, a little noisier"),
 }
+# The names of an earlier version of the page, still taken from API callers: the method they set.
+OLD_PRESETS = {"as configured": (), "smooth (averaged iterates)": ("--model.ema_decay", "0.95"), "paper (L-BFGS)": ("--model.optimizer", "lbfgs")}
 COLOURS = ("none", "luminance", "histogram")  # --model.preserve_colors
 STYLE_LOSSES = ("gram", "wasserstein")
 OPTIMIZERS = ("from the preset", "adam", "lbfgs")
 PREVIEW_SIDE = 256  # a preview smaller than this is shown enlarged
 PREVIEWS = 40  # about this many pictures a run; each is a copy from the device and an image in the browser
+MIN_TIMED = 5  # steps after the first that make a run's speed worth recording
 
 
 @dataclass(frozen=True)
@@ -92,13 +120,18 @@ class Defaults:
 
 
 def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, preset: Any, optimizer: Any, style_loss: Any,
-            seed: Any, stage_steps: Any, memory_gb: Any, bit_depth: Any = "8") -> list[str]:
-    """The controls as ``fit`` options; their values are checked by the run, which names the option."""
+            seed: Any, stage_steps: Any, memory_gb: Any, bit_depth: Any = "8", weights: Any = None) -> list[str]:
+    """The controls as ``fit`` options; their values are checked by the run, which names the option.
+    ``preset`` None or "": the server's config's method; ``weights``: the paintings' blend weights (text
+    or a list: "2, 1"), None or "" for equal."""
     args = ["--data.image_size", _number(size), "--trainer.max_steps", _number(steps), "--model.style_weight", str(strength)]
     args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
-    if not isinstance(preset, str) or preset not in PRESETS:
+    if preset not in (None, "") and not (isinstance(preset, str) and (preset in PRESETS or preset in OLD_PRESETS)):
         raise UserError(f"quality preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    args += PRESETS[preset]
+    args += list(PRESETS[preset].options if preset in PRESETS else OLD_PRESETS.get(preset or "as configured", ()))
+    blend = ", ".join(_number(w) for w in weights) if isinstance(weights, (list, tuple)) else str(weights or "").strip().strip("[]")
+    if blend:
+        args += ["--data.style_weights", f"[{blend}]"]
     if optimizer not in (None, "", OPTIMIZERS[0]):
         args += ["--model.optimizer", str(optimizer)]
     if seed not in (None, ""):
@@ -161,13 +194,26 @@ class Progress:
         self.losses: list[tuple[int, float]] = []
         self.image: Any = None
         self.update: Optional[Update] = None
+        self.first: Optional[Update] = None  # the first step's report: the steps after it are timed
+        self.shape: tuple[int, ...] = ()
 
     def add(self, update: Update) -> None:
         self.update = update
+        if self.first is None and update.step > self.start_step:
+            self.first = update
         if update.loss is not None:
             self.losses.append((update.step, update.loss))
         if update.image is not None:
-            self.image = enlarged(update.image)
+            self.image, self.shape = enlarged(update.image), update.image.shape
+
+    def timing(self) -> Optional[tuple[int, int, int, float]]:
+        """(long side, height, width, seconds a step) of the steps after the first (which builds the targets
+        and warms up), or None when fewer than ``MIN_TIMED`` were made."""
+        u, first = self.update, self.first
+        if u is None or first is None or u.step - first.step < MIN_TIMED or len(self.shape) < 2:
+            return None
+        height, width = self.shape[:2]
+        return max(height, width), height, width, (u.seconds - first.seconds) / (u.step - first.step)
 
     def bar(self) -> str:
         u = self.update
