@@ -68,14 +68,31 @@ class Limits:
     def check(self, size: Any = None, steps: Any = None, style_scale: Any = None, steps_name: str = param("trainer.max_steps")) -> None:
         side, scale, count = _value(size), _value(style_scale), _value(steps)
         if side is not None and side > self.size:
-            raise UserError(f"{param('data.image_size')} {_number(size)}: over this page's limit of {self.size} px (the server's --max-size); give {self.size} or less")
+            raise UserError(f"{param('data.image_size')} {number(size)}: over this page's limit of {self.size} px (the server's --max-size); give {self.size} or less")
         if side is not None and scale is not None and side * scale > self.size:
             raise UserError(
                 f"{param('data.style_scale')} {style_scale}: paintings of {side * scale:.0f} px, over this page's limit of {self.size} px "
                 f"(the server's --max-size); give {math.floor(self.size / side * 100) / 100:g} or less"
             )
         if count is not None and count > self.steps:
-            raise UserError(f"{steps_name} {_number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); give {self.steps} or less")
+            raise UserError(f"{steps_name} {number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); give {self.steps} or less")
+
+    def frames(self, size: Any, first: Any, later: Any, frames: Any) -> int:
+        """How many frames of a clip one request may style: ``frames`` (0 or none: as many as fit), when its
+        first frame's ``first`` steps and each later one's ``later`` keep the clip within ``steps`` in all."""
+        self.check(size, first)
+        first_, later_ = whole(first, param("trainer.max_steps")), whole(later, "--video.frame_steps")
+        wanted = whole(frames if frames not in (None, "") else 0, "--frames 0:N, N")
+        if first_ < 1 or later_ < 1 or wanted < 0:
+            raise UserError(f"{param('trainer.max_steps')} {first_}, --video.frame_steps {later_}, {wanted} frames: give 1 step or more, and 0 frames (all) or more")
+        most = 1 + (self.steps - first_) // later_
+        if wanted > most:
+            total = first_ + (wanted - 1) * later_
+            raise UserError(
+                f"--frames 0:{wanted}: {wanted} frames of {first_} + {wanted - 1} x {later_} steps are {total} steps, over this page's limit "
+                f"of {self.steps} steps a run (the server's --max-steps); give {most} frames or fewer, or fewer steps a frame"
+            )
+        return wanted or most
 
 
 @dataclass(frozen=True)
@@ -124,18 +141,18 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
     """The controls as ``fit`` options; their values are checked by the run, which names the option.
     ``preset`` None or "": the server's config's method; ``weights``: the paintings' blend weights (text
     or a list: "2, 1"), None or "" for equal."""
-    args = ["--data.image_size", _number(size), "--trainer.max_steps", _number(steps), "--model.style_weight", str(strength)]
+    args = ["--data.image_size", number(size), "--trainer.max_steps", number(steps), "--model.style_weight", str(strength)]
     args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
     if preset not in (None, "") and not (isinstance(preset, str) and (preset in PRESETS or preset in OLD_PRESETS)):
         raise UserError(f"quality preset {preset!r}: choose one of {', '.join(PRESETS)}")
     args += list(PRESETS[preset].options if preset in PRESETS else OLD_PRESETS.get(preset or "as configured", ()))
-    blend = ", ".join(_number(w) for w in weights) if isinstance(weights, (list, tuple)) else str(weights or "").strip().strip("[]")
+    blend = ", ".join(number(w) for w in weights) if isinstance(weights, (list, tuple)) else str(weights or "").strip().strip("[]")
     if blend:
         args += ["--data.style_weights", f"[{blend}]"]
     if optimizer not in (None, "", OPTIMIZERS[0]):
         args += ["--model.optimizer", str(optimizer)]
     if seed not in (None, ""):
-        args += ["--seed_everything", _number(seed)]
+        args += ["--seed_everything", number(seed)]
     stages = str(stage_steps or "").strip().strip("[]")
     args += ["--model.stage_steps", f"[{stages}]" if stages else "null"]
     args += ["--model.max_memory_gb", str(memory_gb) if memory_gb not in (None, "", 0, 0.0) else "null"]
@@ -253,7 +270,7 @@ def where(outcome: Outcome) -> str:
     return f"Run folder: `{folder}`  \nIn TensorBoard: `tensorboard --logdir {folder}`"
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     """Gradio's Number gives floats: ``256.0`` as ``256`` for an int option (``256.5`` stays, and is refused)."""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 

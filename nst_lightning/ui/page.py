@@ -37,6 +37,7 @@ from nst_lightning.ui.speed import Speed
 # Uploads and previews in Gradio's upload folder are removed this long after they were made (checked every
 # KEPT_S / 6): a page left open longer asks for its uploads again. Its runs keep copies of their inputs.
 KEPT_S = 3600
+TICK_S = 2.0
 INTRO = """# Turn a photo into a painting
 Choose your photo and a painting, then press **Stylise**: the picture paints itself in front of you, and
 at the end you can compare it with your photo and download it. Everything you make is kept below, to see
@@ -48,7 +49,7 @@ CSS = """
 .nst-paintings { flex-wrap: wrap; }
 .nst-small p { font-size: var(--text-sm); color: var(--body-text-color-subdued); }
 .nst-choices .thumbnail-item { cursor: pointer; }
-#status progress { width: 100%; height: 14px; }
+#status progress, #clip-status progress { width: 100%; height: 14px; }
 @media (max-width: 480px) {
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .nst-paintings > div { min-width: calc(50% - 8px) !important; }
@@ -85,7 +86,13 @@ def build(runs: Runs, defaults: Defaults, limits: Limits, speed: Speed, builtins
             with gr.Tab("Photo", id="photo-tab"):
                 loads = photo_tab(context)
             with gr.Tab("Video", id="video-tab"):
-                video_tab(context)
-        for handler, inputs, outputs in loads:
+                loads += video_tab(context)
+        # The estimates wait for this machine's speed (measured as the server starts): shown again every
+        # TICK_S until it is known, then the timer stops.
+        ticker = gr.Timer(TICK_S)
+        for handler, inputs, outputs, estimate in loads:
             page.load(handler, inputs, outputs, api_visibility="private")
+            if estimate:
+                ticker.tick(handler, inputs, outputs, api_visibility="private", queue=False)
+        ticker.tick(lambda: gr.Timer(active=not (speed.measured or speed.failed)), None, ticker, api_visibility="private", queue=False)
     return page

@@ -52,7 +52,8 @@ class Context:
 
 
 def photo_tab(c: Context) -> list[tuple]:
-    """The tab's components and events; what the page does when it loads (handler, inputs, outputs)."""
+    """The tab's components and events; what the page does when it loads (handler, inputs, outputs, and
+    whether it shows an estimate: done again once this machine's speed is measured)."""
     d, limits = c.defaults, c.limits
     shown = gr.State(1)  # how many painting boxes are open
     with gr.Row(equal_height=False):
@@ -60,7 +61,7 @@ def photo_tab(c: Context) -> list[tuple]:
             gr.Markdown("### 1 · Your photo")
             photo = gr.Image(str(c.builtins[d.photo]) if d.photo in c.builtins else None, label="Your photo", type="filepath",
                              sources=["upload", "clipboard"], height=260, elem_id="photo", buttons=["fullscreen"])
-            photo_choices = _choices(c, BUILTIN_PHOTOS, "Or try ours: click it", "photo-choices")
+            photo_choices = choices(c, BUILTIN_PHOTOS, "Or try ours: click it", "photo-choices")
             gr.Markdown("### 2 · The painting")
             slots, weights = [], []
             with gr.Row(elem_classes="nst-paintings"):
@@ -72,7 +73,7 @@ def photo_tab(c: Context) -> list[tuple]:
                         weights.append(gr.Slider(0.1, 10, value=1, step=0.1, label="Share of the blend", visible=False, info="--data.style_weights"))
                     slots[-1].box = box  # type: ignore[attr-defined]
             blend = gr.Button("+ Blend with another painting", size="sm", elem_id="blend")
-            painting_choices = _choices(c, BUILTIN_PAINTINGS, "Or one of ours: click to put it in the last painting box", "painting-choices")
+            painting_choices = choices(c, BUILTIN_PAINTINGS, "Or one of ours: click to put it in the last painting box", "painting-choices")
         with gr.Column(scale=4, min_width=300):
             gr.Markdown("### 3 · How it should look")
             preset = gr.Radio(_preset_choices(c), value=OWN, label="Quality", elem_id="preset",
@@ -149,10 +150,10 @@ def photo_tab(c: Context) -> list[tuple]:
     def page_fresh(photo: Any, *rest: Any) -> Iterator[tuple]:
         *values, request = rest
         pictures, shares, count = values[:MAX_PAINTINGS], values[MAX_PAINTINGS : 2 * MAX_PAINTINGS], values[2 * MAX_PAINTINGS]
-        chosen_styles = [(_chosen(c, v), w) for v, w in list(zip(pictures, shares))[: int(count or 1)] if _chosen(c, v)]
+        chosen_styles = [(chosen_picture(c, v), w) for v, w in list(zip(pictures, shares))[: int(count or 1)] if chosen_picture(c, v)]
         blend_weights = [w for _, w in chosen_styles] if len(chosen_styles) > 1 else None
         controls_ = tuple(values[2 * MAX_PAINTINGS + 1 :])
-        make = make_fresh(_chosen(c, photo), [s for s, _ in chosen_styles], blend_weights, controls_)
+        make = make_fresh(chosen_picture(c, photo), [s for s, _ in chosen_styles], blend_weights, controls_)
         yield from for_page(paint(make, c.runs, controls.preview_every(controls_[1]), request, c.speed, not _staged(controls_[9])), PAGE)
 
     # The API's parameters are these names, in this order: photo, painting(s), size, steps, style strength,
@@ -160,13 +161,13 @@ def photo_tab(c: Context) -> list[tuple]:
     def fresh(photo: Any, painting: Any, size: Any, steps: Any, style_strength: Any, builtin_photo: str, builtin_paintings: list,
               style_scale: Any, colours: str, preset: str, optimizer: str, style_loss: str, seed: Any, stage_steps: str,
               memory_gb: Any, bit_depth: str, painting_weights: str, request: gr.Request) -> Iterator[tuple]:
-        uploads = [_chosen(c, v) for v in page_runs.as_list(painting)]
+        uploads = [chosen_picture(c, v) for v in page_runs.as_list(painting)]
         names = builtin_paintings if isinstance(builtin_paintings, (list, tuple)) else [builtin_paintings] if builtin_paintings else []
         values = (size, steps, style_strength, style_scale, colours, preset, optimizer, style_loss, seed, stage_steps, memory_gb, bit_depth)
 
         def make() -> Run:
             limits.check(size, steps, style_scale)
-            content, styles = controls.inputs(_chosen(c, photo), builtin_photo, [u for u in uploads if u], names)
+            content, styles = controls.inputs(chosen_picture(c, photo), builtin_photo, [u for u in uploads if u], names)
             long_side = controls.whole(size, param("data.image_size")) if size is not None else None
             return c.runs.fresh(content, styles, controls.options(*values, weights=painting_weights), long_side)
 
@@ -213,13 +214,13 @@ def photo_tab(c: Context) -> list[tuple]:
     # The pictures: a built-in choice takes the photo's (or the last painting box's) place; boxes open for a blend.
     quick = {"queue": False, "api_visibility": "private"}
     def put_photo(evt: gr.SelectData) -> Any:
-        return _picked(c, BUILTIN_PHOTOS, evt)
+        return picked(c, BUILTIN_PHOTOS, evt)
 
     photo_choices.select(put_photo, None, photo, **quick)
 
     def put_painting(count: int, evt: gr.SelectData) -> list:
-        picked = _picked(c, BUILTIN_PAINTINGS, evt)
-        return [picked if i == int(count or 1) - 1 else gr.skip() for i in range(MAX_PAINTINGS)]
+        chosen_one = picked(c, BUILTIN_PAINTINGS, evt)
+        return [chosen_one if i == int(count or 1) - 1 else gr.skip() for i in range(MAX_PAINTINGS)]
 
     painting_choices.select(put_painting, shown, slots, **quick)
 
@@ -249,32 +250,29 @@ def photo_tab(c: Context) -> list[tuple]:
 
     for field in (size, steps, stages):
         field.change(timing, [size, steps, stages], estimate, **quick, trigger_mode="always_last")
-    ticker = gr.Timer(2.0)
-    refresh = [preset, estimate, ticker]
 
     def refreshed(size_: Any, steps_: Any, stage_steps: Any) -> list:
-        return [gr.update(choices=_preset_choices(c)), timing(size_, steps_, stage_steps), gr.Timer(active=not (c.speed.measured or c.speed.failed))]
+        return [gr.update(choices=_preset_choices(c)), timing(size_, steps_, stage_steps)]
 
-    ticker.tick(refreshed, [size, steps, stages], refresh, **quick)
     def choose(evt: gr.SelectData) -> list:
         shown = page_runs.choose(c.runs, evt.index)
         return [shown.get(name, gr.skip()) for name in ("compare", "preview", "about", "settings", "chosen", "result")]
 
     gallery.select(choose, None, [compare, preview, about, settings, chosen, result], **quick)
-    return [(lambda: page_runs.gallery(c.runs), None, gallery), (refreshed, [size, steps, stages], refresh)]
+    return [(lambda: page_runs.gallery(c.runs), None, gallery, False), (refreshed, [size, steps, stages], [preset, estimate], True)]
 
 
-def _choices(c: Context, names: tuple[str, ...], label: str, elem_id: str) -> gr.Gallery:
+def choices(c: Context, names: tuple[str, ...], label: str, elem_id: str) -> gr.Gallery:
     return gr.Gallery([(str(c.builtins[n]), TITLES[n]) for n in names], label=label, columns=4, rows=1, height=120, allow_preview=False,
                       object_fit="cover", fit_columns=False, elem_id=elem_id, elem_classes="nst-choices", buttons=[])
 
 
-def _picked(c: Context, names: tuple[str, ...], evt: gr.SelectData) -> Any:
+def picked(c: Context, names: tuple[str, ...], evt: gr.SelectData) -> Any:
     index = evt.index if isinstance(evt.index, int) else -1
     return str(c.builtins[names[index]]) if 0 <= index < len(names) else gr.skip()
 
 
-def _chosen(c: Context, value: Any) -> Optional[str]:
+def chosen_picture(c: Context, value: Any) -> Optional[str]:
     """The picture a box holds: a built-in one by name (``builtin:NAME``), else the upload's path on the
     server (in Gradio's upload folder, which Gradio checked)."""
     path = str(value["path"]) if isinstance(value, dict) and value.get("path") else None  # a bare string is a name, never a server path

@@ -151,7 +151,7 @@ class Runs:
         if source.suffix == ".ckpt":
             _render(source, target)
         else:
-            _link_or_copy(source, target)
+            link_or_copy(source, target)
         return target
 
     def storage(self) -> int:
@@ -247,7 +247,7 @@ def _without_place(args: Sequence[str]) -> list[str]:
     return kept
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """``source`` at ``target``, whole or not at all: a hard link (no second copy on disk; the run replaces
     its files rather than writing into them, so the link keeps this version), else a copy."""
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
