@@ -81,6 +81,7 @@ class Limits:
         """How many frames of a clip one request may style: ``frames`` (0 or none: as many as fit), when its
         first frame's ``first`` steps and each later one's ``later`` keep the clip within ``steps`` in all."""
         self.check(size, first)
+        whole(size, param("data.image_size"))
         first_, later_ = whole(first, param("trainer.max_steps")), whole(later, "--video.frame_steps")
         wanted = whole(frames if frames not in (None, "") else 0, "--frames 0:N, N")
         if first_ < 1 or later_ < 1 or wanted < 0:

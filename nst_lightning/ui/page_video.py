@@ -42,11 +42,12 @@ def video_tab(c: Context) -> list[tuple]:
             painting_choices = choices(c, BUILTIN_PAINTINGS, "Or one of ours: click it", "clip-painting-choices")
         with gr.Column(scale=4, min_width=300):
             gr.Markdown("### 3 · How it should look")
-            size = gr.Slider(16, limits.size, value=side, step=1, label="Size of the frames", info="Long side in pixels · --data.image_size")
+            size = gr.Slider(16, limits.size, value=side, step=1, label="Size of the frames", info="Long side in pixels · --data.image_size",
+                             elem_id="clip-size")
             steps = gr.Slider(1, limits.steps, value=first_steps, step=1, label="Steps for the first frame: more is finer and slower",
-                              info="--trainer.max_steps")
+                              info="--trainer.max_steps", elem_id="clip-steps")
             later = gr.Slider(1, limits.steps, value=max(1, first_steps // 5), step=1, label="Steps for each later frame",
-                              info="each starts from the frame before, so fewer do · --video.frame_steps")
+                              info="each starts from the frame before, so fewer do · --video.frame_steps", elem_id="clip-later")
             frames = gr.Number(0, label="How many frames, from the start (0: all the page allows)", precision=0, minimum=0, info="--frames 0:N")
             strength = gr.Slider(0, max(100.0, d.style_weight), value=d.style_weight, step=0.5, label="How strongly the painting's style shows",
                                  info="--model.style_weight")
@@ -89,7 +90,7 @@ def video_tab(c: Context) -> list[tuple]:
                 break
             yield _shown(update, _count(first_steps_), _count(later_steps))
         outcome: ClipOutcome = update
-        yield {**_shown(outcome.progress, 1, 1), "status": _ending(outcome), "video": str(outcome.video) if outcome.video else None,
+        yield {**_shown(outcome.progress, 1, 1), "status": _ending(outcome), "video": str(outcome.video) if outcome.video else None, "clip": run.directory.name,
                "continue": gr.update(visible=outcome.video is None and outcome.progress.count is not None)}
         if outcome.error is not None:
             raise Refused(without_paths(c.runs, run.directory, outcome.error))
