@@ -25,6 +25,7 @@ file that is not a picture (or a clip) said in plain words (Gradio's own sentenc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -88,11 +89,23 @@ def build(runs: Runs, defaults: Defaults, limits: Limits, speed: Speed, builtins
             with gr.Tab("Video", id="video-tab"):
                 loads += video_tab(context)
         # The estimates wait for this machine's speed (measured as the server starts): shown again every
-        # TICK_S until it is known, then the timer stops.
+        # TICK_S until it is known, then the timer stops, in one event, so that the last figures shown are
+        # those computed after it was known.
         ticker = gr.Timer(TICK_S)
-        for handler, inputs, outputs, estimate in loads:
+        for handler, inputs, outputs, _ in loads:
             page.load(handler, inputs, outputs, api_visibility="private")
-            if estimate:
-                ticker.tick(handler, inputs, outputs, api_visibility="private", queue=False)
-        ticker.tick(lambda: gr.Timer(active=not (speed.measured or speed.failed)), None, ticker, api_visibility="private", queue=False)
+        estimates = [(handler, inputs, outputs) for handler, inputs, outputs, estimate in loads if estimate]
+
+        def tick(*values: Any) -> list:
+            known = speed.measured or speed.failed  # read first: the figures below are at least as new
+            shown, start = [], 0
+            for handler, inputs, outputs in estimates:
+                result = handler(*values[start : start + len(inputs)])
+                start += len(inputs)
+                shown += list(result) if isinstance(result, (list, tuple)) else [result]
+            return [*shown, gr.Timer(active=not known)]
+
+        every = [(inputs, outputs if isinstance(outputs, list) else [outputs]) for _, inputs, outputs in estimates]
+        ticker.tick(tick, [i for inputs, _ in every for i in inputs], [o for _, outputs in every for o in outputs] + [ticker],
+                    api_visibility="private", queue=False)
     return page

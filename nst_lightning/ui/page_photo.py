@@ -246,7 +246,7 @@ def photo_tab(c: Context) -> list[tuple]:
             staged = [int(s) for s in str(stage_steps or "").replace("[", "").replace("]", "").split(",") if s.strip()]
         except (TypeError, ValueError):
             return ""
-        return f"This run: **{c.speed.estimate(side, count, staged)}** on this machine"
+        return f"This run: **{c.speed.estimate(side, count, staged)}**" + (" on this machine" if c.speed.measured else "")
 
     for field in (size, steps, stages):
         field.change(timing, [size, steps, stages], estimate, **quick, trigger_mode="always_last")
@@ -263,7 +263,7 @@ def photo_tab(c: Context) -> list[tuple]:
 
 
 def choices(c: Context, names: tuple[str, ...], label: str, elem_id: str) -> gr.Gallery:
-    return gr.Gallery([(str(c.builtins[n]), TITLES[n]) for n in names], label=label, columns=4, rows=1, height=120, allow_preview=False,
+    return gr.Gallery([(str(c.builtins[n]), TITLES[n]) for n in names], label=label, columns=4, rows=1, height=175, allow_preview=False,
                       object_fit="cover", fit_columns=False, elem_id=elem_id, elem_classes="nst-choices", buttons=[])
 
 
@@ -287,7 +287,7 @@ def _preset_choices(c: Context) -> list[tuple[str, str]]:
     choices = []
     for name, p in PRESETS.items():
         side, steps = min(p.size, c.limits.size), min(p.steps, c.limits.steps)
-        time = c.speed.estimate(side, steps, p.stages).replace("time: ", "")
+        time = c.speed.estimate(side, steps, p.stages)
         choices.append((f"{name} · {side} px · {time}", name))
     return [*choices, ("Your own: as set below", OWN)]
 

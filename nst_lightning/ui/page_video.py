@@ -144,8 +144,9 @@ def video_tab(c: Context) -> list[tuple]:
         except (TypeError, ValueError):
             return ""
         most = max(1, 1 + (limits.steps - first_) // max(later__, 1))
-        return (f"The first frame: **{c.speed.estimate(side_, first_)}**, then **{c.speed.estimate(side_, later__).removeprefix('about ')}** "
-                f"a frame, on this machine; at most {most} frames by this page's limit of {limits.steps} steps a run")
+        times = (f"The first frame: **{c.speed.estimate(side_, first_)}**, then **{c.speed.estimate(side_, later__).removeprefix('about ')}** "
+                 "a frame, on this machine") if c.speed.measured else f"The time a frame takes: {c.speed.estimate(side_, first_)}"
+        return f"{times}. At most {most} frames, by this page's limit of {limits.steps} steps a run."
 
     for field in (size, steps, later):
         field.change(timing, [size, steps, later], estimate, **quick, trigger_mode="always_last")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -75,7 +76,7 @@ class Speed:
         """``about 2 min`` for the page; or why there is no figure yet."""
         seconds = self.seconds(side, steps, stages)
         if seconds is None:
-            return "time: could not be measured on this machine" if self.failed else "time: measuring this machine's speed…"
+            return "time unknown (this machine's speed could not be measured)" if self.failed else "time being measured…"
         return f"about {duration(seconds)}"
 
     def measure(self, defaults: Sequence[str], root: Path, side: int = BENCH_SIDE) -> None:
@@ -96,6 +97,8 @@ class Speed:
             write_record(folder / "run", {"args": args, "steps": 0})  # what the run thread updates at the end
             for update in execute(Run(folder / "run", args), BENCH_STEPS):
                 if isinstance(update, Outcome):
+                    if update.error is not None:  # the operator's to know; the page says "time unknown"
+                        print(f"nst_lightning: the page's time estimates: its speed run failed: {update.error}", file=sys.__stderr__, flush=True)
                     break
                 if update.step >= 1 and first is None:
                     first = update

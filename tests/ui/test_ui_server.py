@@ -14,6 +14,7 @@ from tests.video.clips import make_pan_clip
 
 pytest.importorskip("gradio_client", reason='the ui extra is not installed: pip install -e ".[ui]"')
 import av  # noqa: E402  (the video extra: the clips' tests)
+import httpx  # noqa: E402  (gradio_client's own dependency)
 from gradio_client import handle_file  # noqa: E402
 
 
@@ -180,3 +181,5 @@ def test_a_stopped_clip_continues_where_it_stopped(server, tmp_path):
     assert json.loads((out / "runs" / "frame_000001" / "frame.json").read_text())["steps"] == 60
     with av.open(done[0]) as container:  # the downloaded clip: 3 frames, and the clip's sound
         assert len(list(container.decode(video=0))) == 3 and container.streams.audio
+    for path in [out / "clip.json", out / "clip.mp4", out / "runs/frame_000001/frame.log", out.parent / "inputs/clip.mp4", out.parent / "ui.log"]:
+        assert path.is_file() and httpx.get(f"{server.url}gradio_api/file={path}").status_code == 403, path  # served: its pictures only
