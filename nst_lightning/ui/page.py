@@ -41,7 +41,7 @@ KEPT_S = 3600
 TICK_S = 2.0
 INTRO = """# Turn a photo into a painting
 Choose your photo and a painting, then press **Stylise**: the picture paints itself in front of you, and
-at the end you can compare it with your photo and download it. Everything you make is kept below, to see
+at the end you can compare it with your photo and download it. Every picture you make is kept below, to see
 again, to continue, or to start from."""
 
 CSS = """
