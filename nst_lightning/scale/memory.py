@@ -96,13 +96,18 @@ class MemoryModel:
         fits ``budget`` bytes; ``max(height, width)`` if the untiled run fits; ``None`` if none does."""
         if self.estimate(height, width) <= budget:
             return max(height, width)
-        tile = (max(height, width) // align) * align
-        smallest = math.ceil(MIN_AUTO_TILE / align) * align
-        while tile >= smallest:
-            if self.estimate(height, width, crop_of(tile, height, width, halo, align)) <= budget:
-                return tile
-            tile -= align
-        return None
+
+        def fits(steps: int) -> bool:
+            return self.estimate(height, width, crop_of(steps * align, height, width, halo, align)) <= budget
+
+        # The estimate grows with the tile (its crop does), so a binary search over grid steps finds
+        # the largest that fits in O(log size): a linear walk down from a size of 10^9 px took minutes.
+        smallest = math.ceil(MIN_AUTO_TILE / align)
+        low, high = smallest - 1, max(height, width) // align  # low: the largest known to fit (or none)
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        return low * align if low >= smallest else None
 
 
 def crop_of(tile: int, height: int, width: int, halo: int, align: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ estimate against the peak memory a real run measures."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from nst_lightning.model.vgg import LAYER_INDEX, vgg19_features_architecture
 from nst_lightning.scale.budget import largest_long_side, plan
 from nst_lightning.scale.memory import MIN_AUTO_TILE, MemoryModel, activation_channels, crop_of, memory_model
 from nst_lightning.utilities.errors import UserError
-from tests.helpers import info_lines
+from tests.helpers import DEBUG_CONFIG, info_lines
 
 CPU = torch.device("cpu")
 
@@ -57,6 +58,48 @@ def test_the_largest_tile_that_fits_a_budget():
     assert model.estimate(height, width, crop_of(tile, height, width, halo, align)) <= budget
     assert model.estimate(height, width, crop_of(tile + align, height, width, halo, align)) > budget
     assert model.largest_tile(height, width, model.state_per_pixel * height * width, halo, align) is None
+
+
+def linear_largest_tile(model: MemoryModel, height: int, width: int, budget: float, halo: int, align: int):
+    """The search ``largest_tile`` replaced: every tile on the grid, from the largest down."""
+    if model.estimate(height, width) <= budget:
+        return max(height, width)
+    tile = (max(height, width) // align) * align
+    while tile >= math.ceil(MIN_AUTO_TILE / align) * align:
+        if model.estimate(height, width, crop_of(tile, height, width, halo, align)) <= budget:
+            return tile
+        tile -= align
+    return None
+
+
+@pytest.mark.parametrize("align", [8, 16, 48])
+def test_the_binary_tile_search_finds_what_the_linear_one_did(align):
+    model = MemoryModel(state_per_pixel=98.0, working_per_pixel=2112.0, fixed=60e6)
+    for height, width in [(3000, 4000), (384, 512), (100, 5000), (7000, 90), (120, 100), (4320, 7680)]:
+        untiled = model.estimate(height, width)
+        # From nothing fits to everything fits, through budgets that land between grid steps.
+        for budget in [0.0, model.state_per_pixel * height * width, *(untiled * f for f in (0.05, 0.1, 0.13, 0.2, 0.31, 0.5, 0.77, 0.99, 1.0))]:
+            expected = linear_largest_tile(model, height, width, budget, 80, align)
+            assert model.largest_tile(height, width, budget, 80, align) == expected, (height, width, budget)
+
+
+@pytest.mark.parametrize("size", ["100000000000", "1000000000"])
+def test_a_size_far_too_large_is_refused_at_once_through_the_cli(tmp_path, size):
+    # The refusal searches tile sizes (for a --model.max_memory_gb to suggest): a linear walk over
+    # them took over a minute at 10^9 px and hours at 10^11. The refusal itself now takes
+    # milliseconds; the timeout is for starting Python, torch and Lightning on a busy machine (up to a
+    # minute on 2 shared cores).
+    done = subprocess.run(
+        [sys.executable, "-m", "nst_lightning", "fit", "--config", DEBUG_CONFIG, "--data.image_size", size],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("nst_lightning")]
+    height = int(size) * 3 // 4  # the built-in photo is 4:3
+    assert len(lines) == 1 and lines[0].startswith(f"nst_lightning: error: a {size}x{height} result needs about "), lines
+    assert "lower" not in lines[0] and "--data.image_size " in lines[0] and "--model.check_memory false" in lines[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_largest_long_side():
