@@ -20,9 +20,6 @@ so that the features it owns do not see the crop's edge. This is the scheme of G
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import sys
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
@@ -46,9 +43,6 @@ class TiledLoss:
         geometry = layer_geometry(vgg.features)
         self.geometry = {name: geometry[vgg.layer_index(name)] for name in self.layers}
         self.halo, self.align = halo_and_alignment(list(self.geometry.values()))
-        # Between tiles, freed memory goes back to the system (``release_freed_memory``);
-        # scripts/memory_model.py turns it off to measure what that saves and costs.
-        self.release_freed = True
 
     def tiles(self, height: int, width: int) -> list[Tile]:
         return tile_grid(height, width, self.tile_size, self.halo, self.align)
@@ -162,8 +156,6 @@ class TiledLoss:
                     target = self._target_part(content_targets[name], tile, name, size)
                     content_error[name] += (features[name][..., ys, xs].float() - target).pow(2).sum().double()
                 del features  # before the next tile's pass, not after it
-        if self.release_freed:
-            release_freed_memory(image.device)
         # The loss, and each style layer's gradient with respect to its statistic.
         gradients: dict[str, list] = {}
         per_layer = {}
@@ -218,8 +210,6 @@ class TiledLoss:
                 image.grad = torch.zeros_like(image)
             image.grad[..., cy0:cy1, cx0:cx1] += crop.grad
             del features, surrogate, crop  # before the next tile's pass, not after it
-            if self.release_freed:
-                release_freed_memory(image.device)
         if w.tv > 0:
             with torch.enable_grad():
                 backward(w.tv * total_variation_loss(image))
@@ -235,30 +225,6 @@ class TiledLoss:
     def _target_part(self, target: Tensor, tile: Tile, name: str, size: tuple[int, int]) -> Tensor:
         """The part of a whole-image content target that ``tile`` owns."""
         return target[(..., *self.owned_in_image(tile, name, size))].float()
-
-
-def release_freed_memory(device: torch.device) -> None:
-    """On a CPU with glibc, hand the pages of freed heap blocks back to the system (``malloc_trim``).
-
-    Each tile's pass frees a working set of hundreds of MB whose blocks below glibc's mmap threshold
-    (which rises to 32 MB as large blocks are freed) stay in the process's heap; the next tile reuses
-    them only in part, so without this the resident peak of a tiled step grew tile after tile, by up
-    to a third over an untiled pass of the same crop (docs/performance.md, "Memory model"). Elsewhere
-    (a GPU's caching allocator, another C library) it does nothing."""
-    trim = _malloc_trim() if device.type == "cpu" else None
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Optional[Callable[[int], int]]:
-    """glibc's ``malloc_trim`` (a public glibc function, ``man 3 malloc_trim``), or None without it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # musl and other C libraries have none
-        return None
 
 
 def _as_regions(target: Any) -> list[tuple[Any, Optional[Tensor], float]]:
