@@ -49,9 +49,9 @@ CHECKPOINTING_WORKING_RATIO = 0.65
 # set and the next allocates one anew, and glibc keeps freed blocks below its mmap threshold (which
 # rises to 32 MB as large blocks are freed) in the process, reusing them only in part when the next
 # crop has another shape. Measured by scripts/memory_model.py (docs/performance.md, "Memory model"):
-# up to 0.61 of the crop's working set in 256 px tiles, 0.19-0.38 of it (285-430 MB) in 512 and
-# 768 px tiles, whose large blocks go back to the system; no more after 6 or 8 steps than after 2,
-# nor with 12 tiles than with 9. Set so that every estimate is at least 5% above every peak measured:
+# up to 0.63 of the crop's working set in 256 px tiles, 0.19-0.39 of it in 384 to 768 px tiles
+# (whose large blocks go back to the system); no more after 6 or 8 steps than after 2, nor with 12
+# tiles than with 9. Set so that every estimate is at least 5% above every peak measured:
 # the ratio, under fp32 and bf16-mixed, then at most 150 MB plus 0.35 of the working set.
 TILED_RETAINED_RATIO = 0.75
 TILED_RETAINED_RATIO_BF16 = 0.2
