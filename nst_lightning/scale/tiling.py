@@ -155,6 +155,7 @@ class TiledLoss:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
                     content_error[name] += (features[name][..., ys, xs].float() - target).pow(2).sum().double()
+                del features  # before the next tile's pass, not after it
         # The loss, and each style layer's gradient with respect to its statistic.
         gradients: dict[str, list] = {}
         per_layer = {}
@@ -208,6 +209,7 @@ class TiledLoss:
             if image.grad is None:
                 image.grad = torch.zeros_like(image)
             image.grad[..., cy0:cy1, cx0:cx1] += crop.grad
+            del features, surrogate, crop  # before the next tile's pass, not after it
         if w.tv > 0:
             with torch.enable_grad():
                 backward(w.tv * total_variation_loss(image))

@@ -16,7 +16,7 @@ from nst_lightning.ui.live import Update
 from nst_lightning.ui.runner import Outcome
 from nst_lightning.utilities.errors import UserError, param
 
-# How the page's presets paint: configs/quick.yaml's method (docs/quality.md: the quality of 200 plain Adam
+# How the page's presets paint: configs/quick.yaml's method (docs/lab/quality.md: the quality of 200 plain Adam
 # steps in half the time), set in full so that a preset gives the same picture whatever the server's --config.
 METHOD = ("--model.optimizer", "adam", "--model.lr", "null", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
           "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33", "--model.ema_decay", "0.9",

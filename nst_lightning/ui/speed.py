@@ -6,7 +6,7 @@ Measured when the server starts, before any visitor's run: a short run of the se
 thread, timed from its second step to its last (the first builds the targets and warms up). Then again
 from each run of the page that went for at least ``MIN_STEPS`` steps at one size. One step is one forward
 and backward pass for Adam and L-BFGS alike, so its cost follows the pixels; it grows a little faster
-than they do (docs/quality.md's 4K run: 3.9 s/Mpx at 960 px, 5.2 at 1920 px), so an estimate uses the
+than they do (docs/lab/quality.md's 4K run: 3.9 s/Mpx at 960 px, 5.2 at 1920 px), so an estimate uses the
 measurement nearest to its size. Coarse-to-fine stages count at their own sizes. A photo of 4:3 is assumed.
 """
 
@@ -25,7 +25,7 @@ from nst_lightning.scale.multiscale import stage_sizes
 from nst_lightning.ui.live import Update
 from nst_lightning.ui.runner import Outcome, Run, execute, write_record
 
-BENCH_SIDE = 256  # the smallest size where a step is mostly the network's work (docs/performance.md: 1-2% overhead)
+BENCH_SIDE = 256  # the smallest size where a step is mostly the network's work (docs/lab/performance.md: 1-2% overhead)
 BENCH_STEPS = 6
 ASPECT = 0.75
 
