@@ -48,7 +48,7 @@ CHECKPOINTING_WORKING_RATIO = 0.65
 # What a tiled run holds besides its largest tile's working set: each tile's pass frees its working
 # set and the next allocates one anew, and glibc keeps freed blocks below its mmap threshold (which
 # rises to 32 MB as large blocks are freed) in the process, reusing them only in part when the next
-# crop has another shape. Measured by scripts/memory_model.py (docs/lab/performance.md, "Memory model"):
+# crop has another shape. Measured by benchmarks/memory_model.py (docs/lab/performance.md, "Memory model"):
 # up to 0.63 of the crop's working set in 256 px tiles, 0.19-0.39 of it in 384 to 768 px tiles
 # (whose large blocks go back to the system); no more after 6 or 8 steps than after 2, nor with 12
 # tiles than with 9. Set so that every estimate is at least 5% above every peak measured:

@@ -3,7 +3,6 @@ estimate against the peak memory a real run measures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from nst_lightning.evaluation.peak import estimate_now, measure
 from nst_lightning.model.vgg import LAYER_INDEX, vgg19_features_architecture
 from nst_lightning.scale.budget import largest_long_side, plan
 from nst_lightning.scale.memory import MIN_AUTO_TILE, MemoryModel, activation_channels, crop_of, memory_model
@@ -168,7 +168,7 @@ def test_a_size_that_cannot_fit_is_refused_with_what_would(monkeypatch):
     "options, bounds",
     # Not smaller: below ~0.2 Mpx what the allocator keeps from the warm-up run moves the peak by
     # +-60 MB (a bf16 run at 384 px measured 285-343 MB). One of each kind (fp32 512, tiled 512 in
-    # 256 px tiles, bf16 768) keeps the suite short; scripts/memory_model.py measures more.
+    # 256 px tiles, bf16 768) keeps the suite short; benchmarks/memory_model.py measures more.
     # Untiled, the estimate is fitted to the peaks (+0 to +1.3%) and may miss by 25% either way.
     # Tiled, it is set above every peak measured: 1.05-1.27x the largest of each case, at most 1.48x
     # the smallest (docs/lab/performance.md, "Memory model"; this case: 1.13-1.23x in 9 runs). Below the
@@ -178,27 +178,21 @@ def test_a_size_that_cannot_fit_is_refused_with_what_would(monkeypatch):
     ids=["512", "512-tiled", "768-bf16"],
 )
 def test_the_estimate_is_close_to_the_measured_peak(options, bounds):
-    script = REPO / "scripts" / "memory_model.py"
-    done = subprocess.run([sys.executable, str(script), "--child", json.dumps(options)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    run = json.loads(done.stdout.strip().splitlines()[-1])
+    run = measure(options, timeout=300)
     low, high = bounds
     assert low < run["estimate"] / run["added"] < high, f"estimate {run['estimate'] / 1e6:.0f} MB, measured {run['added'] / 1e6:.0f} MB"
 
 
 def test_every_tiled_peak_measured_is_5_percent_under_its_estimate():
-    # The runs scripts/memory_model.py measured (fp32 512 to 2048 px in 256 to 768 px tiles, bf16-mixed
+    # The runs benchmarks/memory_model.py measured (fp32 512 to 2048 px in 256 to 768 px tiles, bf16-mixed
     # 768 px in 256 px tiles), against today's estimate: a budget that holds the estimate holds them.
-    spec = importlib.util.spec_from_file_location("memory_model_script", REPO / "scripts" / "memory_model.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     estimates = {}
     with open(REPO / "docs" / "lab" / "evaluation" / "memory" / "tiled_peaks.jsonl") as lines:
         runs = [json.loads(line) for line in lines]
     for run in runs:
         case = (run["precision"], run["image_size"], run["tile_size"])
         if case not in estimates:
-            estimates[case] = script.estimate_now(run)["estimate"]
+            estimates[case] = estimate_now(run)["estimate"]
         assert estimates[case] >= 1.05 * run["added"], (case, estimates[case] / 1e6, run["added"] / 1e6)
     assert len(estimates) >= 10
 
