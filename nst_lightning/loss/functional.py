@@ -37,8 +37,11 @@ def gram_matrix(features: Tensor, weights: Optional[Tensor] = None) -> Tensor:
         if weights is None:
             flat, positions_first = _flat_view(features.float())
             return _SymmetricProduct.apply(flat, positions_first) / (h * w)
-        flat = features.float().reshape(n, c, h * w)
-        return (flat * position_weights(weights)) @ flat.transpose(1, 2)
+        # sum_m w_m f_m f_m^T is the plain Gram of the map scaled by sqrt(w) (weights are >= 0): the
+        # symmetric product on the free view, as above, with no copy of a channels-last map.
+        flat, positions_first = _flat_view(features.float())
+        root = position_weights(weights).sqrt()
+        return _SymmetricProduct.apply(flat * (root.transpose(1, 2) if positions_first else root), positions_first)
 
 
 def _flat_view(features: Tensor) -> tuple[Tensor, bool]:

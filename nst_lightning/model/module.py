@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
-import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
@@ -72,6 +71,8 @@ class StyleTransfer(pl.LightningModule):
         check_memory: bool = True,
         sync_every: Optional[PositiveInt] = None,
         region_masks: MaskMethod = "downsample",
+        parameterisation: Literal["pixels", "laplacian_pyramid"] = "pixels",
+        pyramid_levels: PositiveInt = 5,
     ) -> None:
         """
         Args:
@@ -114,6 +115,9 @@ class StyleTransfer(pl.LightningModule):
             sync_every: Read the loss to the host every N steps; default 1 on a CPU, 50 on a GPU.
             region_masks: With ``data.regions``, how a mask reaches each layer (Gatys et al. 2017):
                 ``downsample`` (averaged over each position's pixels) or ``propagate`` (through the network).
+            parameterisation: What the optimizer moves: the image's ``pixels``, or its ``laplacian_pyramid``'s
+                coordinates, whose coarse bands move the large shapes in few steps (``parameterisation/``).
+            pyramid_levels: With ``laplacian_pyramid``: its bands, each coarser one half the last's sides.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +134,7 @@ class StyleTransfer(pl.LightningModule):
         self.tiled_loss = self.compute.tiled_loss(self.vgg, self.loss_weights, self.loss_statistic)
         self.automatic_optimization = self.tiled_loss is None  # tiles backpropagate one by one: manual optimization
         self.memory_budget = None  # scale/budget.py's, with max_memory_gb
+        self.parameterisation = self.optim.parameterised()  # the optimizer's view of the image
         self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
         self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
         self.target_kind = None  # targets.kind_for the datamodule, unless a caller sets one
@@ -163,8 +168,8 @@ class StyleTransfer(pl.LightningModule):
                 self.average = IterateAverage(self.image, self.optim.ema_decay)
 
     def on_fit_start(self) -> None:
-        # Here, not in __init__: the layout depends on the device and precision the Trainer chose.
-        self.vgg.use_channels_last(self.compute.channels_last(self.device, str(self.trainer.precision)))
+        # Here, not in __init__: the layout (and a bf16 copy) depend on the device and precision the Trainer chose.
+        self.compute.prepare(self.vgg, self.device, str(self.trainer.precision))
         self.refresh_targets()
 
     def refresh_targets(self) -> None:
@@ -207,22 +212,18 @@ class StyleTransfer(pl.LightningModule):
         return self() if self.automatic_optimization else tiled_step(self, self.optimizers())
 
     def configure_optimizers(self) -> Configured:
-        return self.optim.configure_optimizers(self.image, self.trainer.max_steps)
+        return self.optim.configure_optimizers(self.parameterisation.optimised(self.image), self.trainer.max_steps)
 
     def on_after_backward(self) -> None:
-        # Under autocast the gradient can come back channels-last, which L-BFGS's flat view cannot take.
-        if self.image.grad is not None and not self.image.grad.is_contiguous():
-            self.image.grad = self.image.grad.contiguous()
+        if self.automatic_optimization:  # tiled: once its last tile is done (scale/tiling.py)
+            self.parameterisation.gradient_done(self.image)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.after_step()
 
     def after_step(self) -> None:
-        # Valid pixels after each Adam step; not for L-BFGS, whose curvature a projection would corrupt.
-        if self.optim.optimizer == "adam":
-            with torch.no_grad():
-                self.image.clamp_(0, 1)
+        self.parameterisation.step_done(self.image, clamp=self.optim.optimizer == "adam")  # see its docstring
         if self.average is not None:
             self.average.update(self.image)
 

@@ -253,7 +253,7 @@ def _inner(gradient: Any, part: Any) -> Tensor:
 
 def tiled_step(module: Any, optimizer: Any) -> dict[str, Tensor]:
     """One training step of a ``StyleTransfer`` (duck-typed: ``image``, ``tiled_loss``, its targets,
-    ``manual_backward``, ``after_step``, ``lr_schedulers``) under manual optimization, its loss and
+    ``manual_backward``, ``parameterisation``, ``after_step``, ``lr_schedulers``) under manual optimization, its loss and
     gradient computed in tiles; returns the losses, as the untiled ``training_step`` does."""
     losses: dict[str, Tensor] = {}
 
@@ -261,6 +261,7 @@ def tiled_step(module: Any, optimizer: Any) -> dict[str, Tensor]:
         optimizer.zero_grad()
         targets = (module.image, module.content_targets, module.style_targets)
         losses.update(module.tiled_loss.losses_and_backward(*targets, module.manual_backward, module.control.vgg_input, module.target_terms))
+        module.parameterisation.gradient_done(module.image)  # the whole image's gradient, to what the optimizer moves
         return losses["loss"]
 
     optimizer.step(closure=closure)

@@ -148,3 +148,42 @@ def test_activation_checkpointing_gives_the_same_features_and_gradient(layers):
         assert torch.equal(recomputed[name], plain[name])
     # The same operations in the same order: equal up to the order of gradient accumulation.
     torch.testing.assert_close(recomputed_grad, plain_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_kept_bf16_copy_gives_what_autocast_gave_and_leaves_fp32_alone(channels_last):
+    torch.manual_seed(0)
+    vgg = VGG19Features(["conv1_1", "conv3_1", "conv4_2"], "random")
+    vgg.use_channels_last(channels_last)
+    image = torch.rand(1, 3, 32, 40, requires_grad=True)
+
+    def run(autocast):
+        image.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = vgg(image)
+        sum(value.float().square().mean() for value in out.values()).backward()
+        return out, image.grad.clone()
+
+    recast, fp32 = run(True), run(False)
+    vgg.keep_bf16_copy(True)
+    kept = run(True)
+    assert vgg._bf16_features[0][0].weight.dtype == torch.bfloat16 and vgg.features[0].weight.dtype == torch.float32
+    # A cast is a cast: autocast's every step and the copy made once hold the same bf16 values.
+    assert all(torch.equal(kept[0][n], recast[0][n]) for n in kept[0]) and torch.equal(kept[1], recast[1])
+    assert kept[0]["conv1_1"].dtype == torch.bfloat16 and vgg._bf16_features[0][0].weight.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # Outside autocast (the targets), the fp32 weights, as without a copy.
+    after = run(False)
+    assert all(torch.equal(after[0][n], fp32[0][n]) for n in after[0]) and after[0]["conv1_1"].dtype == torch.float32
+    # And under autocast it is the copy that runs: changed, it changes what autocast gives, only.
+    vgg._bf16_features[0][0].weight.data.zero_()
+    assert not torch.equal(run(True)[0]["conv1_1"], recast[0]["conv1_1"]) and torch.equal(run(False)[0]["conv1_1"], fp32[0]["conv1_1"])
+    vgg.keep_bf16_copy(False)
+    assert not vgg._bf16_features and torch.equal(run(True)[0]["conv1_1"], recast[0]["conv1_1"])
+
+
+def test_a_bf16_mixed_run_keeps_the_copy_and_an_fp32_run_does_not(run_cli):
+    bf16 = run_cli("--trainer.precision", "bf16-mixed", "--trainer.max_steps", "1")
+    assert bf16.model.vgg._bf16_features and bf16.model.vgg._bf16_features[0][0].weight.dtype == torch.bfloat16
+    fp32 = run_cli("--trainer.max_steps", "1", "--trainer.logger.init_args.version", "fp32")
+    assert not fp32.model.vgg._bf16_features
