@@ -1,4 +1,4 @@
-"""Scores for results, the same for every option (``scripts/evaluate.py`` and the quality tests).
+"""Scores for results, the same for every option (``benchmarks/evaluate.py`` and the quality tests).
 
 - Content distance: the relative squared error of ``conv4_2`` features against the photo's (the
   paper's content layer), at the result's resolution. The photo itself scores 0.

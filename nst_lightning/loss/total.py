@@ -1,6 +1,6 @@
 """The weighted total loss: what it weighs (``LossWeights``) and the one definition of it
 (``weighted_losses``, and ``batch_losses`` for K images at once). ``StyleTransfer.forward``, the tiled
-path (``scale/tiling.py``) and the plain loop of ``scripts/benchmark.py`` all call it; the style
+path (``scale/tiling.py``) and the plain loop of ``benchmarks/benchmark.py`` all call it; the style
 term's statistic is pluggable (``statistics.py``, ``guided.py``).
 """
 

@@ -11,7 +11,7 @@ and at every option value written as YAML: a regular file, at most ``MAX_CONFIG_
 nested at most ``MAX_YAML_DEPTH`` deep, and at most ``MAX_YAML_NODES`` values once aliases are
 expanded, all measured on PyYAML's event stream, which expands nothing and recurses nowhere (its
 parsers are state machines: only the document builders recurse), and which is read only as far as
-``MAX_YAML_DEPTH``: its scanner is quadratic in the depth (``scripts/yaml_limits.py``: 20,000 ``[``
+``MAX_YAML_DEPTH``: its scanner is quadratic in the depth (``benchmarks/yaml_limits.py``: 20,000 ``[``
 take 0.65 s to stream whole, 1 MB of them is refused in 2 ms). A config (a file or ``--config``
 text) that is not YAML is one line saying where. Configs named inside a config file are not followed.
 """

@@ -11,7 +11,9 @@ A step's peak memory is two parts (docs/lab/performance.md, "Memory model"):
   activations kept for backward and the gradients and temporaries of the backward pass. It is
   proportional to the pixels and to ``sum(channels / stride^2)`` over the network up to its cut
   (320 channels a pixel through ``conv5_1``), times ``WORKING_BYTES_PER_CHANNEL``, measured;
-- a **fixed** part, measured (``FIXED_BYTES``).
+- a **fixed** part, measured (``FIXED_BYTES``);
+- in tiles, what the allocator keeps of the tiles' freed working sets (``TILED_RETAINED_RATIO``,
+  at most ``TILED_RETAINED_MAX``), measured.
 
 How a run uses the model (its check before anything is decoded, a budget's tile per stage) is
 ``budget.py``. The estimate is of the memory a run adds to what the process holds when it starts (Python, torch
@@ -43,8 +45,21 @@ FIXED_BYTES = 60e6
 FIXED_BYTES_BF16 = 150e6
 # Activation checkpointing per VGG block: -35% of the per-pixel peak (docs/lab/performance.md).
 CHECKPOINTING_WORKING_RATIO = 0.65
-# A budget chooses tiles whose estimate is within this share of it: the estimate is within about
-# 15% of the measured peak at large sizes, either way (docs/lab/performance.md).
+# What a tiled run holds besides its largest tile's working set: each tile's pass frees its working
+# set and the next allocates one anew, and glibc keeps freed blocks below its mmap threshold (which
+# rises to 32 MB as large blocks are freed) in the process, reusing them only in part when the next
+# crop has another shape. Measured by benchmarks/memory_model.py (docs/lab/performance.md, "Memory model"):
+# up to 0.63 of the crop's working set in 256 px tiles, 0.19-0.39 of it in 384 to 768 px tiles
+# (whose large blocks go back to the system); no more after 6 or 8 steps than after 2, nor with 12
+# tiles than with 9. Set so that every estimate is at least 5% above every peak measured:
+# the ratio, under fp32 and bf16-mixed, then at most 150 MB plus 0.35 of the working set.
+TILED_RETAINED_RATIO = 0.75
+TILED_RETAINED_RATIO_BF16 = 0.2
+TILED_RETAINED_MAX = 150e6
+TILED_RETAINED_MAX_RATIO = 0.35
+# A budget chooses tiles whose estimate is within this share of it: untiled, the estimate is within
+# about 15% of the measured peak at large sizes, either way; tiled, it is 5-27% above the largest
+# peak of each case measured (docs/lab/performance.md).
 BUDGET_MARGIN = 0.9
 # The smallest tile an automatic choice makes: below it a step costs over ~7x an untiled one.
 MIN_AUTO_TILE = 128
@@ -78,38 +93,81 @@ def layer_channels(features: nn.Sequential, index: int) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """Bytes per pixel of a run's whole-image state and of VGG19's working set."""
+    """Bytes per pixel of a run's whole-image state and of VGG19's working set, and what the allocator
+    keeps in a tiled run: ``retained_ratio`` of a crop's working set, at most ``retained_max`` bytes
+    plus ``retained_max_ratio`` of it."""
 
     state_per_pixel: float
     working_per_pixel: float
     fixed: float = 0.0
+    retained_ratio: float = 0.0
+    retained_max: float = 0.0
+    retained_max_ratio: float = 0.0
 
     def estimate(self, height: int, width: int, crop: Optional[tuple[int, int]] = None) -> float:
         """Bytes the run adds at its peak, for a ``height`` x ``width`` result whose passes each see
-        ``crop`` pixels (``None``: the whole image, untiled)."""
-        seen = (crop[0] * crop[1]) if crop else height * width
-        tile_extra = 24 * seen if crop else 0  # a tiled pass's crop and its gradient
-        return self.fixed + self.state_per_pixel * height * width + (self.working_per_pixel * seen + tile_extra)
+        ``crop`` pixels at the most (``None``: the whole image, untiled)."""
+        state = self.fixed + self.state_per_pixel * height * width
+        if crop is None:
+            return state + self.working_per_pixel * height * width
+        working = self.working_per_pixel * crop[0] * crop[1]
+        retained = min(self.retained_ratio * working, self.retained_max + self.retained_max_ratio * working)
+        return state + working + 24 * crop[0] * crop[1] + retained  # 24 a pixel: the crop and its gradient
 
     def largest_tile(self, height: int, width: int, budget: float, halo: int, align: int) -> Optional[int]:
         """The largest tile size (a multiple of ``align``, at least ``MIN_AUTO_TILE``) whose estimate
         fits ``budget`` bytes; ``max(height, width)`` if the untiled run fits; ``None`` if none does."""
         if self.estimate(height, width) <= budget:
             return max(height, width)
-        tile = (max(height, width) // align) * align
-        smallest = math.ceil(MIN_AUTO_TILE / align) * align
-        while tile >= smallest:
-            if self.estimate(height, width, crop_of(tile, height, width, halo, align)) <= budget:
-                return tile
-            tile -= align
+
+        def fits(steps: int) -> bool:
+            return self.estimate(height, width, crop_of(steps * align, height, width, halo, align)) <= budget
+
+        # Binary searches over grid steps, O(log size): a linear walk down from a size of 10^9 px
+        # took minutes. The estimate grows with the tile except where a side's count of tiles falls
+        # (3 to 2, 2 to 1: fewer tiles with a halo on both sides), so the steps are searched in the
+        # ranges between those falls, from the highest down.
+        smallest, top = math.ceil(MIN_AUTO_TILE / align), max(height, width) // align
+        falls = sorted({top, *((side - align) // (k * align) for side in (height, width) for k in (1, 2))})
+        for below, high in reversed(list(zip([smallest - 1, *falls], falls))):
+            low = max(below + 1, smallest)  # the range's steps are low..high
+            if low > high or not fits(low):
+                continue
+            while low < high:  # low fits
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if fits(middle) else (low, middle - 1)
+            return low * align
         return None
 
 
 def crop_of(tile: int, height: int, width: int, halo: int, align: int) -> tuple[int, int]:
-    """The largest crop a pass reads with ``tile``: a tile (up to ``align`` - 1 px longer at the end of
-    a row) with its halo on both sides, cut at the image's edges."""
+    """``(height, width)`` of the largest crop a pass reads with ``tile`` (``tiles.tile_grid``'s): the
+    tallest row's by the widest column's, each a tile with its halo, cut at the image's edges."""
+    return _longest_crop(height, tile, halo, align), _longest_crop(width, tile, halo, align)
+
+
+def _longest_crop(length: int, tile: int, halo: int, align: int) -> int:
+    """The longest crop along one side of ``length`` pixels, as ``tiles.tile_grid`` cuts it, in O(1)
+    (a budget's search evaluates it for images of any size). A tile at an edge reads its halo on one
+    side only, so in a small image no crop is a whole tile plus two halos: counting one there made the
+    estimate of a 512x384 image in 256 px tiles 1.47x the crops' pixels."""
     step = max(align, tile // align * align)
-    return min(height, step + align - 1 + 2 * halo), min(width, step + align - 1 + 2 * halo)
+    tiles = -(-length // step)
+    if tiles > 1 and length - (tiles - 1) * step < align:  # tile_grid's last tile takes the sliver
+        tiles -= 1
+    if tiles == 1:
+        return length
+    last = length - max(0, (tiles - 1) * step - halo)
+
+    def crop(k: int) -> int:  # the k-th tile, one of the tiles - 1 a whole step long
+        return min(length, (k + 1) * step + halo) - max(0, k * step - halo)
+
+    # crop(k) is concave in k (it grows while the halo before the tile is cut by the image's start,
+    # shrinks while the halo after it is cut by the end): its maximum is at an end of the range or
+    # next to a point where one of those cuts stops.
+    bends = (halo / step, (length - halo) / step - 1)
+    ks = {0, tiles - 2, *(min(tiles - 2, max(0, f(b))) for b in bends for f in (math.floor, math.ceil))}
+    return max(last, *(crop(k) for k in ks))
 
 
 def memory_model(
@@ -133,12 +191,12 @@ def memory_model(
         content_targets += 4 * channels / stride**2
     state = 12 + 12 + optimizer_state + (12 if ema else 0) + 12 + content_targets + 3 * (1 + style_pixel_ratio)
     state += 12 if luminance else 0
-    working, fixed = WORKING_BYTES_PER_CHANNEL * activation_channels(features), FIXED_BYTES
+    working, fixed, retained = WORKING_BYTES_PER_CHANNEL * activation_channels(features), FIXED_BYTES, TILED_RETAINED_RATIO
     if "16" in precision:  # bf16-mixed, 16-mixed
-        working, fixed = working * BF16_WORKING_RATIO, FIXED_BYTES_BF16
+        working, fixed, retained = working * BF16_WORKING_RATIO, FIXED_BYTES_BF16, TILED_RETAINED_RATIO_BF16
     if activation_checkpointing:
         working *= CHECKPOINTING_WORKING_RATIO
-    return MemoryModel(state, working, fixed)
+    return MemoryModel(state, working, fixed, retained, TILED_RETAINED_MAX, TILED_RETAINED_MAX_RATIO)
 
 
 def available_bytes(device: torch.device, cgroup: str = "/sys/fs/cgroup", meminfo: str = "/proc/meminfo") -> Optional[float]:

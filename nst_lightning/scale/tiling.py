@@ -164,6 +164,7 @@ class TiledLoss:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
                     content_error[name] += (features[name][..., ys, xs].float() - target).pow(2).sum().double()
+                del features  # before the next tile's pass, not after it
         # The loss, and per tile what its surrogate needs (``guides``: None where it owns none of a region).
         guides: dict[str, list] = {}
         per_layer = {}
@@ -213,6 +214,7 @@ class TiledLoss:
             if image.grad is None:
                 image.grad = torch.zeros_like(image)
             image.grad[..., cy0:cy1, cx0:cx1] += crop.grad
+            del features, surrogate, crop  # before the next tile's pass, not after it
         if w.tv > 0:
             with torch.enable_grad():
                 backward(w.tv * total_variation_loss(image))

@@ -69,14 +69,16 @@ def parser(prog: str) -> argparse.ArgumentParser:
         description="Serve a page for making, watching, stopping and continuing runs; any --model.*, --data.*, --trainer.* "
         "option sets the page's defaults.",
     )
-    p.add_argument("--config", action="append", default=[], help="fit config(s) the page starts from, e.g. configs/quick.yaml")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", default=None, help="port (default: 7860, or the next free one)")
-    p.add_argument("--runs", default="lightning_logs/ui", help="folder of the page's runs, one directory each")
-    p.add_argument("--auth", default=None, help="USER:PASSWORD that the page asks for")
-    p.add_argument("--max-size", default=None, help=f"the largest image a request may ask for, px on its long side (default {MAX_SIZE})")
-    p.add_argument("--max-steps", default=None, help=f"the most steps a request may ask for (default {MAX_STEPS})")
-    p.add_argument("--max-storage-gb", default=None, help=f"no new run starts while --runs holds more (default {MAX_STORAGE_GB:g})")
+    page = p.add_argument_group("the page")
+    page.add_argument("--config", action="append", default=[], help="fit config(s) the page starts from, e.g. configs/quick.yaml")
+    page.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    page.add_argument("--port", default=None, help="port (default: 7860, or the next free one)")
+    page.add_argument("--runs", default="lightning_logs/ui", help="folder of the page's runs, one directory each")
+    page.add_argument("--auth", default=None, help="USER:PASSWORD that the page asks for")
+    limits = p.add_argument_group("limits that keep the machine serving everyone")
+    limits.add_argument("--max-size", default=None, help=f"the largest image a request may ask for, px on its long side (default {MAX_SIZE})")
+    limits.add_argument("--max-steps", default=None, help=f"the most steps a request may ask for (default {MAX_STEPS})")
+    limits.add_argument("--max-storage-gb", default=None, help=f"no new run starts while --runs holds more (default {MAX_STORAGE_GB:g})")
     return p
 
 
@@ -135,8 +137,10 @@ def ui_main(argv: list[str], prog: str) -> int:
         return 2
     from nst_lightning.run.fit_options import UsageError, check_fit_options
     from nst_lightning.ui.controls import Defaults, Limits
-    from nst_lightning.ui.page import build
+    from nst_lightning.ui.page import CSS, JS, build
+    from nst_lightning.ui.pictures import install_builtins
     from nst_lightning.ui.runs import SERVED, Runs
+    from nst_lightning.ui.speed import BENCH_SIDE, Speed
 
     # Each run is cli_main(args) in this process, whose sys.argv holds the ui command's own options.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -159,17 +163,20 @@ def ui_main(argv: list[str], prog: str) -> int:
     served.mkdir(parents=True, exist_ok=True)
     gradio.set_static_paths([served])
     uploads = Path(os.environ.setdefault("GRADIO_TEMP_DIR", str(options.runs / ".gradio")))
-    page = build(Runs(options.runs, options.fit_args, options.max_storage_gb * 1e9, uploads), defaults, limits)
+    runs, speed = Runs(options.runs, options.fit_args, options.max_storage_gb * 1e9, uploads), Speed()
+    page = build(runs, defaults, limits, speed, install_builtins(served))
     page.queue(default_concurrency_limit=1)
     try:
         _, url, _ = page.launch(
             server_name=options.host, server_port=options.port, auth=options.auth, share=False, max_file_size=MAX_UPLOAD,
             prevent_thread_lock=True, quiet=True, ssr_mode=False, mcp_server=False, inbrowser=False, show_error=False,
-            footer_links=["api"], state_session_capacity=SESSIONS,
+            footer_links=["api"], state_session_capacity=SESSIONS, css=CSS, js=JS,
         )
     except OSError as err:  # the port is taken, or the address is not this machine's
         print(f"nst_lightning: error: cannot serve on {options.host}:{options.port or 'default'}: {err}", file=sys.stderr)
         return 2
+    # This machine's speed, for the page's time estimates: a short run before any visitor's (speed.py).
+    speed.measure_in_background(options.fit_args, options.runs, min(BENCH_SIDE, options.max_size))
     print(f"nst_lightning: serving {url} (runs in {options.runs}); Ctrl-C stops", file=sys.stderr, flush=True)
     return _serve(page)
 

@@ -16,16 +16,44 @@ from nst_lightning.ui.live import Update
 from nst_lightning.ui.runner import Outcome
 from nst_lightning.utilities.errors import UserError, param
 
-PRESETS = {  # the quality preset: a few model options over the config's
-    "as configured": [],
-    "smooth (averaged iterates)": ["--model.ema_decay", "0.95"],
-    "paper (L-BFGS)": ["--model.optimizer", "lbfgs"],
+# How the page's presets paint: configs/quick.yaml's method (docs/lab/quality.md: the quality of 200 plain Adam
+# steps in half the time), set in full so that a preset gives the same picture whatever the server's --config.
+METHOD = ("--model.optimizer", "adam", "--model.lr", "null", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
+          "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33", "--model.ema_decay", "0.9",
+          "--model.pooling", "max")
+# Gatys, Ecker & Bethge (2015) as configs/gatys2015.yaml runs them: L-BFGS from noise, average pooling, no smoothing.
+PAPER = ("--model.optimizer", "lbfgs", "--model.lr", "1.0", "--model.init", "noise", "--model.pooling", "avg", "--model.tv_weight", "0",
+         "--model.lr_schedule", "constant", "--model.ema_decay", "null", "--model.content_layers", "[conv4_2]",
+         "--model.style_layers", "[conv1_1, conv2_1, conv3_1, conv4_1, conv5_1]")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a preset gives: the size and steps it puts in the page's fields, coarse-to-fine stages (its
+    "steps at each smaller size" field), and the method's options it adds to a run over the server's config."""
+
+    size: int
+    steps: int
+    options: tuple[str, ...]
+    stages: tuple[int, ...] = ()
+    gives: str = ""
+
+
+PRESETS = {
+    "Quick preview": Preset(256, 60, METHOD, gives="a first look, small"),
+    "Balanced": Preset(512, 250, METHOD, gives="a good picture for a screen"),
+    # configs/multiscale.yaml: 256 px up to 1024 px in five sizes, averaged over the last ~20 steps of each.
+    "Best quality": Preset(1024, 330, (*METHOD, "--model.ema_decay", "0.95"), (100, 80, 60, 50), gives="large and fine: the big shapes first, then the detail"),
+    "As in the 2015 paper": Preset(512, 1000, PAPER, gives="the original method: slower, a little noisier"),
 }
+# The names of an earlier version of the page, still taken from API callers: the method they set.
+OLD_PRESETS = {"as configured": (), "smooth (averaged iterates)": ("--model.ema_decay", "0.95"), "paper (L-BFGS)": ("--model.optimizer", "lbfgs")}
 COLOURS = ("none", "luminance", "histogram")  # --model.preserve_colors
 STYLE_LOSSES = ("gram", "wasserstein")
 OPTIMIZERS = ("from the preset", "adam", "lbfgs")
 PREVIEW_SIDE = 256  # a preview smaller than this is shown enlarged
 PREVIEWS = 40  # about this many pictures a run; each is a copy from the device and an image in the browser
+MIN_TIMED = 5  # steps after the first that make a run's speed worth recording
 
 
 @dataclass(frozen=True)
@@ -40,14 +68,32 @@ class Limits:
     def check(self, size: Any = None, steps: Any = None, style_scale: Any = None, steps_name: str = param("trainer.max_steps")) -> None:
         side, scale, count = _value(size), _value(style_scale), _value(steps)
         if side is not None and side > self.size:
-            raise UserError(f"{param('data.image_size')} {_number(size)}: over this page's limit of {self.size} px (the server's --max-size); give {self.size} or less")
+            raise UserError(f"{param('data.image_size')} {number(size)}: over this page's limit of {self.size} px (the server's --max-size); give {self.size} or less")
         if side is not None and scale is not None and side * scale > self.size:
             raise UserError(
                 f"{param('data.style_scale')} {style_scale}: paintings of {side * scale:.0f} px, over this page's limit of {self.size} px "
                 f"(the server's --max-size); give {math.floor(self.size / side * 100) / 100:g} or less"
             )
         if count is not None and count > self.steps:
-            raise UserError(f"{steps_name} {_number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); give {self.steps} or less")
+            raise UserError(f"{steps_name} {number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); give {self.steps} or less")
+
+    def frames(self, size: Any, first: Any, later: Any, frames: Any) -> int:
+        """How many frames of a clip one request may style: ``frames`` (0 or none: as many as fit), when its
+        first frame's ``first`` steps and each later one's ``later`` keep the clip within ``steps`` in all."""
+        self.check(size, first)
+        whole(size, param("data.image_size"))
+        first_, later_ = whole(first, param("trainer.max_steps")), whole(later, "--video.frame_steps")
+        wanted = whole(frames if frames not in (None, "") else 0, "--frames 0:N, N")
+        if first_ < 1 or later_ < 1 or wanted < 0:
+            raise UserError(f"{param('trainer.max_steps')} {first_}, --video.frame_steps {later_}, {wanted} frames: give 1 step or more, and 0 frames (all) or more")
+        most = 1 + (self.steps - first_) // later_
+        if wanted > most:
+            total = first_ + (wanted - 1) * later_
+            raise UserError(
+                f"--frames 0:{wanted}: {wanted} frames of {first_} + {wanted - 1} x {later_} steps are {total} steps, over this page's limit "
+                f"of {self.steps} steps a run (the server's --max-steps); give {most} frames or fewer, or fewer steps a frame"
+            )
+        return wanted or most
 
 
 @dataclass(frozen=True)
@@ -92,17 +138,22 @@ class Defaults:
 
 
 def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, preset: Any, optimizer: Any, style_loss: Any,
-            seed: Any, stage_steps: Any, memory_gb: Any, bit_depth: Any = "8") -> list[str]:
-    """The controls as ``fit`` options; their values are checked by the run, which names the option."""
-    args = ["--data.image_size", _number(size), "--trainer.max_steps", _number(steps), "--model.style_weight", str(strength)]
+            seed: Any, stage_steps: Any, memory_gb: Any, bit_depth: Any = "8", weights: Any = None) -> list[str]:
+    """The controls as ``fit`` options; their values are checked by the run, which names the option.
+    ``preset`` None or "": the server's config's method; ``weights``: the paintings' blend weights (text
+    or a list: "2, 1"), None or "" for equal."""
+    args = ["--data.image_size", number(size), "--trainer.max_steps", number(steps), "--model.style_weight", str(strength)]
     args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
-    if not isinstance(preset, str) or preset not in PRESETS:
+    if preset not in (None, "") and not (isinstance(preset, str) and (preset in PRESETS or preset in OLD_PRESETS)):
         raise UserError(f"quality preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    args += PRESETS[preset]
+    args += list(PRESETS[preset].options if preset in PRESETS else OLD_PRESETS.get(preset or "as configured", ()))
+    blend = ", ".join(number(w) for w in weights) if isinstance(weights, (list, tuple)) else str(weights or "").strip().strip("[]")
+    if blend:
+        args += ["--data.style_weights", f"[{blend}]"]
     if optimizer not in (None, "", OPTIMIZERS[0]):
         args += ["--model.optimizer", str(optimizer)]
     if seed not in (None, ""):
-        args += ["--seed_everything", _number(seed)]
+        args += ["--seed_everything", number(seed)]
     stages = str(stage_steps or "").strip().strip("[]")
     args += ["--model.stage_steps", f"[{stages}]" if stages else "null"]
     args += ["--model.max_memory_gb", str(memory_gb) if memory_gb not in (None, "", 0, 0.0) else "null"]
@@ -161,13 +212,26 @@ class Progress:
         self.losses: list[tuple[int, float]] = []
         self.image: Any = None
         self.update: Optional[Update] = None
+        self.first: Optional[Update] = None  # the first step's report: the steps after it are timed
+        self.shape: tuple[int, ...] = ()
 
     def add(self, update: Update) -> None:
         self.update = update
+        if self.first is None and update.step > self.start_step:
+            self.first = update
         if update.loss is not None:
             self.losses.append((update.step, update.loss))
         if update.image is not None:
-            self.image = enlarged(update.image)
+            self.image, self.shape = enlarged(update.image), update.image.shape
+
+    def timing(self) -> Optional[tuple[int, int, int, float]]:
+        """(long side, height, width, seconds a step) of the steps after the first (which builds the targets
+        and warms up), or None when fewer than ``MIN_TIMED`` were made."""
+        u, first = self.update, self.first
+        if u is None or first is None or u.step - first.step < MIN_TIMED or len(self.shape) < 2:
+            return None
+        height, width = self.shape[:2]
+        return max(height, width), height, width, (u.seconds - first.seconds) / (u.step - first.step)
 
     def bar(self) -> str:
         u = self.update
@@ -207,7 +271,7 @@ def where(outcome: Outcome) -> str:
     return f"Run folder: `{folder}`  \nIn TensorBoard: `tensorboard --logdir {folder}`"
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     """Gradio's Number gives floats: ``256.0`` as ``256`` for an int option (``256.5`` stays, and is refused)."""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 

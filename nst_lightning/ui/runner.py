@@ -67,7 +67,7 @@ def execute(run: Run, every_n_steps: int, session: str = "") -> Iterator[Union[U
     live = ["--trainer.callbacks+=nst_lightning.ui.live.LivePreview", "--trainer.callbacks.channel", name]
     live += ["--trainer.callbacks.every_n_steps", str(every_n_steps), "--trainer.enable_progress_bar", "false"]
     done: list[Outcome] = []
-    finished = _in_run_thread(lambda: _fit(run, run.args + live, done))
+    finished = in_run_thread(lambda: _fit(run, run.args + live, done))
     try:
         while not finished.is_set() or not channel.updates.empty():
             try:
@@ -86,7 +86,7 @@ _RUNNER: list[threading.Thread] = []
 _RUNNER_LOCK = threading.Lock()
 
 
-def _in_run_thread(job: Callable[[], None]) -> threading.Event:
+def in_run_thread(job: Callable[[], None]) -> threading.Event:
     """``job`` in the one thread that makes this process's runs, one after the other (started on first use;
     a daemon, so a run stuck before its first step never holds the process open); the event is set when it
     has ended and what it left is freed. One thread, not one a run: glibc gives threads their own malloc

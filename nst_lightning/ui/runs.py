@@ -39,6 +39,7 @@ SERVED = ".served"  # under the runs folder; dot-named, so never taken for a run
 # What the server names runs: the time and a random token, so that no one can guess another visitor's run
 # (an earlier server's runs, named by a counter, are still listed). Anything else from the page is refused.
 NAME = re.compile(r"^\d{8}-\d{6}-(?:[0-9a-f]{16}|\d{1,9})$")
+CLIP_NAME = re.compile(r"^clip-\d{8}-\d{6}-[0-9a-f]{16}$")  # a clip's run (``clips.py``): never in the gallery of stills
 
 
 class Runs:
@@ -53,13 +54,13 @@ class Runs:
     def fresh(self, photo: str, paintings: Sequence[str], options: Sequence[str], long_side: Optional[int] = None) -> Run:
         if not paintings:
             raise UserError("give a painting (upload one, or pick a built-in one)")
-        _check_upload(photo, param("data.content"), long_side, self.uploads)
+        check_upload(photo, param("data.content"), long_side, self.uploads)
         for painting in paintings:
-            _check_upload(painting, param("data.style"), long_side, self.uploads)
-        self._check_room()
-        directory = self._new_directory()
+            check_upload(painting, param("data.style"), long_side, self.uploads)
+        self.check_room()
+        directory = self.new_directory()
         try:
-            inputs = [_keep(photo, directory, "photo")] + [_keep(p, directory, f"painting{i}") for i, p in enumerate(paintings, 1)]
+            inputs = [keep_input(photo, directory, "photo")] + [keep_input(p, directory, f"painting{i}") for i, p in enumerate(paintings, 1)]
             args = ["fit", *self.defaults, *options, "--data.content", inputs[0], "--data.style", json.dumps(inputs[1:])]
             return self._record(Run(directory, args + self._place(directory), new=True))
         except BaseException:
@@ -73,7 +74,7 @@ class Runs:
         steps = self.step(directory)  # where the run is, whatever its record says (a crash never wrote it)
         if steps is None:
             raise UserError(f"run {name} has no checkpoint to continue from; start a new one")
-        self._check_room()
+        self.check_room()
         args = [*record["args"], "--trainer.max_steps", str(steps + more_steps), "--ckpt_path", "last"]
         return self._record(Run(directory, args, start_step=steps))
 
@@ -82,8 +83,8 @@ class Runs:
         image = earlier / RESULT
         if not image.is_file():
             raise UserError(f"run {name} has no result image yet; continue it, or start a new run")
-        self._check_room()
-        directory = self._new_directory()
+        self.check_room()
+        directory = self.new_directory()
         start = ["--model.init", "image", "--model.init_image", str(image)]
         args = [*_without_place(record["args"]), *options, *start, *self._place(directory)]
         return self._record(Run(directory, args, new=True))
@@ -91,7 +92,7 @@ class Runs:
     def find(self, name: str) -> tuple[Path, dict]:
         """An earlier run by the name the server gave it (a path, or a name it did not give, is refused)."""
         if not isinstance(name, str) or not NAME.match(name) or not (self.root / name / RECORD).is_file():
-            raise UserError(f"no run named {name!r} under {self.root}; pick one from the gallery")
+            raise UserError(f"no run named {name!r} on this page; pick one from the gallery")
         return self.root / name, json.loads((self.root / name / RECORD).read_text())
 
     def earlier(self) -> list[tuple[str, Path, dict]]:
@@ -117,7 +118,8 @@ class Runs:
                 continue
         served = self.root / SERVED
         for pictures in served.iterdir() if served.is_dir() else []:
-            if not (self.root / pictures.name).is_dir():  # its run was deleted (to make room): its picture goes too
+            # A run deleted (to make room) takes its pictures with it; the page's own (.builtin) stay.
+            if (NAME.match(pictures.name) or CLIP_NAME.match(pictures.name)) and not (self.root / pictures.name).is_dir():
                 shutil.rmtree(pictures, ignore_errors=True)
         return found
 
@@ -149,7 +151,7 @@ class Runs:
         if source.suffix == ".ckpt":
             _render(source, target)
         else:
-            _link_or_copy(source, target)
+            link_or_copy(source, target)
         return target
 
     def storage(self) -> int:
@@ -166,7 +168,7 @@ class Runs:
                     total += stat.st_size
         return total
 
-    def _check_room(self) -> None:
+    def check_room(self) -> None:
         if self.max_bytes is None:
             return
         used = self.storage()
@@ -176,10 +178,10 @@ class Runs:
                 "no new run starts until old runs are deleted from its --runs folder or the server is given a larger limit"
             )
 
-    def _new_directory(self) -> Path:
+    def new_directory(self, prefix: str = "") -> Path:
         # The time and a random token; mkdir without exist_ok, so two servers never share one.
         while True:
-            directory = self.root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(8)}"
+            directory = self.root / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(8)}"
             try:
                 directory.mkdir(parents=True)
                 return directory
@@ -199,7 +201,7 @@ class Runs:
         write_record(directory, record)
 
 
-def _check_upload(source: str, option: str, long_side: Optional[int], uploads: Optional[Path]) -> None:
+def check_upload(source: str, option: str, long_side: Optional[int], uploads: Optional[Path]) -> None:
     """What the run checks of an image, before anything is written: that it decodes within the limits
     (``inputs.images.header_size``: readable, not a bomb), from its header. An upload refused here is
     removed when it is in ``uploads`` (the upload folder): no later request could use it."""
@@ -220,7 +222,7 @@ def _check_upload(source: str, option: str, long_side: Optional[int], uploads: O
         raise
 
 
-def _keep(source: str, directory: Path, stem: str) -> str:
+def keep_input(source: str, directory: Path, stem: str) -> str:
     """A built-in name as it is; an upload copied into the run's ``inputs/`` as ``stem`` + its extension."""
     if source.startswith(BUILTIN_PREFIX):
         return source
@@ -245,7 +247,7 @@ def _without_place(args: Sequence[str]) -> list[str]:
     return kept
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """``source`` at ``target``, whole or not at all: a hard link (no second copy on disk; the run replaces
     its files rather than writing into them, so the link keeps this version), else a copy."""
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py runs: here with --smoke (tiny sizes, on the CPU), as a real process."""
+"""benchmarks/gpu_check.py runs: here with --smoke (tiny sizes, on the CPU), as a real process."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.helpers import REPO
 def test_gpu_check_runs_with_tiny_sizes_and_prints_each_section():
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--smoke", "--device", "cpu", "--peak-tflops", "1", "0.1"],
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--smoke", "--device", "cpu", "--peak-tflops", "1", "0.1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,16 +4,22 @@ process that serves the page, which makes run after run in it."""
 from __future__ import annotations
 
 import gc
+import os
 import shutil
+import subprocess
+import sys
 import threading
 
+import numpy as np
 import pytest
 from lightning.pytorch import Trainer
+from PIL import Image
 
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.ui.runner import execute
 from nst_lightning.ui.runs import Runs
-from tests.helpers import DEBUG_CONFIG
+from nst_lightning.ui.words import describe, read_config, settings_yaml
+from tests.helpers import DEBUG_CONFIG, REPO, make_image
 
 # The runs' own command line beside pytest's (as ui_main filters it).
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
@@ -46,3 +52,23 @@ def test_a_deleted_runs_served_picture_goes_with_it(tmp_path):
     assert picture.stat().st_nlink == 2  # a hard link: the result is not stored twice
     shutil.rmtree(run.directory)  # the operator makes room
     assert runs.earlier() == [] and not picture.exists() and runs.storage() == 0
+
+
+def test_a_runs_settings_file_makes_the_same_picture_with_fit_config(tmp_path):
+    runs = Runs(tmp_path / "runs", ["--config", DEBUG_CONFIG])
+    photo = make_image(tmp_path / "mine.png", (48, 36))
+    run = runs.fresh(str(photo), ["builtin:starry_night"], ["--trainer.max_steps", "3", "--model.style_weight", "20"])
+    assert list(execute(run, 1))[-1].code == 0
+    text = settings_yaml(read_config(run.directory), run.directory.name, 3)
+    assert str(tmp_path) not in text and "LivePreview" not in text  # nothing of where the server kept it
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.yaml").write_text(text)
+    shutil.copy(photo, home / "photo.png")  # the user's own photo, by the name the file gives it
+    done = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--config", "settings.yaml"], cwd=home, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", NST_LIGHTNING_CACHE=str(tmp_path / "cache")))
+    assert done.returncode == 0, done.stderr[-3000:]
+    [again] = list(home.rglob("generated.png"))
+    first, second = (np.asarray(Image.open(p), dtype=np.int16) for p in (run.directory / "generated.png", again))
+    assert first.shape == second.shape == (36, 48, 3) and np.abs(first - second).max() <= 2  # the same picture
+    assert "**Painting** The Starry Night (van Gogh) · **Size** 48 px" in describe(read_config(run.directory), 3)  # in words

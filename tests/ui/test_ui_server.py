@@ -10,8 +10,11 @@ import pytest
 from PIL import Image
 
 from tests.ui.conftest import client, run_directories, run_folder, start_server
+from tests.video.clips import make_pan_clip
 
 pytest.importorskip("gradio_client", reason='the ui extra is not installed: pip install -e ".[ui]"')
+import av  # noqa: E402  (the video extra: the clips' tests)
+import httpx  # noqa: E402  (gradio_client's own dependency)
 from gradio_client import handle_file  # noqa: E402
 
 
@@ -155,3 +158,28 @@ def test_a_run_cut_short_by_a_killed_server_is_listed_and_continues(server, tmp_
     more = session.predict(folder.name, 4, api_name="/continue")
     assert run_folder(more) == folder and f"Done: {steps + 4} steps" in more[2]
     assert json.loads((folder / "ui.json").read_text())["steps"] == steps + 4
+
+
+def test_a_stopped_clip_continues_where_it_stopped(server, tmp_path):
+    session = client(server, tmp_path)
+    clip = handle_file(make_pan_clip(tmp_path / "pan.mp4", count=3))
+    before = set(run_directories(server.runs))
+    job = session.submit(clip, handle_file(server.images / "painting.png"), 48, 60, 1, 0, 10.0, api_name="/stylize_video")
+    deadline, checkpoint = time.monotonic() + 120, None
+    while checkpoint is None:  # the first frame (60 steps) is painting, its checkpoint written every 2 steps
+        assert time.monotonic() < deadline and not job.done(), job.outputs()
+        new = [server.runs / name for name in set(run_directories(server.runs)) - before]
+        checkpoint = next((c for d in new for c in [d / "out" / "runs" / "frame_000001" / "checkpoints" / "last.ckpt"] if c.is_file()), None)
+        time.sleep(0.1)
+    session.predict(api_name="/stop")
+    stopped = job.result(timeout=120)
+    assert stopped[0] is None and stopped[2].startswith("<p>Stopped after 0 of 3 frames"), stopped
+    out = server.runs / stopped[4] / "out"
+    assert checkpoint.is_file() and not (out / "frames").exists()  # the frame kept its checkpoint, unfinished
+    done = session.predict(stopped[4], api_name="/continue_video")  # the video command's own resume
+    assert "Done: 3 frames" in done[2] and len(done[3]) == 3
+    assert json.loads((out / "runs" / "frame_000001" / "frame.json").read_text())["steps"] == 60
+    with av.open(done[0]) as container:  # the downloaded clip: 3 frames, and the clip's sound
+        assert len(list(container.decode(video=0))) == 3 and container.streams.audio
+    for path in [out / "clip.json", out / "clip.mp4", out / "runs/frame_000001/frame.log", out.parent / "inputs/clip.mp4", out.parent / "ui.log"]:
+        assert path.is_file() and httpx.get(f"{server.url}gradio_api/file={path}").status_code == 403, path  # served: its pictures only

@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.inputs.files import png_bytes
 from tests.ui.conftest import client, make_images, run_directories, run_folder, start_server, stop_server
+from tests.video.clips import make_pan_clip
 
 pytest.importorskip("gradio_client", reason='the ui extra is not installed: pip install -e ".[ui]"')
 import httpx  # noqa: E402  (gradio_client's own dependency)
@@ -106,3 +107,24 @@ def test_no_new_run_past_the_storage_cap(limited, tmp_path):
     finally:
         filler.unlink()
     assert "Done: 2 steps" in session.predict(None, [painting], 48, 2, 10.0, api_name="/stylize")[2]
+
+
+def test_a_clips_refusals_are_one_line_in_the_log_and_to_the_client(limited, tmp_path):
+    session, painting = client(limited, tmp_path), handle_file(limited.images / "painting.png")
+    clip = handle_file(make_pan_clip(tmp_path / "pan.mp4", count=4, audio=False))
+    offset, before = len(limited.log.read_text()), run_directories(limited.runs)
+    calls = [
+        (lambda: session.predict(clip, painting, "abc", 4, 2, 0, 10.0, api_name="/stylize_video"), "--data.image_size 'abc': give a whole number"),
+        (lambda: session.predict(clip, painting, 65, 4, 2, 0, 10.0, api_name="/stylize_video"), "--data.image_size 65: over this page's limit of 64 px"),
+        # 4 steps for the first frame and 2 for each later one: 5 frames are 12 steps, over the server's 10.
+        (lambda: session.predict(clip, painting, 48, 4, 2, 5, 10.0, api_name="/stylize_video"), "--frames 0:5: 5 frames of 4 + 4 x 2 steps are 12 steps"),
+        (lambda: session.predict(None, painting, 48, 4, 2, 0, 10.0, api_name="/stylize_video"), "give a clip (upload one)"),
+        (lambda: session.predict("/etc", api_name="/continue_video"), "no clip named '/etc'"),
+    ]
+    messages = [refusal(call) for call, _ in calls]
+    for message, (_, words) in zip(messages, calls):
+        assert message.startswith("nst_lightning: error: ") and words in message and "\n" not in message, message
+        assert str(limited.runs) not in message  # no server path in what a visitor reads
+    assert run_directories(limited.runs) == before  # nothing was started
+    log = limited.log.read_text()[offset:]
+    assert "Traceback" not in log and log.splitlines() == messages

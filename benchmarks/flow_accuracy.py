@@ -15,7 +15,7 @@ INTER_NEAREST so that no vector is an average of two objects', its vectors scale
 
 Then what one flow costs to store in ``FlowCache`` (float32 .npy as it stores, float16, compressed).
 
-    python scripts/flow_accuracy.py           # prints markdown tables; docs/guide/video.md quotes them
+    python benchmarks/flow_accuracy.py           # prints markdown tables; docs/guide/video.md quotes them
 """
 
 from __future__ import annotations

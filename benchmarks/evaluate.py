@@ -8,10 +8,10 @@ against the photo) and style distance (mean relative squared error of the Gram m
 own resolution. "photo itself" scores the unchanged photo against each painting: the reference a
 result's style distance should fall well below, at a content distance above 0.
 
-    python scripts/evaluate.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
+    python benchmarks/evaluate.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
         --photos ../shared/examples/tubingen.jpg --paintings ../shared/examples/{starry_night,shipwreck,the_scream,woman-with-hat-matisse}.jpg \\
         --out docs/lab/evaluation/defaults
-    python scripts/evaluate.py --weights W --regions configs/regions.yaml --out docs/lab/evaluation/regions
+    python benchmarks/evaluate.py --weights W --regions configs/regions.yaml --out docs/lab/evaluation/regions
 
 Writes ``OUT/scores.csv`` (one row per result), ``OUT/table.md`` (means per option set) and
 ``OUT/tradeoff.png`` (style distance against content distance, each option set's mean and its

@@ -17,9 +17,9 @@ ratios of back-to-back runs, so that load from other processes cancels out as fa
 peak memory per image size, each size measured in a fresh process. Speed does not depend on the
 weight values, so the untrained VGG19 (``--weights random``, the default) needs no download.
 
-    python scripts/benchmark.py --quick                  # under a minute on 2 CPU cores
-    python scripts/benchmark.py --sizes 128 256 512 --steps 10 --warmup 2 --repeats 3   # docs/lab/performance.md
-    python scripts/benchmark.py --profile --sizes 128    # where Lightning's own time per step goes
+    python benchmarks/benchmark.py --quick                  # under a minute on 2 CPU cores
+    python benchmarks/benchmark.py --sizes 128 256 512 --steps 10 --warmup 2 --repeats 3   # docs/lab/performance.md
+    python benchmarks/benchmark.py --profile --sizes 128    # where Lightning's own time per step goes
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ Tübingen photo, 2 px a frame, wrapping around) is made once. Then, each in a fr
   (``configs/debug.yaml``, 32 px, one step a frame, random weights), its peak resident set as
   ``wait4`` reports it for that process (everything: Python, torch, a fit per frame, the encoding).
 
-    python scripts/video_memory.py --full         # prints a markdown table
+    python benchmarks/video_memory.py --full         # prints a markdown table
 
 It measures this checkout's ``nst_lightning``, or another's given first on the path, to compare:
-``PYTHONPATH=OTHER python scripts/video_memory.py``.
+``PYTHONPATH=OTHER python benchmarks/video_memory.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """docs/guide/video.md's strip and clip: the input, independent still runs and ``video``, side
-by side, from a run of ``scripts/video_consistency.py``.
+by side, from a run of ``benchmarks/video_consistency.py``.
 
-    python scripts/video_demo.py --clip /tmp/video-consistency/pan --video video_w1000_s50 \\
+    python benchmarks/video_demo.py --clip /tmp/video-consistency/pan --video video_w1000_s50 \\
         --strip docs/images/video_strip.jpg --gif docs/images/video_pan.gif --frames 1 4 8 12
 """
 

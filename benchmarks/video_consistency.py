@@ -11,7 +11,7 @@ config; and the input frames themselves (the floor). Printed per clip and settin
 - seconds per frame after the first against the first frame, a still run of the same size (target
   at most 0.3), and what the flow costs (DIS on both directions of every pair) against the total.
 
-    python scripts/video_consistency.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
+    python benchmarks/video_consistency.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
         --style ../shared/examples/starry_night.jpg --size 160 --out /tmp/video-consistency \\
         --settings "1000 50" "3000 50"
 

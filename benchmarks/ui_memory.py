@@ -3,7 +3,7 @@
 (each from a new client, as visitors come: a photo and a painting uploaded, ``--steps`` steps), and prints the
 server's resident memory (VmRSS, /proc) after runs 1, 5, 10, 20, ... and the ratio of the last to run 10.
 
-    python scripts/ui_memory.py --runs 50 --steps 2
+    python benchmarks/ui_memory.py --runs 50 --steps 2
 
 The server is what runs the page's runs in threads of its own process, so its RSS is what grows if a run
 leaves something behind (a Trainer, a module, a preview, Gradio's per-session state).

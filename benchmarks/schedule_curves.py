@@ -7,7 +7,7 @@ checkpoint's image (the averaged one with ``ema_decay``) is scored by the harnes
 seconds its file was written, counted from the process's start (imports, weights and targets
 included, as a user waits for them). The result itself is scored at the process's end.
 
-    python scripts/schedule_curves.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
+    python benchmarks/schedule_curves.py --weights ../shared/weights/vgg19_features_tvnorm.pth \\
         --photos ../shared/examples/tubingen.jpg \\
         --paintings ../shared/examples/{starry_night,shipwreck,the_scream,woman-with-hat-matisse}.jpg \\
         --settings "quick before" "cosine 100" --out /tmp/curves
@@ -37,10 +37,10 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.evaluate import QUICK_200_CONSTANT_FP32  # noqa: E402  (the earlier quick.yaml, one definition)
 from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
-from scripts.evaluate import QUICK_200_CONSTANT_FP32  # noqa: E402  (the earlier quick.yaml, one definition)
 
 # The earlier configs/default.yaml (1000 constant Adam steps from the photo in fp32), over today's: every option
 # the change set, back at the value the old file left it (the module's defaults). CHANGELOG.md's "Upgrading"

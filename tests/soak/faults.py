@@ -1,4 +1,4 @@
-"""The soak's added faults (``scripts/soak.py`` runs them): locks that cannot be read, a flaky download
+"""The soak's added faults (``tests/soak/soak.py`` runs them): locks that cannot be read, a flaky download
 server on 127.0.0.1, and batches whose output disk fills up while they keep their books.
 
 - ``plant_lock``: before an attempt, an empty or garbage ``run.lock`` (what an older version left after
@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "nst_lightning" / "assets"
 LOCK_NAME = "run.lock"
 STALE_AFTER_S = 300  # run_lock.STALE_AFTER_S

@@ -13,7 +13,7 @@ the peak is reset through ``/proc/self/clear_refs``).
 - colour: the built-in photo tagged Adobe RGB (1998) or Display P3, decoded ignoring its profile (as
   the program once did) and converted (as it does), against littlecms's own conversion.
 
-    python scripts/decode_costs.py            # prints markdown tables; docs/lab/reliability.md quotes them
+    python benchmarks/decode_costs.py            # prints markdown tables; docs/lab/reliability.md quotes them
 """
 
 from __future__ import annotations

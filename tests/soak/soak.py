@@ -10,13 +10,13 @@ saying what could not be written and what is intact; the disk is then enlarged, 
 free space, and the run resumed). A SIGKILL leaves the run's lock behind: the next attempt must take
 it over.
 
-Also (``soak_faults.py``): empty and garbage locks planted before an attempt (a fresh one
+Also (``faults.py``): empty and garbage locks planted before an attempt (a fresh one
 must be refused in one line saying how to remove it, a stale one taken over), paintings downloaded
 from a flaky server on 127.0.0.1 (each failure one line, then a retry that downloads again), and
 ``batch`` runs whose output is a small tmpfs that fills up while the batch keeps its books (one line,
 then rerun after the disk is enlarged until every job is done).
 
-    python scripts/soak.py --runs 30 --jobs 2 --out /tmp/soak
+    python tests/soak/soak.py --runs 30 --jobs 2 --out /tmp/soak
 
 Debug-sized (48-64 px, untrained VGG19, up to 40 steps), so it needs no download and no GPU. Prints
 one line per run and a summary; ``--json`` also writes the figures to a file. Exit code 1 if any run
@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from soak_faults import (
+from faults import (  # this folder is on sys.path when soak.py runs as a script
     FlakyServer,
     can_mount,
     check,
@@ -48,7 +48,7 @@ from soak_faults import (
     soak_batch,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STYLES = ["builtin:starry_night", "builtin:shipwreck", "builtin:the_scream"]
 KILL_SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 EXPECTED_CODES = {"SIGKILL": -signal.SIGKILL, "SIGINT": 130, "SIGTERM": 143}
@@ -68,7 +68,7 @@ class Run:
     signalled_while_exiting: int = 0
     planted_locks: list[str] = field(default_factory=list)  # "fresh" (refused, then removed) or "stale" (taken over)
     download_failures: int = 0  # attempts that stopped on a failed download, then retried
-    batch: dict = field(default_factory=dict)  # a batch run's report (soak_faults.soak_batch)
+    batch: dict = field(default_factory=dict)  # a batch run's report (faults.soak_batch)
     skipped: bool = False  # not started: --max-minutes had passed
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0

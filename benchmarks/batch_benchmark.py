@@ -5,8 +5,8 @@ clock, process start included, as a user sees it) on a fresh output folder: ``--
 built-in Tübingen photo (all of one size, so that they can be grouped) in the built-in Starry Night,
 ``--steps`` Adam steps each, untrained VGG19 (speed does not depend on the weights' values).
 
-    python scripts/batch_benchmark.py --sizes 128 256 --batch-sizes 1 2 4 --jobs 8 --steps 20
-    python scripts/batch_benchmark.py --ray --sizes 128 --jobs 4 12 --steps 8   # Ray's fixed and per-job cost
+    python benchmarks/batch_benchmark.py --sizes 128 256 --batch-sizes 1 2 4 --jobs 8 --steps 20
+    python benchmarks/batch_benchmark.py --ray --sizes 128 --jobs 4 12 --steps 8   # Ray's fixed and per-job cost
 
 Prints markdown tables; docs/lab/performance.md quotes them.
 """

@@ -1,6 +1,6 @@
 """What crafted YAML costs PyYAML, and what the bounds of ``run/config_limits.py`` cost instead.
 
-    python scripts/yaml_limits.py
+    python benchmarks/yaml_limits.py
 
 For each text: the seconds of PyYAML's whole event stream (libyaml's parser, a state machine: its
 scanner's time grows with the square of the nesting), whether building the document (``safe_load``,

@@ -1,8 +1,8 @@
 """Is the optimisation using the GPU? One command, at most ~5 minutes on an H100/H200.
 
-    python scripts/gpu_check.py                     # on the GPU machine
-    python scripts/gpu_check.py --smoke             # anywhere, tiny sizes, seconds (tests/scale/test_gpu_check.py)
-    python scripts/gpu_check.py --peak-tflops 989 67   # a GPU the table below does not know: bf16 and fp32 peaks
+    python benchmarks/gpu_check.py                     # on the GPU machine
+    python benchmarks/gpu_check.py --smoke             # anywhere, tiny sizes, seconds (tests/scale/test_gpu_check.py)
+    python benchmarks/gpu_check.py --peak-tflops 989 67   # a GPU the table below does not know: bf16 and fp32 peaks
 
 It prints markdown tables:
 
@@ -12,7 +12,7 @@ It prints markdown tables:
 2. host-device synchronisations per training step (``torch.cuda.set_sync_debug_mode``: each one is
    a warning), with the default ``sync_every`` (50 on a GPU) and with 1 (the old behaviour);
 3. one tiled 4K step (3840 px long side, ``tile_size`` 1024, bf16-mixed): seconds per step;
-4. ``Trainer.fit`` against the plain PyTorch loop of ``scripts/benchmark.py`` at 512 px, K = 1.
+4. ``Trainer.fit`` against the plain PyTorch loop of ``benchmarks/benchmark.py`` at 512 px, K = 1.
 
 FLOPs per step are counted, not estimated: ``torch.utils.flop_counter.FlopCounterMode`` around one
 step of the plain loop at that size (VGG19's convolutions through ``conv5_1`` and the Gram matrices'
@@ -280,7 +280,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         flush=True,
     )
 
-    print(f"\n## Trainer.fit against the plain loop of scripts/benchmark.py ({size} px, K = 1)\n")
+    print(f"\n## Trainer.fit against the plain loop of benchmarks/benchmark.py ({size} px, K = 1)\n")
     print("| precision | plain loop s/step | Trainer.fit s/step | fit / plain |\n| --- | --- | --- | --- |")
     for precision in args.precisions:
         loops[size, precision].seconds_per_step(args.warmup)

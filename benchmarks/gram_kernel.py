@@ -1,6 +1,6 @@
 """The Gram matrix's own backward against autograd's, one loss step at a time.
 
-    python scripts/gram_kernel.py --weights ../shared/weights/vgg19_features_tvnorm.pth --size 256
+    python benchmarks/gram_kernel.py --weights ../shared/weights/vgg19_features_tvnorm.pth --size 256
 
 One step is the product's loss (``StyleTransfer.forward``: VGG19, the paper's five style layers and
 conv4_2) and its backward to the image, as ``fit`` takes it. "autograd" is the Gram as it was before:
