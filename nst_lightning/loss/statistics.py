@@ -40,6 +40,7 @@ from nst_lightning.loss.functional import gram_matrix, position_weights, relativ
 from nst_lightning.loss.neighbours import NearestNeighbourStatistic
 from nst_lightning.loss.samples import Evaluation
 from nst_lightning.loss.sliced import SlicedWassersteinStatistic
+from nst_lightning.utilities.errors import UserError, param
 
 Target = Any  # a Tensor or a dict of Tensors, of the statistic's own making
 StyleLossName = Literal["gram", "wasserstein", "sliced_wasserstein", "nearest_neighbour"]
@@ -231,11 +232,23 @@ STYLE_STATISTICS: dict[str, type[StyleStatistic]] = {
 }
 
 
-def style_statistic(name: str, directions: Optional[int] = None, refresh: int = 1) -> StyleStatistic:
-    """The statistic called ``name``, with the options of the one it is: ``directions`` for
-    ``sliced_wasserstein``, ``refresh`` for ``nearest_neighbour`` (the others take none)."""
-    if name == "sliced_wasserstein":
-        return SlicedWassersteinStatistic(directions)
-    if name == "nearest_neighbour":
-        return NearestNeighbourStatistic(refresh)
-    return STYLE_STATISTICS[name]()
+# Each loss's own options: the ``StyleTransfer`` option, the loss it belongs to, its argument there, and
+# the value that means "not set" (any other value given to another loss is refused, never ignored).
+OWN_OPTIONS = {
+    "sw_directions": ("sliced_wasserstein", "directions", None),
+    "nn_refresh": ("nearest_neighbour", "refresh", 1),
+}
+
+
+def style_statistic(name: str, **options: Any) -> StyleStatistic:
+    """The statistic called ``name``, given the options of ``OWN_OPTIONS`` (``sw_directions`` for
+    ``sliced_wasserstein``, ``nn_refresh`` for ``nearest_neighbour``; the others take none). An option
+    of another loss, set, is a ``UserError``: it would silently change nothing."""
+    arguments = {}
+    for option, value in options.items():
+        owner, argument, unset = OWN_OPTIONS[option]
+        if owner == name:
+            arguments[argument] = value
+        elif value != unset:
+            raise UserError(f"{param('model.' + option)} is for {param('model.style_loss')} {owner}, not {name}: remove it or choose {owner}")
+    return STYLE_STATISTICS[name](**arguments)

@@ -57,10 +57,11 @@ class LossOptions:
 
     def __post_init__(self) -> None:
         self.loss_weights()  # refuses combinations that leave nothing to optimise
+        self.statistic()  # refuses an option of another style loss
 
     def statistic(self) -> StyleStatistic:
         """The style loss's statistic (``loss/statistics.py``), with its own options."""
-        return style_statistic(self.style_loss, self.sw_directions, self.nn_refresh)
+        return style_statistic(self.style_loss, sw_directions=self.sw_directions, nn_refresh=self.nn_refresh)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights.from_options(

@@ -15,7 +15,7 @@ from nst_lightning.__main__ import dispatch
 from nst_lightning.inputs.images import load_image
 from nst_lightning.loss.neighbours import NearestNeighbourStatistic
 from nst_lightning.loss.sliced import SlicedWassersteinStatistic
-from tests.helpers import DEBUG_CONFIG, checkpoint, events, make_image, scalar_steps
+from tests.helpers import DEBUG_CONFIG, checkpoint, events, make_image, scalar_steps, user_error
 
 LOSSES = {
     "sliced_wasserstein": ("--model.style_loss", "sliced_wasserstein", "--model.sw_directions", "16"),
@@ -113,3 +113,20 @@ def test_video_frames_keep_the_temporal_loss(tmp_path, monkeypatch):
     assert done.value.code == 0
     second = json.loads((tmp_path / "styled" / "runs" / "frame_000002" / "frame.json").read_text())
     assert second["temporal_loss"] > 0 and second["style_loss"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.sw_directions", "8"], "--model.sw_directions is for --model.style_loss sliced_wasserstein, not gram"),
+        (["--model.style_loss", "nearest_neighbour", "--model.sw_directions", "8"], "not nearest_neighbour"),
+        (["--model.nn_refresh", "3"], "--model.nn_refresh is for --model.style_loss nearest_neighbour, not gram"),
+        (["--model.style_loss", "sliced_wasserstein", "--model.nn_refresh", "2"], "not sliced_wasserstein"),
+        (["--model.style_loss", "sliced", "--trainer.max_steps", "1"], 'Parser key "model.style_loss"'),
+        (["--model.sw_directions", "0", "--model.style_loss", "sliced_wasserstein"], 'Parser key "model.sw_directions"'),
+    ],
+)
+def test_an_option_of_another_loss_is_one_line_and_nothing_written(run_cli, tmp_path, capsys, args, message):
+    # An option that the chosen loss would silently ignore is refused, so a user never believes it counted.
+    assert message in user_error(run_cli, capsys, *args)
+    assert not (tmp_path / "lightning_logs").exists()
