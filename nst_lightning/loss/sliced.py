@@ -24,6 +24,12 @@ from nst_lightning.loss.samples import Evaluation, flat_weights, mix_samples, ow
 Weights = Union[Tensor, float, None]
 
 
+def _project(rows: Tensor, directions: Tensor) -> Tensor:
+    """Rows ``[N, C]`` projected on ``directions`` ``[C, D]``, as ``[D, N]``, contiguous: each direction's
+    values in a row, the layout a sort along rows is fastest in (2x faster than a strided one here)."""
+    return (rows @ directions).T.contiguous()
+
+
 def _normalised(weights: Optional[Tensor]) -> Optional[Tensor]:
     return None if weights is None else weights / weights.sum().clamp_min(1e-30)
 
@@ -57,7 +63,9 @@ class SlicedWassersteinStatistic:
     every tile, region and painting of a step, and again after a resume.
     """
 
-    SAMPLES = 1 << 18  # a painting's conv1_1 at 512 x 512, whole
+    # A painting's conv1_1 at 256 x 256, whole; at 512 x 512 every fourth position: its quantiles are
+    # read at the result's levels by interpolation, and each step sorts them anew (the directions change).
+    SAMPLES = 1 << 16
 
     def __init__(self, directions: Optional[int] = None) -> None:
         self.directions = directions
@@ -84,13 +92,13 @@ class SlicedWassersteinStatistic:
 
     def _goal(self, projected: Tensor, weights: Optional[Tensor], target: dict, directions: Tensor) -> Tensor:
         """Each position's target projections ``[D, N]``, the painting's quantiles at its ranks."""
-        painting, _, levels, _ = sorted_levels((target["features"] @ directions).T, target["weights"])
+        painting, _, levels, _ = sorted_levels(_project(target["features"], directions), target["weights"])
         return quantile_targets(projected, weights, painting, levels)
 
     def loss(self, features: Tensor, target: dict, weights: Optional[Tensor] = None, evaluation: Evaluation = Evaluation()) -> Tensor:
         with torch.autocast(device_type=features.device.type, enabled=False):
             directions = self.directions_for(features.shape[1], evaluation, features.device)
-            projected = (positions(features) @ directions).T
+            projected = _project(positions(features), directions)
             weights = _normalised(flat_weights(weights))
             with torch.no_grad():
                 goal = self._goal(projected.detach(), weights, target, directions)
@@ -101,7 +109,7 @@ class SlicedWassersteinStatistic:
     def part(self, features: Tensor, target: dict, weights: Optional[Tensor], evaluation: Evaluation) -> dict:
         with torch.autocast(device_type=features.device.type, enabled=False):
             directions = self.directions_for(features.shape[1], evaluation, features.device)
-            return {"projected": (positions(features) @ directions).T, "weights": flat_weights(weights)}
+            return {"projected": _project(positions(features), directions), "weights": flat_weights(weights)}
 
     def settle(self, parts: Sequence[dict], masses: Sequence[float], target: dict, evaluation: Evaluation) -> tuple[Tensor, list]:
         projected = torch.cat([part["projected"] for part in parts], dim=1)
@@ -120,4 +128,4 @@ class SlicedWassersteinStatistic:
         """This tile's share of the loss, with its positions' goals fixed: its gradient is the true one."""
         with torch.autocast(device_type=features.device.type, enabled=False):
             directions = self.directions_for(features.shape[1], evaluation, features.device)
-            return _value((positions(features) @ directions).T, guide["goal"], guide["weights"], target["scale"])
+            return _value(_project(positions(features), directions), guide["goal"], guide["weights"], target["scale"])

@@ -146,6 +146,21 @@ def test_nearest_neighbour_keeps_its_matches_until_the_next_multiple_of_refresh(
     assert every.loss(near_second, fresh, evaluation=Evaluation(step=1)).item() < 0.01 and fresh["kept"] == {}
 
 
+def test_nearest_neighbour_after_a_resume_between_refreshes_matches_anew_then_on_the_schedule():
+    # A resumed run has its targets measured afresh (nothing kept): at step 4 of refresh 3 it matches
+    # the position it has now, keeps that match at step 5, and matches anew at 6 as an uninterrupted run does.
+    statistic = NearestNeighbourStatistic(refresh=3)
+    target = statistic.blend([statistic.target(vectors([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))], [1.0])
+    near_first, near_second = vectors([[1.0, 0.1]]), vectors([[0.1, 1.0]])
+    assert statistic.loss(near_second, target, evaluation=Evaluation(step=4)).item() < 0.01
+    assert statistic.loss(near_first, target, evaluation=Evaluation(step=5)).item() > 0.5
+    assert statistic.loss(near_first, target, evaluation=Evaluation(step=6)).item() < 0.01
+    # Each region's and layer's target keeps its own matches, and each tile (``part``) its own.
+    assert set(target["kept"]) == {0}
+    statistic.loss(near_second, target, evaluation=Evaluation(step=6, part=2))
+    assert set(target["kept"]) == {0, 2}
+
+
 def test_nearest_neighbour_blend_offers_each_painting_in_proportion_to_its_weight(monkeypatch):
     monkeypatch.setattr(NearestNeighbourStatistic, "CANDIDATES", 4)
     statistic = NearestNeighbourStatistic()

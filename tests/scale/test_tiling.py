@@ -22,10 +22,13 @@ DEFAULT = (["conv4_2"], ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"])
 # (256 channels over 165 positions); with the moments in fp64 it falls to 1.6e-6 (at 1.37x the cost
 # of a step, so they stay fp32). So it is rounding, amplified by the conditioning.
 # Sliced Wasserstein and nearest neighbour: per-position terms once pass 1 has fixed each position's
-# target (its projections' ranks; its nearest painting feature), so only rounding: measured 6e-7 to 1.1e-6.
-# A rank or a match can flip where two values are within rounding of each other; both then give
-# nearly the same target, and the tests' random problems have none.
-TOLERANCE = {"gram": 1e-5, "wasserstein": 5e-3, "sliced_wasserstein": 1e-5, "nearest_neighbour": 1e-5}
+# target (its projections' ranks; its nearest painting feature), so rounding: measured 6e-7 to 1.1e-6.
+# But a tile's features differ from the whole image's by rounding, so two projections within rounding
+# of each other can swap ranks (or a position's two near-equal matches swap), and the two positions
+# swap targets, one quantile step apart: the blend case below measured 1.3e-4 with the projection
+# computed as directions.T @ rows.T instead of (rows @ directions).T, one such swap. That is the bound
+# stated for sliced Wasserstein (docs/guide/style-losses.md); no match flipped in these problems.
+TOLERANCE = {"gram": 1e-5, "wasserstein": 5e-3, "sliced_wasserstein": 1e-3, "nearest_neighbour": 1e-5}
 
 
 def test_receptive_fields_are_vggs():
