@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from nst_lightning.inputs.color import ColorMode
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
-from nst_lightning.loss.statistics import STYLE_STATISTICS, StyleLossName
+from nst_lightning.loss.samples import Evaluation
+from nst_lightning.loss.statistics import StyleLossName
 from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.checkpoint_checks import prepare_load
 from nst_lightning.model.divergence import DivergenceGuard
@@ -50,6 +51,8 @@ class StyleTransfer(pl.LightningModule):
         style_weight: FiniteNonNegativeFloat = 10.0,
         tv_weight: FiniteNonNegativeFloat = 0.0,
         style_loss: StyleLossName = "gram",
+        sw_directions: Optional[PositiveInt] = None,
+        nn_refresh: PositiveInt = 1,
         optimizer: Literal["adam", "lbfgs"] = "adam",
         lr: Optional[FinitePositiveFloat] = None,
         lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
@@ -84,8 +87,11 @@ class StyleTransfer(pl.LightningModule):
             content_weight: Weight of the content loss (the paper's alpha).
             style_weight: Weight of the style loss (the paper's beta); losses are normalised, so style/content is comparable.
             tv_weight: Weight of the total-variation (smoothness) loss; 0 disables it.
-            style_loss: ``gram`` (the paper's Gram matrices) or ``wasserstein`` (mean and covariance compared
-                by the 2-Wasserstein distance, as crowsonkb/style-transfer-pytorch does).
+            style_loss: ``gram`` (the paper's Gram matrices), ``wasserstein`` (mean and covariance, as crowsonkb's),
+                ``sliced_wasserstein`` (whole feature distributions along random directions, Heitz et al. 2021) or
+                ``nearest_neighbour`` (each place toward its nearest painting feature, NNST); see docs/guide/style-losses.md.
+            sw_directions: With ``sliced_wasserstein``: random directions per layer and step (default: the layer's channels).
+            nn_refresh: With ``nearest_neighbour``: match anew every N steps (1: every step; resumes exact at multiples of N).
             optimizer: ``adam`` (robust, works with mixed precision) or ``lbfgs`` (the paper's).
             lr: Step size; default 0.02 for Adam (in units of the [0, 1] pixel range), 1.0 for L-BFGS.
             lr_schedule: Adam's step size over the run: ``constant``, or ``cosine``/``linear`` decay to lr * lr_floor.
@@ -128,7 +134,7 @@ class StyleTransfer(pl.LightningModule):
         self.loss_options, self.optim, self.compute, self.control = grouped(self.hparams)
         self.loss_weights = self.loss_options.loss_weights()
         # What the loss uses: the style statistic, taking regions' guided targets too (plain ones pass through).
-        self.style_statistic = STYLE_STATISTICS[style_loss]()
+        self.style_statistic = self.loss_options.statistic()
         self.loss_statistic = GuidedStatistic(self.style_statistic)
         self.vgg = VGG19Features(self.loss_options.layers, weights, pooling, param("model.weights"), activation_checkpointing)
         self.tiled_loss = self.compute.tiled_loss(self.vgg, self.loss_weights, self.loss_statistic)
@@ -142,13 +148,9 @@ class StyleTransfer(pl.LightningModule):
         self.targets, self.content_colors, self.target_terms = [], None, ()
         self._start_image: Optional[Tensor] = None  # init_image, as loaded
 
-    @property
-    def content_targets(self) -> dict[str, Tensor]:
-        return self.targets[0][0] if self.targets else {}
-
-    @property
-    def style_targets(self) -> dict[str, Any]:
-        return self.targets[0][1] if self.targets else {}
+    # The first (or only) image's content features and style targets.
+    content_targets = property(lambda self: self.targets[0][0] if self.targets else {})
+    style_targets = property(lambda self: self.targets[0][1] if self.targets else {})
 
     def configure_callbacks(self) -> list[pl.Callback]:
         sync_every = self.compute.sync_every
@@ -204,7 +206,8 @@ class StyleTransfer(pl.LightningModule):
     def forward(self, image: Optional[Tensor] = None) -> dict[str, Tensor]:
         """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
         image = self.image if image is None else image
-        losses = batch_losses(self.vgg(self.control.vgg_input(image)), image, self.targets, self.loss_weights, self.loss_statistic)
+        features, evaluation = self.vgg(self.control.vgg_input(image)), Evaluation.at(self.global_step)
+        losses = batch_losses(features, image, self.targets, self.loss_weights, self.loss_statistic, evaluation)
         return add_terms(losses, self.target_terms, image)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:

@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from nst_lightning.inputs.color import gray, match_color_histogram, match_luminance, with_chroma_of
+from nst_lightning.loss.statistics import StyleStatistic, style_statistic
 from nst_lightning.loss.total import LossWeights
 from nst_lightning.model.schedules import Configured, with_schedule
 from nst_lightning.parameterisation.coordinates import Parameterisation, make_parameterisation
@@ -51,10 +52,17 @@ class LossOptions:
     style_weight: float = 10.0
     tv_weight: float = 0.0
     style_loss: str = "gram"
+    sw_directions: Optional[int] = None
+    nn_refresh: int = 1
     pooling: str = "max"
 
     def __post_init__(self) -> None:
         self.loss_weights()  # refuses combinations that leave nothing to optimise
+        self.statistic()  # refuses an option of another style loss
+
+    def statistic(self) -> StyleStatistic:
+        """The style loss's statistic (``loss/statistics.py``), with its own options."""
+        return style_statistic(self.style_loss, sw_directions=self.sw_directions, nn_refresh=self.nn_refresh)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights.from_options(
