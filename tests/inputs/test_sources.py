@@ -1,4 +1,4 @@
-"""Downloads from hostile servers (a real server on 127.0.0.1, ``http_server`` in conftest.py): a
+"""Downloads from hostile servers (a real server on 127.0.0.1, ``http_server`` in hostile_server.py): a
 total deadline that holds against a trickle, nothing but whole images cached, passwords never
 printed, schemes in any case.
 
