@@ -91,11 +91,6 @@ class OptimOptions:
                 f"{param('model.init')} image needs {param('model.init_image')} PATH" if self.init == "image"
                 else f"{param('model.init_image')} is set but {param('model.init')} is {self.init}; add {param('model.init')} image"
             )
-        if self.parameterisation == "laplacian_pyramid" and self.stage_steps:
-            raise UserError(
-                f"{param('model.parameterisation')} laplacian_pyramid and {param('model.stage_steps')} do not combine; "
-                f"drop {param('model.stage_steps')}, or give {param('model.parameterisation')} pixels for coarse-to-fine"
-            )
         if self.lr_floor > 1:
             raise UserError(f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1")
 
