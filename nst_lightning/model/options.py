@@ -205,13 +205,6 @@ class ComputeOptions:
             )
         return tiled
 
-    def prepare(self, vgg: Any, device: torch.device, precision: str) -> None:
-        """VGG19 as this run computes on ``device`` in ``precision``: its layout, and under bf16 autocast a
-        bf16 copy of its frozen weights, which autocast would otherwise cast again at every step
-        (``VGG19Features.keep_bf16_copy``; docs/lab/performance.md measures it)."""
-        vgg.use_channels_last(self.channels_last(device, precision))
-        vgg.keep_bf16_copy(precision == "bf16-mixed")
-
     def channels_last(self, device: torch.device, precision: str) -> bool:
         """``auto``: NHWC on a CPU and under mixed precision on a GPU, NCHW for fp32 on a GPU."""
         if self.memory_format == "auto":
