@@ -66,6 +66,8 @@ OPTION_SETS = {
     "pyramid 90": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.pyramid_levels", "5"],
     "pyramid 90 style_weight 9": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
     "pyramid 110 style_weight 9": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9 bf16": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9",
+                                        "--trainer.precision", "bf16-mixed"],
     "pyramid 90 bf16": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--trainer.precision", "bf16-mixed"],
     "pixels 90": ["--trainer.max_steps", "90"],
 }
