@@ -19,7 +19,7 @@ results), and prints the table. A rerun skips the runs that are done (``batch`` 
 
 Speed against a reference, on a machine others share: ``--interleave`` runs every option set on one
 pair before the next pair (so that a change of load falls on all of them alike), ``--precision 32``
-forces fp32 whatever the device computes natively, and ``ratios.md`` gives each pair's seconds and
+forces fp32 whatever the device computes natively (an option set that names its precision keeps it), and ``ratios.md`` gives each pair's seconds and
 distances as ratios to the first option set's, with the worst pair:
 
     python benchmarks/evaluate.py --weights W --today --interleave --precision 32 \
@@ -61,6 +61,15 @@ OPTION_SETS = {
     "coarse-to-fine": ["--model.stage_steps", "[80, 60]"],
     # With --today: the earlier quick.yaml put back, the reference that speed claims are ratios to.
     "quick before": QUICK_200_CONSTANT_FP32,
+    # With --today: today's quick.yaml's method (the photo half way to the painting's colours, the last third
+    # decayed, averaged) in fewer steps, optimising the image's Laplacian pyramid or its pixels.
+    "pyramid 90": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.pyramid_levels", "5"],
+    "pyramid 90 style_weight 9": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9 bf16": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9",
+                                        "--trainer.precision", "bf16-mixed"],
+    "pyramid 90 bf16": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--trainer.precision", "bf16-mixed"],
+    "pixels 90": ["--trainer.max_steps", "90"],
 }
 # How --precision forces every run's precision, whatever --precision_policy would choose.
 PRECISION = {"as_set": [], "32": ["--precision_policy", "as_set", "--trainer.precision", "32-true"],
@@ -81,8 +90,8 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
         out = args.work / name.replace(" ", "_")
         command = [
             sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *photos,
-            "--styles", *paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *OPTION_SETS[name],
-            *PRECISION[args.precision], *args.fit_args,
+            "--styles", *paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *PRECISION[args.precision],
+            *OPTION_SETS[name], *args.fit_args,
         ]
         print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
         subprocess.run(command, check=True, cwd=REPO)

@@ -19,9 +19,8 @@ Everything runs in rounds, each measuring all of them once after a warm-up, and 
 reported: load from other processes falls on all alike. Prints a markdown table: GFLOP, seconds,
 GFLOP/s, and the step's GFLOP/s as a fraction of each ceiling, with the machine's CPU features.
 
-``--costs`` adds two before/after timings of the step, alternating: bf16 autocast recasting the frozen
-VGG19 weights every step against a bf16 copy kept (``VGG19Features.keep_bf16_copy``), and the regions'
-weighted Gram matrix on a copy of channels-last maps against a free view.
+``--costs`` adds a before/after timing of a step of the regions' loss, alternating: the weighted Gram
+matrix on a copy of channels-last maps (as it was) against the symmetric product on a free view.
 """
 
 from __future__ import annotations
@@ -163,18 +162,8 @@ def weighted_gram(how: str):
 
 
 def cost_rows(device: torch.device, size: tuple[int, int], args: argparse.Namespace) -> list[str]:
-    """Two small costs, each before and after, alternating in rounds: seconds per step (median)."""
+    """The weighted Gram's cost, before and after, alternating in rounds: seconds per step (median)."""
     cases = []
-    if native_bf16(device.type):
-        step = Step(size, device, True, args.weights)
-
-        def recast() -> None:
-            step.model.vgg.keep_bf16_copy(False)  # no copy: autocast casts the weights at every call
-            step()
-
-        # The copy is made before each timed "after" step, untimed (a run makes it once).
-        cases.append(("bf16-mixed step: frozen weights recast every step, a bf16 copy kept", recast, step,
-                      lambda: step.model.vgg.keep_bf16_copy(True)))
     for bf16 in [False] + ([True] if native_bf16(device.type) else []):
         regions = RegionsStep(size, device, bf16, args.weights)
 
@@ -182,14 +171,12 @@ def cost_rows(device: torch.device, size: tuple[int, int], args: argparse.Namesp
             with weighted_gram("copy"):
                 regions()
 
-        cases.append((f"{'bf16-mixed' if bf16 else 'fp32'} regions step: weighted Gram on a copy, on a free view", copy_step, regions, None))
+        cases.append((f"{'bf16-mixed' if bf16 else 'fp32'} regions step: weighted Gram on a copy, on a free view", copy_step, regions))
     rows = []
-    for label, before, after, prepare in cases:
+    for label, before, after in cases:
         times: dict[str, list[float]] = {"before": [], "after": []}
         for round_ in range(args.rounds + 1):
             times["before"].append(timed(before, device))
-            if prepare is not None:
-                prepare()
             times["after"].append(timed(after, device))
         old, new = (statistics.median(values[1:]) for values in times.values())
         rows.append(f"| {device.type} | {size[1]}x{size[0]} | {label} | {old:.3f} | {new:.3f} | **{new / old:.3f}** |")
@@ -238,7 +225,7 @@ def main() -> None:
     parser.add_argument("--matmul", type=int, default=2048, help="N of the N x N matmul")
     parser.add_argument("--weights", default="random", help="VGG19 weights; random ones time the same")
     parser.add_argument("--device", action="append", help="cpu, cuda (default: cpu, and cuda where there is one)")
-    parser.add_argument("--costs", action="store_true", help="also two small costs, before and after (see above)")
+    parser.add_argument("--costs", action="store_true", help="also the regions' weighted Gram, before and after (see above)")
     args = parser.parse_args()
     devices = [torch.device(d) for d in (args.device or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))]
     size = (args.size * 3 // 4, args.size)

@@ -170,8 +170,8 @@ class StyleTransfer(pl.LightningModule):
                 self.average = IterateAverage(self.image, self.optim.ema_decay)
 
     def on_fit_start(self) -> None:
-        # Here, not in __init__: the layout (and a bf16 copy) depend on the device and precision the Trainer chose.
-        self.compute.prepare(self.vgg, self.device, str(self.trainer.precision))
+        # Here, not in __init__: the layout depends on the device and precision the Trainer chose.
+        self.vgg.use_channels_last(self.compute.channels_last(self.device, str(self.trainer.precision)))
         self.refresh_targets()
 
     def refresh_targets(self) -> None:

@@ -99,11 +99,6 @@ class OptimOptions:
                 f"{param('model.init')} image needs {param('model.init_image')} PATH" if self.init == "image"
                 else f"{param('model.init_image')} is set but {param('model.init')} is {self.init}; add {param('model.init')} image"
             )
-        if self.parameterisation == "laplacian_pyramid" and self.stage_steps:
-            raise UserError(
-                f"{param('model.parameterisation')} laplacian_pyramid and {param('model.stage_steps')} do not combine; "
-                f"drop {param('model.stage_steps')}, or give {param('model.parameterisation')} pixels for coarse-to-fine"
-            )
         if self.lr_floor > 1:
             raise UserError(f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1")
 
@@ -217,13 +212,6 @@ class ComputeOptions:
                 f"least {tiled.align}, 512 or more for speed, or {param('model.max_memory_gb')} to choose it"
             )
         return tiled
-
-    def prepare(self, vgg: Any, device: torch.device, precision: str) -> None:
-        """VGG19 as this run computes on ``device`` in ``precision``: its layout, and under bf16 autocast a
-        bf16 copy of its frozen weights, which autocast would otherwise cast again at every step
-        (``VGG19Features.keep_bf16_copy``; docs/lab/performance.md measures it)."""
-        vgg.use_channels_last(self.channels_last(device, precision))
-        vgg.keep_bf16_copy(precision == "bf16-mixed")
 
     def channels_last(self, device: torch.device, precision: str) -> bool:
         """``auto``: NHWC on a CPU and under mixed precision on a GPU, NCHW for fp32 on a GPU."""

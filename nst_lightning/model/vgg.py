@@ -8,7 +8,6 @@ layers cost neither time nor memory, and its weights never receive gradients.
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Literal, Sequence, get_args
 
@@ -197,7 +196,6 @@ class VGG19Features(nn.Module):
         for name in self.layers:
             self._wanted.setdefault(LAYER_INDEX[name], []).append(name)
         self.channels_last = False
-        self._bf16_features: list[nn.Sequential] = []  # keep_bf16_copy's (a list: not a submodule, not saved)
         self.activation_checkpointing = activation_checkpointing
         # The blocks that checkpointing recomputes: each ends with a pooling layer (or the cut).
         ends = [i + 1 for i, module in enumerate(self.features) if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))]
@@ -212,16 +210,7 @@ class VGG19Features(nn.Module):
         """Run the convolutions in NHWC layout (weights and activations). Same result up to float
         rounding; faster where the backend's NHWC kernels are (oneDNN on CPU, see docs/lab/performance.md)."""
         self.channels_last = enabled
-        for features in [self.features, *self._bf16_features]:
-            features.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
-
-    def keep_bf16_copy(self, enabled: bool) -> None:
-        """Under bf16 autocast, run the convolutions with a bf16 copy of the frozen weights, made once
-        here, on their device and in their layout. Autocast caches only the casts of tensors that require
-        a gradient, so it would cast these from fp32 again at every call; bf16 ones it takes as they are.
-        The same values (a cast is a cast), the same results; outside autocast (the targets: fp32) the
-        fp32 weights. Costs half the weights' memory again."""
-        self._bf16_features = [copy.deepcopy(self.features).to(torch.bfloat16)] if enabled else []
+        self.features.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def train(self, mode: bool = True) -> "VGG19Features":
         # Always eval: VGG19 has no dropout/batch-norm in `features`, but keep the contract explicit.
@@ -246,11 +235,7 @@ class VGG19Features(nn.Module):
     def _run(self, x: Tensor, start: int, end: int) -> tuple[Tensor, ...]:
         """Layers ``start`` to ``end - 1`` on ``x``: their output, then each named layer's, in order."""
         recorded = []
-        features = self.features
-        device = x.device.type
-        if self._bf16_features and torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
-            features = self._bf16_features[0]
         for index in range(start, end):
-            x = features[index](x)
+            x = self.features[index](x)
             recorded += [x] * len(self._wanted.get(index, ()))
         return (x, *recorded)

@@ -19,12 +19,16 @@ and the optimizer's state only).
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
-from nst_lightning.parameterisation.pyramid import adjoint, packed_length, synthesis
+from nst_lightning.parameterisation.pyramid import adjoint, band_sizes, bands, pack, packed_length, synthesis
+
+# How coarse-to-fine carries an optimizer's per-coordinate state (Adam's moments, ``[K, C, h, w]``) to a new
+# size: ``scale.multiscale.resize_adam_state(state, size, pixel_ratio)``, which ``resize_state`` is given.
+StateResize = Callable[[dict, tuple[int, int], float], None]
 
 
 class Pixels:
@@ -51,6 +55,11 @@ class Pixels:
         if clamp:
             image.clamp_(0, 1)
 
+    def resize_state(self, optimizer: Any, image: Tensor, old_size: tuple[int, int], pixel_ratio: float, resize: StateResize) -> None:
+        """Coarse-to-fine has resized ``image`` (in place) from ``old_size``: its optimizer state too."""
+        if image in optimizer.state:
+            resize(optimizer.state[image], tuple(image.shape[-2:]), pixel_ratio)
+
 
 class LaplacianPyramid:
     """The image's steps in the coordinates of a Laplacian pyramid of ``levels`` bands."""
@@ -75,6 +84,27 @@ class LaplacianPyramid:
         grad = self.coordinates.grad
         self.coordinates.grad = gradient if grad is None else grad + gradient
         image.grad = None
+
+    @torch.no_grad()
+    def resize_state(self, optimizer: Any, image: Tensor, old_size: tuple[int, int], pixel_ratio: float, resize: StateResize) -> None:
+        """Coarse-to-fine has resized ``image``: the coordinates take its new size (in place, so that the
+        optimizer keeps them), and the optimizer's state band by band, each to its band's new size. A
+        band's gradient sums its blobs' pixels' gradients, and a blob is ``2^k`` pixels wide at any
+        size, so it scales with the pixels' as ``resize`` expects."""
+        size = tuple(image.shape[-2:])
+        coordinates = self.coordinates
+        if coordinates is None or coordinates.shape[-1] == packed_length(*size, self.levels):
+            return  # already made at this size (a new optimizer's, for L-BFGS)
+        state = optimizer.state.get(coordinates, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                moved = []
+                for band, band_size in zip(bands(state[key], old_size, self.levels), band_sizes(*size, self.levels)):
+                    part = {key: band}
+                    resize(part, band_size, pixel_ratio)
+                    moved.append(part[key])
+                state[key] = pack(moved)
+        coordinates.data = coordinates.new_zeros(self.state_shape(image.shape))
 
     @torch.no_grad()
     def step_done(self, image: Tensor, clamp: bool) -> None:

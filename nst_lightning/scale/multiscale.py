@@ -82,7 +82,7 @@ class CoarseToFine(pl.Callback):
     """Moves the optimisation to the next size when its stage's steps are done: upscales the image
     (in place, so the optimizer keeps its reference), its average and Adam's moments, restarts
     L-BFGS, and has the module recompute its targets at the new size. It duck-types the module
-    (``image``, ``average``, ``optim.make_optimizer``, ``refresh_targets``).
+    (``image``, ``average``, ``parameterisation``, ``optim.make_optimizer``, ``refresh_targets``).
 
     The current stage is saved in checkpoints (``nst_stage``, with the schedule ``nst_stage_steps``),
     so that a resume continues at the right size; a checkpoint made with another schedule is refused.
@@ -105,6 +105,7 @@ class CoarseToFine(pl.Callback):
         self.scale_index += 1
         size = self.image_shape(trainer.datamodule, self.scale_index)
         image, average = pl_module.image, pl_module.average
+        old_size = tuple(image.shape[-2:])
         pixel_ratio = (size[0] * size[1]) / (image.shape[-2] * image.shape[-1])
         # Like crowsonkb's, a new stage starts from the averaged iterate when there is one: the noise
         # of the last Adam steps would otherwise be upscaled into blobs.
@@ -116,14 +117,14 @@ class CoarseToFine(pl.Callback):
             # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling. A new
             # one starts (as each stage of jcjohnson's multires script restarts its L-BFGS); L-BFGS
             # takes no learning-rate schedule, so there is no scheduler to move to it.
-            trainer.optimizers = [pl_module.optim.make_optimizer(pl_module.image)]
+            trainer.optimizers = [pl_module.optim.make_optimizer(pl_module.parameterisation.optimised(image))]
         # Adam's optimizer persists, its state resized below, and so does its learning-rate schedule
         # (``model/schedules.py``), which runs over the whole run's global step, not per stage: each
         # stage refines what the last one formed, and the last stage ends at the floor, so the last
         # image is the settled one.
+        # What the optimizer moves (the image, or a pyramid's coordinates: ``pl_module.parameterisation``) and its state.
         for optimizer in trainer.optimizers:
-            if image in optimizer.state:
-                resize_adam_state(optimizer.state[image], size, pixel_ratio)
+            pl_module.parameterisation.resize_state(optimizer, image, old_size, pixel_ratio, resize_adam_state)
         pl_module.refresh_targets()
 
     def image_shape(self, datamodule: Any, scale_index: int) -> tuple[int, int]:

@@ -64,10 +64,25 @@ def test_a_tiled_pyramid_run_gives_the_untiled_image(run_cli, run_dir):
     assert (tiled - untiled).abs().max() < 1 / 255
 
 
-def test_what_cannot_combine_or_continue_is_one_line(run_cli, run_dir, capsys):
-    line = user_error(run_cli, capsys, *PYRAMID, "--model.stage_steps", "[2]")
-    assert "--model.parameterisation laplacian_pyramid and --model.stage_steps do not combine" in line
+def test_a_checkpoint_of_the_other_parameterisation_is_refused_in_one_line(run_cli, run_dir, capsys):
     run_cli("--trainer.max_steps", "2")  # pixels
     line = user_error(run_cli, capsys, *PYRAMID, "--ckpt_path", "last")
     assert "--model.parameterisation is laplacian_pyramid but" in line and "resume with --model.parameterisation pixels" in line
     assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 2  # nothing written
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_coarse_to_fine_carries_the_pyramid_and_its_state_to_each_size_and_resumes(run_cli, run_dir, optimizer):
+    staged = (*PYRAMID, "--model.optimizer", optimizer, "--data.image_size", "64", "--model.stage_steps", "[2]", "--trainer.max_steps", "4")
+    straight = run_cli(*staged, "--trainer.logger.init_args.version", "straight")
+    coordinates = straight.model.parameterisation.coordinates
+    assert tuple(straight.model.image.shape[-2:]) == (48, 64) and coordinates.shape[-1] == packed_length(48, 64, 3)
+    state = straight.trainer.optimizers[0].state[coordinates]
+    if optimizer == "adam":  # the moments carried over, band by band, at the new size
+        assert state["exp_avg"].shape == coordinates.shape and int(state["step"]) == 4
+    run_cli(*staged[:-1], "3")  # stops in the second stage, then resumes there
+    run_cli(*staged, "--ckpt_path", "last")
+    resumed = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert resumed["nst_stage"] == 1 and resumed["global_step"] == 4
+    expected = checkpoint(run_dir / "straight" / "checkpoints" / "last.ckpt")["state_dict"]["image"]
+    assert torch.allclose(resumed["state_dict"]["image"], expected, atol=1e-5)
