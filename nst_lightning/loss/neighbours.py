@@ -16,10 +16,10 @@ import torch
 from torch import Tensor
 
 from nst_lightning.loss.functional import nearest_rows, unit_rows
-from nst_lightning.loss.samples import Evaluation, flat_weights, mix_samples, own_weights, positions, samples, subsample
+from nst_lightning.loss.samples import Evaluation, SampleTargets, flat_weights, own_weights, positions, subsample
 
 
-class NearestNeighbourStatistic:
+class NearestNeighbourStatistic(SampleTargets):
     """Per layer, the weighted mean over the result's positions of ``1 - cos(f - m, s - m)``, where
     ``s`` is the painting's feature vector nearest to ``f - m`` by cosine and ``m`` the painting's mean
     feature (NNST's centred cosine). Dimensionless, in [0, 2].
@@ -36,12 +36,6 @@ class NearestNeighbourStatistic:
 
     def __init__(self, refresh: int = 1) -> None:
         self.refresh = refresh
-
-    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> dict:
-        return samples(features, weights)
-
-    def mix(self, targets: Sequence[dict], fractions: Sequence[float]) -> dict:
-        return mix_samples(targets, fractions)
 
     def blend(self, targets: Sequence[dict], blend_weights: Sequence[float]) -> dict:
         total = sum(blend_weights)

@@ -114,3 +114,14 @@ def subsample(target: dict, limit: int) -> dict[str, Optional[Tensor]]:
     index = torch.linspace(0, count - 1, limit, device=target["features"].device).round().long()
     weights = None if target["weights"] is None else _uniform_or(target["weights"][index])
     return {"features": target["features"][index], "weights": weights}
+
+
+class SampleTargets:
+    """What a loss whose target is a weighted sample of the painting's feature vectors inherits: the
+    target of one image (``samples``) and of a mixture of images' positions (``mix_samples``)."""
+
+    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> dict:
+        return samples(features, weights)
+
+    def mix(self, targets: Sequence[dict], fractions: Sequence[float]) -> dict:
+        return mix_samples(targets, fractions)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from nst_lightning.loss.functional import quantile_targets, sorted_levels
-from nst_lightning.loss.samples import Evaluation, flat_weights, mix_samples, own_weights, positions, samples, subsample
+from nst_lightning.loss.samples import Evaluation, SampleTargets, flat_weights, mix_samples, own_weights, positions, subsample
 
 Weights = Union[Tensor, float, None]
 
@@ -48,7 +48,7 @@ def _value(projected: Tensor, goal: Tensor, weights: Weights, scale: Tensor) -> 
     return per_direction.mean() / scale
 
 
-class SlicedWassersteinStatistic:
+class SlicedWassersteinStatistic(SampleTargets):
     """The squared sliced 2-Wasserstein distance between the result's and the painting's feature
     distributions at a layer, over ``directions`` random unit directions (None: as many as the layer
     has channels, as Heitz et al.), divided by the painting's mean squared projection (its mean
@@ -69,12 +69,6 @@ class SlicedWassersteinStatistic:
 
     def __init__(self, directions: Optional[int] = None) -> None:
         self.directions = directions
-
-    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> dict:
-        return samples(features, weights)
-
-    def mix(self, targets: Sequence[dict], fractions: Sequence[float]) -> dict:
-        return mix_samples(targets, fractions)
 
     def blend(self, targets: Sequence[dict], blend_weights: Sequence[float]) -> dict:
         mixed = subsample(mix_samples(targets, blend_weights), self.SAMPLES)
