@@ -58,6 +58,8 @@ from nst_lightning.run.precision import cpu_flags  # noqa: E402
 # steps from the photo, in fp32, the last iterate. These put it back; --today scores over today's quick.yaml.
 QUICK_200_CONSTANT_FP32 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
                            "--precision_policy", "as_set", "--model.ema_decay", "null"]
+PYRAMID_90_LR_03 = ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.lr", "0.03",
+                    "--model.lr_floor", "0.3", "--model.style_weight", "9"]
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],
@@ -76,6 +78,12 @@ OPTION_SETS = {
     "pyramid 110 style_weight 9 bf16": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9",
                                         "--trainer.precision", "bf16-mixed"],
     "pyramid 90 bf16": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--trainer.precision", "bf16-mixed"],
+    # The best of the lab's second round on The Scream: a larger step, a higher floor of its decay.
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9": PYRAMID_90_LR_03,
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 bf16": [*PYRAMID_90_LR_03, "--trainer.precision", "bf16-mixed"],
+    # Coarse-to-fine: 40 steps at 181 px (each ~1/2 of a 256 px step), then 65 at 256 px: ~85 steps' cost.
+    "pyramid 40+65 coarse-to-fine style_weight 8": ["--trainer.max_steps", "105", "--model.parameterisation", "laplacian_pyramid",
+                                                    "--model.stage_steps", "[40]", "--model.style_weight", "8"],
     "pixels 90": ["--trainer.max_steps", "90"],
 }
 # How --precision forces every run's precision, whatever --precision_policy would choose.
