@@ -32,25 +32,34 @@ import argparse
 import csv
 import io
 import json
+import math
+import os
+import resource
 import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmark import machine_description  # noqa: E402  (benchmarks/ is on the path as the script's folder)
+
 from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
+from nst_lightning.run.precision import cpu_flags  # noqa: E402
 
 # The published grid (docs/lab/quality.md) was scored over the earlier configs/quick.yaml: 200 constant Adam
 # steps from the photo, in fp32, the last iterate. These put it back; --today scores over today's quick.yaml.
 QUICK_200_CONSTANT_FP32 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
                            "--precision_policy", "as_set", "--model.ema_decay", "null"]
+PYRAMID_90_LR_03 = ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.lr", "0.03",
+                    "--model.lr_floor", "0.3", "--model.style_weight", "9"]
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],
@@ -69,6 +78,16 @@ OPTION_SETS = {
     "pyramid 110 style_weight 9 bf16": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9",
                                         "--trainer.precision", "bf16-mixed"],
     "pyramid 90 bf16": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--trainer.precision", "bf16-mixed"],
+    # The best of the lab's second round on The Scream: a larger step, a higher floor of its decay.
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9": PYRAMID_90_LR_03,
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 bf16": [*PYRAMID_90_LR_03, "--trainer.precision", "bf16-mixed"],
+    # The lab's third round: less of the painting's colours at the start (0.25) keeps more of The Scream's content.
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 colours 0.25": [*PYRAMID_90_LR_03, "--model.init_color_strength", "0.25"],
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 colours 0.25 bf16": [*PYRAMID_90_LR_03, "--model.init_color_strength", "0.25",
+                                                                     "--trainer.precision", "bf16-mixed"],
+    # Coarse-to-fine: 40 steps at 181 px (each ~1/2 of a 256 px step), then 65 at 256 px: ~85 steps' cost.
+    "pyramid 40+65 coarse-to-fine style_weight 8": ["--trainer.max_steps", "105", "--model.parameterisation", "laplacian_pyramid",
+                                                    "--model.stage_steps", "[40]", "--model.style_weight", "8"],
     "pixels 90": ["--trainer.max_steps", "90"],
 }
 # How --precision forces every run's precision, whatever --precision_policy would choose.
@@ -94,9 +113,12 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
             *OPTION_SETS[name], *args.fit_args,
         ]
         print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+        cpu_seconds = child_cpu_seconds()
         subprocess.run(command, check=True, cwd=REPO)
+        cpu_seconds = child_cpu_seconds() - cpu_seconds
         with open(out / "summary.csv", newline="") as handle:
-            for job in csv.DictReader(handle):
+            jobs = list(csv.DictReader(handle))
+            for job in jobs:
                 result = load(job["path"])
                 photo, painting = load(job["content"]), load(job["style"])
                 rows.append({
@@ -104,6 +126,10 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
                     "content_distance": scorer.content_distance(result, photo),
                     "style_distance": scorer.style_distance(result, painting),
                     "seconds": float(job["seconds"]), "path": job["path"],
+                    # The batch process's CPU seconds (user + sys, its start and the targets included): other
+                    # processes' load on the same cores changes them much less than the wall seconds. Only
+                    # where the process ran this one result (--interleave), and 0 where it ran none (done before).
+                    "cpu_seconds": cpu_seconds if len(jobs) == 1 else float("nan"),
                 })
     for photo_source in args.photos:
         photo = load(photo_source, max(load(rows[0]["path"]).shape[-2:]) if rows else 256)
@@ -114,6 +140,12 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
                 "seconds": 0.0, "path": photo_source,
             })
     return rows
+
+
+def child_cpu_seconds() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_regions(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
@@ -168,27 +200,28 @@ def table(rows: list[dict]) -> str:
 
 
 def ratios(rows: list[dict]) -> str:
-    """Each pair's seconds and distances as ratios to the first option set's on the same pair, and the worst pair."""
+    """Each pair's seconds (wall, and the batch process's CPU seconds where measured) and distances as ratios
+    to the first option set's on the same pair, and the worst pair."""
     sets = [name for name in dict.fromkeys(row["options"] for row in rows) if name != "photo itself"]
     by = {(row["options"], row["photo"], row["painting"]): row for row in rows}
     pairs = list(dict.fromkeys((row["photo"], row["painting"]) for row in rows if row["options"] == sets[0]))
-    lines = [f"| options | pair | seconds (x {sets[0]}) | content distance (x) | style distance (x) |", "| --- | --- | --- | --- | --- |"]
+    lines = [f"| options | pair | seconds (x {sets[0]}) | CPU seconds (x) | content distance (x) | style distance (x) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    keys = ("seconds", "cpu_seconds", "content_distance", "style_distance")
     for name in sets:
-        worst = [0.0, 0.0, 0.0]
+        worst = [0.0] * len(keys)
         for pair in pairs:
             mine, ref = by[(name, *pair)], by[(sets[0], *pair)]
-            x = [mine[key] / ref[key] for key in ("seconds", "content_distance", "style_distance")]
-            worst = [max(w, v) for w, v in zip(worst, x)]
-            lines.append(f"| {name} | {pair[1]} | {mine['seconds']:.1f} ({x[0]:.2f}) | {mine['content_distance']:.4f} ({x[1]:.3f}) "
-                         f"| {mine['style_distance']:.5f} ({x[2]:.3f}) |")
-        lines.append(f"| **{name}** | worst pair | ({worst[0]:.2f}) | ({worst[1]:.3f}) | ({worst[2]:.3f}) |")
+            x = [mine.get(key, math.nan) / ref[key] if ref.get(key) else math.nan for key in keys]
+            worst = [max(w, v) if v == v else w for w, v in zip(worst, x)]  # a ratio not measured (nan) is left out
+            lines.append(f"| {name} | {pair[1]} | {mine['seconds']:.1f} ({x[0]:.2f}) | {mine.get('cpu_seconds', math.nan):.1f} ({x[1]:.2f}) "
+                         f"| {mine['content_distance']:.4f} ({x[2]:.3f}) | {mine['style_distance']:.5f} ({x[3]:.3f}) |")
+        lines.append(f"| **{name}** | worst pair | ({worst[0]:.2f}) | ({worst[1]:.2f}) | ({worst[2]:.3f}) | ({worst[3]:.3f}) |")
     return "\n".join(lines)
 
 
 def figure(rows: list[dict], path: Path, width: int = 900, height: int = 620) -> None:
     """Style distance (x, log) against content distance (y): lower left is better on both."""
-    import math
-
     margin = 70
     names = list(dict.fromkeys(row["options"] for row in rows))
     xs = [math.log10(max(row["style_distance"], 1e-4)) for row in rows]
@@ -270,6 +303,11 @@ def main() -> None:
     args.work = (args.work or args.out / "runs").absolute()
     args.out.mkdir(parents=True, exist_ok=True)
     scorer = Scorer(args.weights)
+    # The machine, its CPU features and its load at the start: every speed figure holds for these only.
+    flags = sorted(cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "fma"})
+    machine = (f"{machine_description(torch.device('cpu'))}; CPU features: {', '.join(flags) or 'none listed'}; "
+               f"pinned to CPU {', '.join(map(str, sorted(os.sched_getaffinity(0))))}")
+    print(machine, file=sys.stderr, flush=True)
     rows = run_regions(args, scorer) if args.regions else run_grid(args, scorer)
     with open(args.out / "scores.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
@@ -278,7 +316,7 @@ def main() -> None:
     text = table(rows)
     (args.out / "table.md").write_text(text + "\n")
     if not args.regions:
-        (args.out / "ratios.md").write_text(ratios(rows) + "\n")
+        (args.out / "ratios.md").write_text(machine + "\n\n" + ratios(rows) + "\n")
         text += "\n\n" + ratios(rows)
     figure(rows, args.out / "tradeoff.png")
     results_grid(rows, args.out / "results.jpg")

@@ -21,6 +21,10 @@ GFLOP/s, and the step's GFLOP/s as a fraction of each ceiling, with the machine'
 
 ``--costs`` adds a before/after timing of a step of the regions' loss, alternating: the weighted Gram
 matrix on a copy of channels-last maps (as it was) against the symmetric product on a free view.
+
+``--weight-casts`` profiles bf16 steps (``torch.profiler``) and sums the time of the casts whose input has
+the shape of one of VGG19's weights or biases (``aten::_to_copy``, with its copy): what autocast spends
+recasting the frozen fp32 weights at every convolution of every step, as a fraction of the profiled step.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -184,6 +189,30 @@ def cost_rows(device: torch.device, size: tuple[int, int], args: argparse.Namesp
     return rows
 
 
+def weight_cast_rows(device: torch.device, size: tuple[int, int], args: argparse.Namespace) -> list[str]:
+    """The bf16 step's time in the casts of VGG19's weights and biases, from ``torch.profiler``: per step,
+    and as a fraction of the profiled step (the profiler's own overhead is in both)."""
+    step = Step(size, device, True, args.weights)
+    shapes = {tuple(p.shape) for p in step.model.vgg.parameters()}
+    for _ in range(2):  # warm-up
+        step()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities, record_shapes=True) as prof:
+        for _ in range(args.rounds):
+            step()
+        synchronize(device)
+    events = prof.key_averages(group_by_input_shape=True)
+    casts = [e for e in events if e.key == "aten::_to_copy" and e.input_shapes and tuple(e.input_shapes[0]) in shapes]
+    cast_us = sum(e.cpu_time_total for e in casts) / args.rounds
+    count = sum(e.count for e in casts) / args.rounds
+    step_us = prof.profiler.total_average().self_cpu_time_total / args.rounds  # every op's self time: the step
+    plain = statistics.median(timed(step, device) for _ in range(args.rounds))
+    row = (f"| {device.type} | {size[1]}x{size[0]} | {count:.0f} | {cast_us / 1e3:.2f} | {step_us / 1e6:.3f} "
+           f"| **{cast_us / step_us * 100:.2f}%** | {plain:.3f} | **{cast_us / 1e6 / plain * 100:.2f}%** |")
+    print(row, flush=True)
+    return [row]
+
+
 def measure(work: dict[str, Callable[[], None]], device: torch.device, rounds: int) -> dict[str, tuple[int, float]]:
     """Each piece of work's FLOPs and median seconds over ``rounds`` rounds (after one warm-up round)."""
     flops = {name: counted(fn) for name, fn in work.items()}
@@ -226,12 +255,22 @@ def main() -> None:
     parser.add_argument("--weights", default="random", help="VGG19 weights; random ones time the same")
     parser.add_argument("--device", action="append", help="cpu, cuda (default: cpu, and cuda where there is one)")
     parser.add_argument("--costs", action="store_true", help="also the regions' weighted Gram, before and after (see above)")
+    parser.add_argument("--weight-casts", action="store_true", help="only the bf16 step's casts of VGG19's weights (see above)")
     args = parser.parse_args()
     devices = [torch.device(d) for d in (args.device or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))]
     size = (args.size * 3 // 4, args.size)
     flags = sorted(cpu_flags() & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "fma"})
     print(f"{machine_description(devices[-1])}; CPU features: {', '.join(flags) or 'none listed'}")
     print(f"median of {args.rounds} rounds; a step: StyleTransfer's loss, its backward, Adam")
+    if args.weight_casts:
+        print()
+        print("| device | image | weight casts per step | their ms per step | profiled step, s | casts / profiled step "
+              "| step without profiler, s | casts / that step |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for device in devices:
+            if native_bf16(device.type):
+                weight_cast_rows(device, size, args)
+        return
     print()
     print("| device | precision | image | step GFLOP | step s | step GFLOP/s | largest convolution alone, GFLOP/s "
           "| step / convolution | matmul GFLOP/s | step / matmul |")
