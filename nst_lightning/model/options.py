@@ -89,7 +89,9 @@ class OptimOptions:
                 else f"{param('model.init_image')} is set but {param('model.init')} is {self.init}; add {param('model.init')} image"
             )
         if self.lr_floor > 1:
-            raise UserError(f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1")
+            raise UserError(
+                f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1"
+            )
 
     @property
     def scheduled(self) -> bool:

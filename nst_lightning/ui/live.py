@@ -163,7 +163,8 @@ class LivePreview(pl.Callback):
         value = float(loss) if loss is not None else None
         picture = as_array(pl_module.result()) if image else None
         seconds = time.monotonic() - self._started
-        channel.updates.put(Update(trainer.global_step, int(trainer.max_steps or 0), seconds, value if value is None or math.isfinite(value) else None, picture))
+        finite = value if value is None or math.isfinite(value) else None
+        channel.updates.put(Update(trainer.global_step, int(trainer.max_steps or 0), seconds, finite, picture))
 
 
 def as_array(image: Any) -> Any:

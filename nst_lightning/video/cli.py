@@ -57,7 +57,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
                    help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
     p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
                    help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
-    p.add_argument("--video.flow_weights", dest="flow_weights", default=None, help="with --video.flow raft: a raft_large or raft_small state dict file")
+    p.add_argument("--video.flow_weights", dest="flow_weights", default=None,
+                   help="with --video.flow raft: a raft_large or raft_small state dict file")
     p.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
                    help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/guide/video.md)")
     p.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
@@ -117,8 +118,9 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
     out = Path(known.out) if known.out else Path(f"{Path(known.input.rstrip('/')).stem or 'clip'}_styled")
     return VideoOptions(
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
-        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight, temporal_frames=temporal_frames, fill=known.fill,
-        flow=known.flow, flow_weights=known.flow_weights, flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
+        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
+        temporal_frames=temporal_frames, fill=known.fill, flow=known.flow, flow_weights=known.flow_weights,
+        flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
         fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,
     )

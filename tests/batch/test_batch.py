@@ -41,7 +41,8 @@ def test_sources_take_folders_globs_list_files_and_yaml_lists(collection):
     assert sources("[s1.png, s2.png]", "--styles").images == ["s1.png", "s2.png"]
     assert sources(["s1.png", "s2.png", "s1.png"], "--styles").images == ["s1.png", "s2.png"]  # each once
     (collection / "empty").mkdir()
-    for bad, words in [("empty", "no images found"), ("nowhere/", "no such file"), ("[a.jpg", "no file matches"), ("photos/*.gif", "no file matches")]:
+    refusals = [("empty", "no images found"), ("nowhere/", "no such file"), ("[a.jpg", "no file matches"), ("photos/*.gif", "no file matches")]
+    for bad, words in refusals:
         with pytest.raises(UserError, match=words):
             sources(bad, "--contents")
 
@@ -65,10 +66,12 @@ def test_shards_partition_the_jobs_for_every_count():
         for count in range(1, 8):
             shares = [[job for group in shard(groups, i, count) for job in group] for i in range(count)]
             assert sorted(job.name for share in shares for job in share) == sorted(job.name for job in jobs)
-            assert max(map(len, [shard(groups, i, count) for i in range(count)])) - min(map(len, [shard(groups, i, count) for i in range(count)])) <= 1
+            lengths = [len(shard(groups, i, count)) for i in range(count)]
+            assert max(lengths) - min(lengths) <= 1
             shuffled = list(groups)
             rng.shuffle(shuffled)
-            assert [job.name for job in shard(shuffled, 0, count)[0:1] for job in job] == [job.name for job in shard(groups, 0, count)[0:1] for job in job]
+            first = [job.name for job in shard(groups, 0, count)[0:1] for job in job]
+            assert [job.name for job in shard(shuffled, 0, count)[0:1] for job in job] == first
     assert parse_shard("2/5") == (2, 5)
     assert parse_shard("slurm", {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}) == (2, 4)
     for bad in ["5/5", "x", "1/0"]:

@@ -122,7 +122,9 @@ def test_a_nan_with_sync_every_10_keeps_the_exact_last_finite_image_and_names_it
     monkeypatch.setattr(TiledLoss, "losses_and_backward", nan_tiles_from_step_5)
     every_step = user_error(run_cli, capsys, "--trainer.max_steps", "12", *options)
     expected = pixels_sha(run_dir / "generated.png")
-    every_10 = user_error(run_cli, capsys, "--trainer.max_steps", "12", *options, "--model.sync_every", "10", "--trainer.logger.init_args.version", "every10")
+    every_10 = user_error(
+        run_cli, capsys, "--trainer.max_steps", "12", *options, "--model.sync_every", "10", "--trainer.logger.init_args.version", "every10"
+    )
     assert every_10 == every_step.replace("lightning_logs/debug/", "lightning_logs/debug/every10/")
     assert "the loss became nan after 5 steps" in every_10 and "the last image with a finite loss (after 4 steps)" in every_10
     assert pixels_sha(run_dir / "every10" / "generated.png") == expected

@@ -111,7 +111,9 @@ CASES = {
     "garbage stage": (set_key(top, "nst_stage", "x"), "its nst_stage is a str, not an int"),
     "a stage past the last": (set_key(top, "nst_stage", 3), "its nst_stage is 3, past the last of the 1 stages"),
     "garbage fingerprint": (set_key(top, "StyleTransferData", 5), "its StyleTransferData is an int, not a dict"),
-    "fingerprint without its hashes": (lambda c: c["StyleTransferData"]["fingerprint"].pop("content_sha256"), "its fingerprint of the inputs is not one"),
+    "fingerprint without its hashes": (
+        lambda c: c["StyleTransferData"]["fingerprint"].pop("content_sha256"), "its fingerprint of the inputs is not one"
+    ),
     "garbage Lightning version": (set_key(top, "pytorch-lightning_version", "banana"), "its pytorch-lightning_version 'banana' is no version"),
 }
 

@@ -40,7 +40,8 @@ def test_alias_expansion_is_counted_without_expanding():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seed_everything", "-1"], "--seed_everything must be an integer from 0 to 4294967295 (or true for a random seed, false for none), not -1"),
+        (["--seed_everything", "-1"],
+         "--seed_everything must be an integer from 0 to 4294967295 (or true for a random seed, false for none), not -1"),
         (["--seed_everything", str(2**32)], "--seed_everything must be an integer from 0 to 4294967295"),
         (["--ckpt_path", "best"], "--ckpt_path best names the best checkpoint of an earlier fit in this same process"),
         (["--result.filename", ""], "--result.filename is empty; give a file name such as generated.png"),
@@ -101,6 +102,7 @@ def test_ckpt_path_last_without_a_run_says_it_starts_a_new_one(run_cli, run_dir)
     with info_lines() as lines, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run_cli("--ckpt_path", "last")
-    assert [line for line in lines if "--ckpt_path last" in line] == ["--ckpt_path last: no checkpoint in lightning_logs/debug/checkpoints yet, so this is a new run"]
+    said = "--ckpt_path last: no checkpoint in lightning_logs/debug/checkpoints yet, so this is a new run"
+    assert [line for line in lines if "--ckpt_path last" in line] == [said]
     assert not [w for w in caught if "no last checkpoint" in str(w.message)]  # Lightning's own, replaced by the line
     assert (run_dir / "generated.png").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()

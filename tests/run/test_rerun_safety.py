@@ -182,7 +182,8 @@ def test_a_callback_calling_a_function_from_an_image_is_refused_and_never_called
 @pytest.mark.parametrize(
     "keys, value, said",
     [
-        ("trainer.logger.class_path", f"{PLANTED}.Nope", f"trainer.logger.class_path is '{PLANTED}.Nope', where only lightning.pytorch.loggers.TensorBoardLogger is allowed"),
+        ("trainer.logger.class_path", f"{PLANTED}.Nope",
+         f"trainer.logger.class_path is '{PLANTED}.Nope', where only lightning.pytorch.loggers.TensorBoardLogger is allowed"),
         ("trainer.profiler", f"{PLANTED}.Nope", f"trainer.profiler is '{PLANTED}.Nope', where only null is allowed"),
         ("trainer.strategy", f"{PLANTED}.Nope", f"trainer.strategy is '{PLANTED}.Nope', not a plain name"),
         ("trainer.plugins", [{"class_path": f"{PLANTED}.Nope"}], f"trainer.plugins is a list with class_path '{PLANTED}.Nope'"),
@@ -273,7 +274,8 @@ def test_the_sections_an_image_may_set_are_the_parsers_with_plain_types_only():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["nst_lightning"])
         cli = StyleTransferCLI(
-            StyleTransfer, StyleTransferData, run=False, args=["--config", DEBUG_CONFIG], trainer_defaults=TRAINER_DEFAULTS, auto_configure_optimizers=False
+            StyleTransfer, StyleTransferData, run=False, args=["--config", DEBUG_CONFIG], trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,
         )
     actions = {a.dest: getattr(a, "_typehint", None) for a in cli.parser._actions if not a.dest.endswith(".help")}
     for section, allowed in PICTURE_OPTIONS_BY_SECTION.items():

@@ -73,7 +73,8 @@ def test_a_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_ov
     first.wait(timeout=30)
     assert (run_dir / LOCK_NAME).exists()
     step = checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
-    resumed = subprocess.run([*FIT, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    resume = [*FIT, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2)]
+    resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 2
     assert not (run_dir / LOCK_NAME).exists()
@@ -95,7 +96,8 @@ def test_a_lock_held_on_another_host_is_respected_until_its_heartbeat_is_stale(t
     assert exit_info.value.code == 2
     line = last_line(capsys.readouterr().err)
     # The heartbeat's age is counted when the CLI reads the lock, a second or two after it was set.
-    assert re.search(r"is in use by another run \(pid 12345 on host render-node-7, since 2026-12-01T10:00:00\+00:00, last heartbeat 1\d s ago\)", line), line
+    holder = r"\(pid 12345 on host render-node-7, since 2026-12-01T10:00:00\+00:00, last heartbeat 1\d s ago\)"
+    assert re.search(r"is in use by another run " + holder, line), line
     assert "--trainer.logger.init_args.version NAME" in line
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing written
     # Older than the limit (300 s): that host's run is dead, its lock is taken over.

@@ -115,9 +115,11 @@ def test_a_clips_refusals_are_one_line_in_the_log_and_to_the_client(limited, tmp
     offset, before = len(limited.log.read_text()), run_directories(limited.runs)
     calls = [
         (lambda: session.predict(clip, painting, "abc", 4, 2, 0, 10.0, api_name="/stylize_video"), "--data.image_size 'abc': give a whole number"),
-        (lambda: session.predict(clip, painting, 65, 4, 2, 0, 10.0, api_name="/stylize_video"), "--data.image_size 65: over this page's limit of 64 px"),
+        (lambda: session.predict(clip, painting, 65, 4, 2, 0, 10.0, api_name="/stylize_video"),
+         "--data.image_size 65: over this page's limit of 64 px"),
         # 4 steps for the first frame and 2 for each later one: 5 frames are 12 steps, over the server's 10.
-        (lambda: session.predict(clip, painting, 48, 4, 2, 5, 10.0, api_name="/stylize_video"), "--frames 0:5: 5 frames of 4 + 4 x 2 steps are 12 steps"),
+        (lambda: session.predict(clip, painting, 48, 4, 2, 5, 10.0, api_name="/stylize_video"),
+         "--frames 0:5: 5 frames of 4 + 4 x 2 steps are 12 steps"),
         (lambda: session.predict(None, painting, 48, 4, 2, 0, 10.0, api_name="/stylize_video"), "give a clip (upload one)"),
         (lambda: session.predict("/etc", api_name="/continue_video"), "no clip named '/etc'"),
     ]
