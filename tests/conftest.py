@@ -60,6 +60,56 @@ def run_cli(tmp_path, monkeypatch):
     return run
 
 
+class _Parser(Exception):
+    """Carries the fit command's parser out of LightningCLI's constructor once it is built."""
+
+
+@pytest.fixture(scope="session")
+def fit_parser():
+    """The command line's parser of ``fit`` (LightningCLI's, as ``run.cli.StyleTransferCLI`` builds it),
+    built once: a run builds it anew, which is most of what a run refused at parse time costs."""
+    from nst_lightning.inputs.data import StyleTransferData
+    from nst_lightning.model.module import StyleTransfer
+    from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
+    from nst_lightning.utilities.errors import program_name
+
+    class ParserOnly(StyleTransferCLI):
+        def parse_arguments(self, parser, args):  # LightningCLI has built its parser: stop before parsing
+            raise _Parser(parser)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["nst_lightning"])
+        try:
+            ParserOnly(StyleTransfer, StyleTransferData, args=[], trainer_defaults=TRAINER_DEFAULTS, auto_configure_optimizers=False,
+                       parser_kwargs={"prog": program_name(), "exit_on_error": False})
+        except _Parser as built:
+            return built.args[0]
+    raise AssertionError("LightningCLI parsed arguments without calling parse_arguments")
+
+
+@pytest.fixture
+def parse_refusal(fit_parser, tmp_path, monkeypatch):
+    """``parse_refusal(*args)``: the one line ``fit --config configs/debug.yaml ARGS`` is refused with as
+    the command line is read (the bounds on config files and YAML values, then jsonargparse's types),
+    as the CLI prints it; the tier of option refusals that needs no run. Fails if the arguments parse."""
+    from argparse import ArgumentError
+
+    from nst_lightning.run.config_limits import check_arguments
+    from nst_lightning.run.entry import refusal_line
+    from nst_lightning.utilities.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(*args: str) -> str:
+        argv = ["fit", "--config", DEBUG_CONFIG, *args]
+        with pytest.raises((ArgumentError, UserError)) as refused:
+            check_arguments(argv)
+            fit_parser.parse_args(argv)
+        return refusal_line(refused.value)
+
+    return refuse
+
+
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     """Where configs/debug.yaml writes its run when started in tmp_path."""

@@ -179,12 +179,6 @@ def test_init_from_an_image_resized_to_the_content(run_cli, tmp_path):
         (["--model.init", "image", "--model.init_image", "gone.png"], "--model.init_image: file not found"),
         (["--model.stage_steps", "[2,2]"], "leaving none of --trainer.max_steps 4"),
         (["--model.stage_steps", "[1,1,1]", "--trainer.max_steps", "9"], "below VGG19's minimum"),
-        (["--model.stage_steps", "[0]"], 'Parser key "model.stage_steps"'),
-        (["--model.ema_decay", "1"], 'Parser key "model.ema_decay"'),
-        (["--model.tile_size", "0"], 'Parser key "model.tile_size"'),
-        (["--model.pooling", "l2"], 'Parser key "model.pooling"'),
-        (["--model.preserve_colors", "yes"], 'Parser key "model.preserve_colors"'),
-        (["--data.style_scale", "0"], 'Parser key "data.style_scale"'),
         (["--data.style", STYLES, "--data.style_weights", "[1]"], "one weight per style image"),
         (["--data.style", STYLES, "--data.style_weights", "[0,0]"], "all zero"),
         (["--data.style", "[builtin:starry_night,missing.jpg]"], "--data.style: file not found: missing.jpg"),
@@ -193,3 +187,18 @@ def test_init_from_an_image_resized_to_the_content(run_cli, tmp_path):
 def test_bad_options_are_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
     assert message in user_error(run_cli, capsys, *args)
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model.stage_steps", "[0]"], 'Parser key "model.stage_steps"'),
+        (["--model.ema_decay", "1"], 'Parser key "model.ema_decay"'),
+        (["--model.tile_size", "0"], 'Parser key "model.tile_size"'),
+        (["--model.pooling", "l2"], 'Parser key "model.pooling"'),
+        (["--model.preserve_colors", "yes"], 'Parser key "model.preserve_colors"'),
+        (["--data.style_scale", "0"], 'Parser key "data.style_scale"'),
+    ],
+)
+def test_bad_options_are_refused_as_the_command_line_is_read(parse_refusal, args, message):
+    assert message in parse_refusal(*args)

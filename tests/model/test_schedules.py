@@ -106,6 +106,16 @@ def test_schedule_options_are_checked_in_their_group(options, message):
     [
         (["--model.warmup_steps", "4"], "--model.warmup_steps 4 does not fit in --trainer.max_steps 4"),
         (["--model.lr_decay_fraction", "0"], 'Parser key "model.lr_decay_fraction"'),
+    ],
+)
+def test_bad_schedules_are_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
+    assert message in user_error(run_cli, capsys, *args)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
         (["--model.lr_decay_fraction", "1.5"], 'Parser key "model.lr_decay_fraction"'),
         (["--model.lr_schedule", "step"], 'Parser key "model.lr_schedule"'),
         (["--model.warmup_steps", "-1"], 'Parser key "model.warmup_steps"'),
@@ -113,9 +123,8 @@ def test_schedule_options_are_checked_in_their_group(options, message):
         (["--model.sync_every", "0"], 'Parser key "model.sync_every"'),
     ],
 )
-def test_bad_schedules_are_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
-    assert message in user_error(run_cli, capsys, *args)
-    assert not (tmp_path / "lightning_logs").exists()
+def test_bad_schedules_are_refused_as_the_command_line_is_read(parse_refusal, args, message):
+    assert message in parse_refusal(*args)
 
 
 @pytest.mark.parametrize("tiled", [False, True], ids=["untiled", "tiled"])

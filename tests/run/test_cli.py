@@ -165,14 +165,9 @@ def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
         (["--data.content", "missing.jpg"], "--data.content: file not found: missing.jpg"),
         (["--data.style", "notes.txt"], "--data.style: notes.txt is not a readable image"),
         (["--data.style", "http://127.0.0.1:9/style.jpg"], "--data.style: could not download"),
+        # One refusal of jsonargparse's through the whole CLI; the others: test_options_refused_as_the_command_line_is_read.
         (["--model.style_layers", "[conv1_1,conv9_9]"], 'Parser key "model.style_layers"'),
         (["--model.content_layers", "[conv4_2]", "--model.style_layer_weights", "[1,2]"], "one weight per layer"),
-        (["--data.image_size", "0"], 'Parser key "data.image_size"'),
-        (["--data.image_size", "-5"], 'Parser key "data.image_size"'),
-        (["--model.style_weight", "-1"], 'Parser key "model.style_weight"'),
-        (["--model.tv_weight", "-0.1"], 'Parser key "model.tv_weight"'),
-        (["--model.optimizer", "sgd"], 'Parser key "model.optimizer"'),
-        (["--model.style_loss", "l2"], 'Parser key "model.style_loss"'),
         (["--model.weights", "nowhere.pth"], "--model.weights: no such file"),
         (["--data.image_size", "8"], "below VGG19's minimum"),
         (["--data.image_size", "60000"], "result needs about"),  # refused before it is decoded
@@ -184,6 +179,23 @@ def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
 def test_bad_input_is_one_line_exit_2_and_nothing_written(run_cli, tmp_path, capsys, args, message):
     (tmp_path / "notes.txt").write_text("not an image")
     assert message in user_error(run_cli, capsys, *args)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data.image_size", "0"], 'Parser key "data.image_size"'),
+        (["--data.image_size", "-5"], 'Parser key "data.image_size"'),
+        (["--model.style_weight", "-1"], 'Parser key "model.style_weight"'),
+        (["--model.tv_weight", "-0.1"], 'Parser key "model.tv_weight"'),
+        (["--model.optimizer", "sgd"], 'Parser key "model.optimizer"'),
+        (["--model.style_loss", "l2"], 'Parser key "model.style_loss"'),
+    ],
+)
+def test_options_refused_as_the_command_line_is_read(parse_refusal, tmp_path, args, message):
+    # The same line the CLI prints (tests/conftest.py's parse_refusal; the CLI's own: the test above).
+    assert message in parse_refusal(*args)
     assert not (tmp_path / "lightning_logs").exists()
 
 

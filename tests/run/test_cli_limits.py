@@ -49,7 +49,20 @@ def test_alias_expansion_is_counted_without_expanding():
         (["--result.filename", "images/"], "--result.filename images/ names a directory"),
         (["--result.filename", "run.lock"], "--result.filename run.lock is a name the run uses itself (lightning_logs/debug/run.lock)"),
         (["--result.filename", "checkpoints"], "--result.filename checkpoints is a name the run uses itself"),
+        # One config refused through the whole CLI; the others: test_configs_and_yaml_values_are_bounded_as_the_command_line_is_read.
         (["--config", "latin1.yaml"], "--config latin1.yaml is not UTF-8 text (byte 0xe9 on line 1); save it as UTF-8"),
+    ],
+    ids=lambda value: " ".join(value)[:32] if isinstance(value, list) else "",
+)
+def test_options_lightning_would_fail_on_are_one_line_before_anything_is_written(run_cli, tmp_path, capsys, args, message):
+    write_configs(tmp_path)
+    assert message in user_error(run_cli, capsys, *args)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
         (["--config", "laughs.yaml"], "--config laughs.yaml holds 490,329,064 values once its YAML aliases are expanded, more than the 5,000"),
         (["--config=big.yaml"], "--config big.yaml is 16.8 MB; a config file is at most 1 MB"),
         (["-c", "big.yaml"], "--config big.yaml is 16.8 MB"),
@@ -59,10 +72,9 @@ def test_alias_expansion_is_counted_without_expanding():
     ],
     ids=lambda value: " ".join(value)[:32] if isinstance(value, list) else "",
 )
-def test_options_lightning_would_fail_on_are_one_line_before_anything_is_written(run_cli, tmp_path, capsys, args, message):
+def test_configs_and_yaml_values_are_bounded_as_the_command_line_is_read(parse_refusal, tmp_path, args, message):
     write_configs(tmp_path)
-    assert message in user_error(run_cli, capsys, *args)
-    assert not (tmp_path / "lightning_logs").exists()
+    assert message in parse_refusal(*args)
 
 
 def test_a_directory_existing_under_the_result_name_is_refused_before_training(run_cli, tmp_path, capsys):
