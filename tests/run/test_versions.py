@@ -34,8 +34,8 @@ def test_the_quick_start_runs_twice_and_last_resumes_the_latest_run(tmp_path):
     assert yaml.safe_load((runs / "version_1" / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] is None
     result = fit(tmp_path, *QUICK, "--trainer.max_steps", "3", "--ckpt_path", "last")
     assert result.returncode == 0, result.stderr
-    latest, runs = Path("lightning_logs/quick/version_1"), Path("lightning_logs/quick")
-    said = f"--ckpt_path last: continuing {latest}, the latest run in {runs} with a checkpoint"
+    latest, config_runs = Path("lightning_logs/quick/version_1"), Path("lightning_logs/quick")
+    said = f"--ckpt_path last: continuing {latest}, the latest run in {config_runs} with a checkpoint"
     assert said in result.stderr.splitlines()
     assert checkpoint(runs / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert checkpoint(runs / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 2
