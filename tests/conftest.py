@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from nst_lightning.run.entry import cli_main
 from tests.helpers import DEBUG_CONFIG, shared_weights_path
@@ -14,17 +15,16 @@ from tests.helpers import DEBUG_CONFIG, shared_weights_path
 # The hostile HTTP server of the download tests (``http_server``), in a module of its own.
 pytest_plugins = ["tests.hostile_server"]
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Under `pytest -n N`: one compute thread per worker and per process a test starts, so that N
-    # workers share the cores instead of each running as many threads as there are cores.
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
+# One compute thread per pytest process (each worker of `pytest -n N`) and per process a test starts: the
+# tests' tensors are tiny, and threads on cores that other workers or other programs share spin idle.
+# Measured on two shared cores (load 10): tests/model/test_module.py took 295 s with torch's default
+# threads, 12 s with one (benchmarks/tier_times.py, docs/lab/performance.md).
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (15-75 s each here) first, the rest in their order. Under ``pytest -n N``
+    """Tests marked ``slow`` (4 s of CPU or more) first, the rest in their order. Under ``pytest -n N``
     the workers take tests in collection order, so the slowest ones, collected last (``tests/video``),
     used to start near the end and keep one worker busy for a minute while the others had finished;
     started first, they spread over the workers and the short tests fill in around them."""

@@ -91,6 +91,7 @@ def test_groups_hold_jobs_of_one_size_and_unreadable_ones_alone():
 # ---- the command ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batch_runs_every_pair_writes_summary_and_contact_sheet_and_a_rerun_does_nothing(collection, capsys):
     assert batch() == 0
     out = collection / "styled"
@@ -115,6 +116,7 @@ def test_batch_runs_every_pair_writes_summary_and_contact_sheet_and_a_rerun_does
     assert len(list(out.rglob("*tfevents*"))) == 6
 
 
+@pytest.mark.slow
 def test_a_bad_photo_fails_its_jobs_alone_and_the_batch_says_which(collection, capsys):
     (collection / "photos" / "broken.jpg").write_text("this is not a JPEG")
     (collection / "photos" / "notes.txt").write_text("left out: not named as an image")
@@ -304,6 +306,7 @@ def test_ray_runs_the_batch_and_retries_a_killed_worker_from_its_checkpoint(coll
     assert (out / "contact_sheet.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_a_job_running_in_another_process_is_left_to_it(collection, capsys):
     from nst_lightning.run.run_lock import RunLock
 

@@ -54,6 +54,7 @@ class HostReads:
         return self.count / (self.last - self.first)
 
 
+@pytest.mark.slow
 def test_sync_every_10_reads_the_host_a_tenth_as_often_and_changes_nothing_else(run_cli, run_dir, monkeypatch):
     with monkeypatch.context() as patch:
         every_step = HostReads(patch, first=1, last=21)

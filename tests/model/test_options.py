@@ -117,6 +117,7 @@ def test_activation_checkpointing_gives_the_same_image(run_cli, run_dir):
     ],
     ids=["adam", "lbfgs", "multiscale-ema", "luminance-tv-wasserstein", "bf16"],
 )
+@pytest.mark.slow
 def test_a_tiled_run_gives_the_untiled_image(run_cli, run_dir, options):
     run_cli("--data.image_size", "64", *options)
     tiled = run_cli("--data.image_size", "64", "--model.tile_size", "16", "--trainer.logger.init_args.version", "tiled", *options)

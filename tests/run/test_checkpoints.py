@@ -198,6 +198,7 @@ def _limited_memory() -> None:
 
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_AS") or sys.platform != "linux", reason="needs Linux's RLIMIT_AS")
 @pytest.mark.parametrize("how", ["init_image", "load_from_checkpoint"])
+@pytest.mark.slow
 def test_a_checkpoint_declaring_a_huge_image_is_refused_before_anything_is_allocated(made, tmp_path, how):
     # Before: torch.nan_to_num (init_image) and torch.empty_like (load_from_checkpoint) allocated
     # the declared 10.8 GB (here: a MemoryError traceback, under the process's 6 GB of address space).

@@ -199,6 +199,7 @@ def test_options_refused_as_the_command_line_is_read(parse_refusal, tmp_path, ar
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--data.content", "gone.png"],
@@ -255,6 +256,7 @@ def test_tensorboard_images_are_previews_no_larger_than_max_side(run_cli, run_di
     assert Image.open(run_dir / "generated.png").size == (48, 36)  # the result itself is full size
 
 
+@pytest.mark.slow
 def test_installed_command_runs_the_cli():
     command = shutil.which("nst-lightning")
     if command is None:
@@ -264,6 +266,7 @@ def test_installed_command_runs_the_cli():
     assert "usage: nst-lightning" in result.stdout and "--model.style_loss" in result.stdout
 
 
+@pytest.mark.slow
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
@@ -304,6 +307,7 @@ def test_the_fit_cli_has_no_other_subcommand(run_cli, capsys, tmp_path):
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 def test_batch_help_groups_its_options():
     result = subprocess.run([sys.executable, "-m", "nst_lightning", "batch", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
@@ -330,6 +334,7 @@ def _fit_output(cwd, *args: str) -> list[str]:
     return [line for line in (result.stdout + result.stderr).replace("\r", "\n").splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_a_run_prints_its_progress_and_its_own_lines_only(tmp_path):
     # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings, none of
     # Lightning's lines about itself (accelerators available, seed, fit stopped), no model summary: the
@@ -341,6 +346,7 @@ def test_a_run_prints_its_progress_and_its_own_lines_only(tmp_path):
     assert not any("Epoch" in line or "v_num" in line for line in bar), bar
 
 
+@pytest.mark.slow
 def test_verbose_brings_back_lightnings_lines_and_the_model_summary(tmp_path):
     lines = _fit_output(tmp_path, "--trainer.precision", "bf16-mixed", "--trainer.enable_progress_bar", "false", "--verbose")
     for start in ("Seed set to 0", "GPU available:", "TPU available:", "Using bfloat16 Automatic Mixed Precision", "`Trainer.fit` stopped:"):

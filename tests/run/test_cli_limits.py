@@ -101,6 +101,7 @@ def fit(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProce
     ],
     ids=["fifo", "devices"],
 )
+@pytest.mark.slow
 def test_a_hang_or_a_second_process_is_one_line_instead(tmp_path, args, message):
     os.mkfifo(tmp_path / "waiting.fifo")
     done = fit(tmp_path, *args, timeout=240)

@@ -60,6 +60,7 @@ def read_until(path: Path, process: subprocess.Popen, master: int, limit_s: floa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals as on Linux")
+@pytest.mark.slow
 def test_closing_the_terminal_saves_a_checkpoint_and_the_image_and_exits_129(tmp_path):
     run_dir = tmp_path / "lightning_logs" / "debug"
     # The progress bar is on (a terminal): after the hang-up each of its writes would fail with EIO.
@@ -77,6 +78,7 @@ def test_closing_the_terminal_saves_a_checkpoint_and_the_image_and_exits_129(tmp
 
 
 @pytest.mark.skipif(shutil.which("nohup") is None or not sys.platform.startswith("linux"), reason="needs nohup")
+@pytest.mark.slow
 def test_under_nohup_a_closed_terminal_does_not_stop_the_run(tmp_path):
     run_dir = tmp_path / "lightning_logs" / "debug"
     process, master = on_a_terminal(["nohup", *FIT, "--trainer.max_steps", "30"], tmp_path)

@@ -149,6 +149,7 @@ def test_symlinks_and_files_in_the_run_directory_are_not_written_through_or_over
 # --- an image's configuration names no code ---
 
 
+@pytest.mark.slow
 def test_a_class_path_in_an_image_is_refused_before_its_module_is_imported(result_png, tmp_path):
     image, config = result_png
     marker = tmp_path / "imported.txt"
@@ -167,6 +168,7 @@ def test_a_class_path_in_an_image_is_refused_before_its_module_is_imported(resul
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 def test_a_callback_calling_a_function_from_an_image_is_refused_and_never_called(result_png, tmp_path):
     image, config = result_png
     callback = {"class_path": "lightning.pytorch.callbacks.LambdaCallback", "init_args": {"on_fit_start": "builtins.print"}}
@@ -233,6 +235,7 @@ def test_an_image_does_not_choose_where_outside_this_directory_its_run_writes(re
     assert (tmp_path / "here" / "runs" / "debug" / "generated.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_result_image_reruns_saying_what_it_runs(result_png, tmp_path):
     image, config = result_png
     craft(tmp_path / "shared.png", image, changed(config, "checkpoint.dirpath", "elsewhere"))

@@ -242,6 +242,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_taking_the_lock_is_one_line_and_leaves_nothing(tmp_path):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "64k"):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from nst_lightning.run.versions import ClaimedVersion
@@ -24,6 +25,7 @@ def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nst_lightning", *args], cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_the_quick_start_runs_twice_and_last_resumes_the_latest_run(tmp_path):
     runs = tmp_path / "lightning_logs" / "quick"
     for n in range(2):
@@ -55,6 +57,7 @@ def _claim(base: str, start: multiprocessing.Event, numbers: multiprocessing.Que
     numbers.put(ClaimedVersion(Path(base)).number)
 
 
+@pytest.mark.slow
 def test_claims_made_at_the_same_instant_never_share_a_number(tmp_path):
     context = multiprocessing.get_context("spawn")
     start, numbers = context.Event(), context.Queue()

@@ -110,6 +110,7 @@ def test_crop_of_is_the_largest_crop_of_the_tile_grid():
 
 
 @pytest.mark.parametrize("size", ["100000000000", "1000000000"])
+@pytest.mark.slow
 def test_a_size_far_too_large_is_refused_at_once_through_the_cli(tmp_path, size):
     # The refusal searches tile sizes (for a --model.max_memory_gb to suggest): a linear walk over
     # them took over a minute at 10^9 px and hours at 10^11. The refusal itself now takes

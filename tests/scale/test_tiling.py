@@ -74,7 +74,7 @@ def relative_error(expected: torch.Tensor, got: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("statistic", ["gram", "wasserstein"])
-@pytest.mark.parametrize("tile", [16, 40, 1000])  # many tiles, a size off the 16 px grid, one tile
+@pytest.mark.parametrize("tile", [pytest.param(16, marks=pytest.mark.slow), 40, 1000])  # many tiles, a size off the 16 px grid, one tile
 def test_tiled_gradient_is_the_untiled_one(statistic, tile):
     expected, got, untiled, tiled = gradients(statistic, tile=tile)
     assert relative_error(expected, got) < TOLERANCE[statistic]
@@ -125,7 +125,9 @@ def test_targets_measured_in_tiles_are_the_untiled_ones(statistic):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("statistic_name, method", [("gram", "downsample"), ("gram", "propagate"), ("wasserstein", "downsample")])
+@pytest.mark.parametrize(
+    "statistic_name, method", [("gram", "downsample"), ("gram", "propagate"), pytest.param("wasserstein", "downsample", marks=pytest.mark.slow)]
+)
 def test_tiled_gradient_with_regions_is_the_untiled_one(statistic_name, method):
     """Two soft regions (guided targets, masks at each layer's resolution): tiles give the untiled
     loss and gradient, and a style mask measured in tiles is the untiled guided statistic."""

@@ -18,6 +18,9 @@ pytest.importorskip("gradio_client", reason='the ui extra is not installed: pip 
 import httpx  # noqa: E402  (gradio_client's own dependency)
 from gradio_client import handle_file  # noqa: E402
 
+# Every test here talks to a real server process of the page (gradio's import and a run's: tens of seconds).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
