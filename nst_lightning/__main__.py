@@ -7,9 +7,10 @@ import signal
 import sys
 from typing import Optional
 
-# Cheap (no torch, no Lightning): the handlers below use it before the long imports.
-from nst_lightning.run.signals import exit_on_signal, leave_dead_terminal, say, stop_signals
 from nst_lightning.utilities.errors import program_name
+
+# Cheap (no torch, no Lightning): the handlers below use it before the long imports.
+from nst_lightning.utilities.signals import exit_on_signal, leave_dead_terminal, say, stop_signals
 
 # The commands, each with its one line for --help (LightningCLI's validate, test and predict are not
 # among them: a style transfer has no held-out data to evaluate or predict on).

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import REPO
 
 PACKAGE = REPO / "nst_lightning"
-ROOMS = ["batch", "ui", "run", "evaluation", "model", "scale", "inputs", "loss", "utilities"]
+ROOMS = ["batch", "video", "ui", "run", "evaluation", "model", "callbacks", "scale", "inputs", "outputs", "loss", "utilities"]
 
 
 def test_the_layer_contracts_are_kept():

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from nst_lightning.batch.plan import Job
-from nst_lightning.run.callbacks.result import SaveGeneratedImage, find_callback
+from nst_lightning.callbacks.result import SaveGeneratedImage, find_callback
 from nst_lightning.run.capture import output_to
 from nst_lightning.run.fit_options import UsageError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, atomic_write, describe_write_failure

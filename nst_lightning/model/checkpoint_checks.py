@@ -37,7 +37,7 @@ from nst_lightning.inputs.checkpoints import (
 from nst_lightning.model.options import check_same_optimizer
 from nst_lightning.model.schedules import check_schedule_state, schedule_state
 from nst_lightning.scale.iterate_average import IterateAverage
-from nst_lightning.scale.multiscale import CoarseToFine, check_same_schedule
+from nst_lightning.scale.multiscale import check_same_schedule, stage_shape
 from nst_lightning.utilities.errors import new_run_hint
 
 OPTIMIZER_STATE = {"adam": "Adam's moments", "lbfgs": "L-BFGS's history"}
@@ -111,7 +111,7 @@ def prepare_load(module: Any, checkpoint: dict[str, Any]) -> None:
 
 def _stage_of(shape: torch.Size, stages: list[int], datamodule: Any) -> int:
     """The coarse-to-fine stage whose size the image has (0 when none has)."""
-    sizes = [CoarseToFine(stages).image_shape(datamodule, index) for index in range(len(stages) + 1)]
+    sizes = [stage_shape(datamodule, stages, index) for index in range(len(stages) + 1)]
     return sizes.index(tuple(shape[-2:])) if tuple(shape[-2:]) in sizes else 0
 
 
@@ -127,7 +127,7 @@ def _check_state_dict(checkpoint: dict[str, Any], module: Any, datamodule: Any) 
         if stage is None:  # saved with save_weights_only (or before stages were saved): the image's
             image = state.get("image")
             stage = _stage_of(image.shape, stages, datamodule) if isinstance(image, Tensor) and image.dim() >= 2 else 0
-        size = CoarseToFine(stages).image_shape(datamodule, stage)
+        size = stage_shape(datamodule, stages, stage)
     if "image" not in state:  # the message the core gave before these checks (tests/model/test_module.py)
         raise CheckpointProblem("it holds no image")
     image = check_image(state["image"], "its image", count, size)

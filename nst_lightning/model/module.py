@@ -4,7 +4,7 @@ The core: the image parameter, ``forward`` (the loss), ``training_step``, the op
 checkpoint's shape. The Trainer does device placement, mixed precision, checkpoints (the image and
 the optimizer state, not the frozen VGG19) and logging. Around the core, each in its own file: the
 options in groups (``options.py``), the targets (``targets.py``), VGG19 (``vgg.py``), the callbacks
-every run has (``divergence.py``, ``loss_logger.py``, ``scale/multiscale.py``), the memory check and
+every run has (``callbacks/``), the memory check and
 tile choice (``scale/budget.py``), the tiled step (``scale/tiling.py``), the loss (``loss/``).
 
 One training step is one forward/backward pass, for Adam and for L-BFGS alike (``max_iter=1``), so
@@ -20,13 +20,12 @@ import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
+from nst_lightning.callbacks import CoarseToFine, DivergenceGuard, LossLogger
 from nst_lightning.inputs.color import ColorMode
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
 from nst_lightning.loss.statistics import STYLE_STATISTICS, StyleLossName
 from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.checkpoint_checks import prepare_load
-from nst_lightning.model.divergence import DivergenceGuard
-from nst_lightning.model.loss_logger import LossLogger
 from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.model.schedules import Configured
@@ -34,7 +33,7 @@ from nst_lightning.model.start import initial_image, painting_members, start_of
 from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
-from nst_lightning.scale.multiscale import CoarseToFine, stage_sizes
+from nst_lightning.scale.multiscale import stage_sizes
 from nst_lightning.scale.tiling import tiled_step
 from nst_lightning.utilities.errors import param
 from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat, PositiveFraction

@@ -27,17 +27,17 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch import Tensor
 
+from nst_lightning.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
+from nst_lightning.callbacks.image_logger import ImageLogger
+from nst_lightning.callbacks.result import SaveGeneratedImage
 from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.model.preflight import check_inputs
+from nst_lightning.outputs.results import to_pil
+from nst_lightning.outputs.run_lock import LOCK_NAME, RunLock
 from nst_lightning.run.api_arguments import Arguments, Seed
 from nst_lightning.run.api_images import as_source, check_held, check_spill
-from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
-from nst_lightning.run.callbacks.image_logger import ImageLogger
-from nst_lightning.run.callbacks.result import SaveGeneratedImage
-from nst_lightning.run.output import to_pil
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
-from nst_lightning.run.run_lock import LOCK_NAME, RunLock
 from nst_lightning.scale.memory import BUDGET_MARGIN, GB, available_bytes, gb, process_bytes
 from nst_lightning.utilities.errors import UserError, param
 

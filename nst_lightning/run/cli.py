@@ -21,23 +21,23 @@ from typing import Any, Optional
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from nst_lightning.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
+from nst_lightning.callbacks.image_logger import ImageLogger
+from nst_lightning.callbacks.result import SaveGeneratedImage
+from nst_lightning.callbacks.run_lock import HoldRunLock
 from nst_lightning.inputs.checkpoints import load_checkpoint_file
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.model.options import MAY_CHANGE_ON_RESUME
 from nst_lightning.model.preflight import check_inputs
-from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
-from nst_lightning.run.callbacks.image_logger import ImageLogger
-from nst_lightning.run.callbacks.result import SaveGeneratedImage
-from nst_lightning.run.callbacks.run_lock import HoldRunLock
+from nst_lightning.outputs.run_lock import RunLock
 from nst_lightning.run.cli_base import BaseCLI
 from nst_lightning.run.config_limits import check_arguments
 from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
 from nst_lightning.run.resume import changed_options, check_resume
-from nst_lightning.run.run_lock import RunLock
-from nst_lightning.run.signals import steps
 from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError, new_run_hint
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
+from nst_lightning.utilities.signals import steps
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
 INT_MINIMUMS = {

@@ -17,8 +17,8 @@ from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from nst_lightning.run.callbacks.checkpoint import StepCheckpoint
-from nst_lightning.run.callbacks.progress import with_step_progress_bar
+from nst_lightning.callbacks.checkpoint import StepCheckpoint
+from nst_lightning.callbacks.progress import with_step_progress_bar
 from nst_lightning.run.quiet import without_lightning_chatter
 from nst_lightning.run.versions import NumberedRun, number_the_run
 

@@ -22,8 +22,8 @@ from nst_lightning.model.module import StyleTransfer
 from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
 from nst_lightning.run.quiet import NoAdvertisements, disk_errors_quiet_in_threads, hide_expected_warnings
 from nst_lightning.run.rerun import configs_from_images
-from nst_lightning.run.signals import exit_on_signal, hangup_tolerant_output, say, sigterm_like_ctrl_c, stopped_message
 from nst_lightning.utilities.errors import RunInterrupted, UserError, program_name
+from nst_lightning.utilities.signals import exit_on_signal, hangup_tolerant_output, say, sigterm_like_ctrl_c, stopped_message
 
 
 def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> StyleTransferCLI:

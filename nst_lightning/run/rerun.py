@@ -1,6 +1,6 @@
 """``fit --config generated.png``: rerun the run that made a result, from the configuration it carries.
 
-The result's configuration (``run/output.py`` embeds it) is handed to LightningCLI as a configuration
+The result's configuration (``outputs/results.py`` embeds it) is handed to LightningCLI as a configuration
 *string* (jsonargparse's ``--config`` takes a path or YAML text), so no temporary file is written and
 relative paths in it mean what they meant: run the command where the first run was started, with the
 same input files. What a user rerunning a result expects, and so what changes from the recorded
@@ -38,8 +38,8 @@ from typing import Any, Optional, Sequence
 import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from nst_lightning.outputs.results import read_config
 from nst_lightning.run.config_limits import check_yaml_text
-from nst_lightning.run.output import read_config
 from nst_lightning.run.picture_options import check_picture_options, shown
 from nst_lightning.utilities.errors import UserError, param
 

@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from nst_lightning.run import lock_file
-from nst_lightning.run.run_lock import _first_missing
+from nst_lightning.outputs import lock_file
+from nst_lightning.outputs.run_lock import _first_missing
 from nst_lightning.utilities.errors import UserError, param
 from nst_lightning.utilities.files import WriteFailed
 

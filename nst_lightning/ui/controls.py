@@ -168,7 +168,7 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
     stages = str(stage_steps or "").strip().strip("[]")
     args += ["--model.stage_steps", f"[{stages}]" if stages else "null"]
     args += ["--model.max_memory_gb", str(memory_gb) if memory_gb not in (None, "", 0, 0.0) else "null"]
-    args += ["--result.bit_depth", str(bit_depth or 8)]  # 16: a 16-bit PNG to download (run/output.py)
+    args += ["--result.bit_depth", str(bit_depth or 8)]  # 16: a 16-bit PNG to download (outputs/results.py)
     return args
 
 

@@ -308,7 +308,7 @@ def test_ray_runs_the_batch_and_retries_a_killed_worker_from_its_checkpoint(coll
 
 @pytest.mark.slow
 def test_a_job_running_in_another_process_is_left_to_it(collection, capsys):
-    from nst_lightning.run.run_lock import RunLock
+    from nst_lightning.outputs.run_lock import RunLock
 
     lock = RunLock(collection / "styled" / "p1__s2").acquire()  # as a twin batch running that job would hold it
     try:

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from nst_lightning.inputs.images import load_image
-from nst_lightning.run.run_lock import LOCK_NAME
+from nst_lightning.outputs.run_lock import LOCK_NAME
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint
 
 FIT = [sys.executable, "-m", "nst_lightning", "fit", "--config", DEBUG_CONFIG]
@@ -93,7 +93,7 @@ def test_under_nohup_a_closed_terminal_does_not_stop_the_run(tmp_path):
 
 HUNG_UP_WRITES = """
 import os, sys
-from nst_lightning.run.signals import hangup_tolerant_output
+from nst_lightning.utilities.signals import hangup_tolerant_output
 master, slave = os.openpty()
 os.dup2(slave, 2)  # stderr is the terminal
 sys.stderr = os.fdopen(2, "w", buffering=1)

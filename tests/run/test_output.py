@@ -1,4 +1,4 @@
-"""Results as photographers want them (``run/output.py``, ``--result.*``, ``run/rerun.py``): tagged with
+"""Results as photographers want them (``outputs/results.py``, ``--result.*``, ``run/rerun.py``): tagged with
 their colour profile, 8 or 16 bits, carrying the configuration that reruns them."""
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import yaml
 from PIL import Image, ImageCms
 
 from nst_lightning.__main__ import dispatch
-from nst_lightning.run.entry import cli_main
-from nst_lightning.run.output import (
+from nst_lightning.outputs.results import (
     CONFIG_KEY,
     embedded_config,
     profile_problem,
@@ -28,6 +27,7 @@ from nst_lightning.run.output import (
     srgb_profile,
     to_pixels,
 )
+from nst_lightning.run.entry import cli_main
 from tests.helpers import DEBUG_CONFIG, checkpoint, make_image, user_error
 
 

@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
+from nst_lightning.callbacks._checkpoint_io import SafeCheckpointIO
 from nst_lightning.inputs.images import load_image
 from nst_lightning.model.module import StyleTransfer
-from nst_lightning.run.checkpoint_io import SafeCheckpointIO
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, user_error
 
 STEPS = 30  # long enough to be killed mid-run: the first checkpoint comes at step 2

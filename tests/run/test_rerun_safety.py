@@ -17,8 +17,8 @@ import torch
 import yaml
 from PIL import Image
 
+from nst_lightning.outputs.results import embedded_config, read_config, save_image
 from nst_lightning.run.entry import cli_main
-from nst_lightning.run.output import embedded_config, read_config, save_image
 from tests.helpers import DEBUG_CONFIG, REPO, user_error
 
 PLANTED = "planted_marker"  # a module whose import leaves a file: proof that it was (not) imported

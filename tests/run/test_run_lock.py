@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_lightning.run.run_lock import LOCK_NAME, RunLock
+from nst_lightning.outputs.run_lock import LOCK_NAME, RunLock
 from nst_lightning.utilities.errors import UserError
 from tests.helpers import DEBUG_CONFIG, checkpoint
 
@@ -117,7 +117,7 @@ def test_a_dead_pid_on_this_host_or_a_reused_one_is_stale(tmp_path):
 
 
 def test_the_heartbeat_keeps_a_lock_fresh(tmp_path, monkeypatch):
-    monkeypatch.setattr("nst_lightning.run.run_lock.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("nst_lightning.outputs.run_lock.HEARTBEAT_S", 0.05)
     lock = RunLock(tmp_path).acquire()
     try:
         then = time.time() - 1000
@@ -134,7 +134,7 @@ RACE = """
 import os, sys, time
 from pathlib import Path
 from nst_lightning.utilities.errors import UserError
-from nst_lightning.run.run_lock import RunLock
+from nst_lightning.outputs.run_lock import RunLock
 directory = Path(sys.argv[1])
 (directory / "ready").mkdir(exist_ok=True)
 (directory / "ready" / str(os.getpid())).touch()
@@ -221,7 +221,7 @@ def test_a_fifo_or_a_directory_named_run_lock_is_refused_without_hanging_and_nev
 def test_a_lock_write_that_fails_leaves_no_lock_and_no_temporary(tmp_path, monkeypatch):
     # The record is written into a temporary file and linked into place: a write cut short by a full
     # disk leaves nothing (before, an empty run.lock that blocked the directory).
-    from nst_lightning.run import lock_file
+    from nst_lightning.outputs import lock_file
     from nst_lightning.utilities.files import WriteFailed
 
     def no_space(fd):
@@ -271,7 +271,7 @@ def test_a_lock_temporary_removed_by_the_holders_start_is_a_busy_lock_not_a_cras
     # The race CI once hit: the run holding the lock starts, and removes hidden temporaries from its
     # directory (a killed write's leftovers) just as a second run has made its lock's temporary and not
     # yet linked it. The second must then see the holder, not fail with FileNotFoundError.
-    from nst_lightning.run import lock_file
+    from nst_lightning.outputs import lock_file
 
     real_chmod = os.chmod
 

@@ -11,12 +11,13 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from nst_lightning.run.checkpoint_io import SafeCheckpointIO
-from nst_lightning.run.signals import is_graceful_stop, leave_dead_terminal, stop_signals
+from nst_lightning.callbacks._checkpoint_io import SafeCheckpointIO
 from nst_lightning.utilities.errors import RunInterrupted
 from nst_lightning.utilities.files import remove_stale_temporaries
+from nst_lightning.utilities.signals import leave_dead_terminal, stop_signals
 
 # StepCheckpoint's settings in a run of the CLI (its --checkpoint.* defaults) and of stylize(log_dir=...).
 CHECKPOINT_DEFAULTS = {
@@ -31,6 +32,15 @@ CHECKPOINT_DEFAULTS = {
     # Ctrl-C, SIGTERM and SIGHUP save a checkpoint (never an error: see StepCheckpoint).
     "save_on_exception": True,
 }
+
+
+def is_graceful_stop(exception: BaseException) -> bool:
+    """A stop at a step boundary after which the state is consistent and worth saving."""
+    if isinstance(exception, RunInterrupted):
+        return exception.saved
+    # Lightning's own SIGTERM handling (outside the window where StepCheckpoint handles the signal)
+    # also stops at a step boundary.
+    return isinstance(exception, SIGTERMException)
 
 
 class StepCheckpoint(ModelCheckpoint):

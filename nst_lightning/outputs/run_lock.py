@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from nst_lightning.run import lock_file
+from nst_lightning.outputs import lock_file
 from nst_lightning.utilities.errors import UserError
 
 LOCK_NAME = "run.lock"

@@ -12,7 +12,7 @@ write would fail with EIO. A run that goes on after its terminal closed (its SIG
 (``hangup_tolerant_output``) rather than raise. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
 (``stop_signals``): that user asked for the run to outlive the terminal.
 
-Imports nothing heavy (Lightning only inside a function): ``__main__`` uses it before torch is imported.
+Imports nothing heavy (no torch, no Lightning): ``__main__`` uses it before torch is imported.
 """
 
 from __future__ import annotations
@@ -122,17 +122,6 @@ def say(line: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-def is_graceful_stop(exception: BaseException) -> bool:
-    """A stop at a step boundary after which the state is consistent and worth saving."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    if isinstance(exception, RunInterrupted):
-        return exception.saved
-    # Lightning's own SIGTERM handling (outside the window where StepCheckpoint handles the signal)
-    # also stops at a step boundary.
-    return isinstance(exception, SIGTERMException)
 
 
 def steps(n: Optional[int]) -> str:
