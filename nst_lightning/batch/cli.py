@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import signal
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from nst_lightning.run.fit_options import FitSettings, UsageError, check_fit_opt
 from nst_lightning.run.launchers import parse_shard
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
+from nst_lightning.utilities.signals import sigterm_between_runs
 
 # Set by the batch for each job: giving them would point every job at the same run.
 OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger")
@@ -228,11 +228,9 @@ def _size_reader(options: BatchOptions, settings: FitSettings):
 
 def batch_main(argv: list[str], prog: str) -> int:
     """The ``batch`` command: its exit code; every error is one line on stderr."""
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # between jobs: like Ctrl-C
     try:
-        return run_batch(parse(argv, prog))
+        with sigterm_between_runs():  # between jobs: like Ctrl-C
+            return run_batch(parse(argv, prog))
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)
         return 2
@@ -251,10 +249,3 @@ def batch_main(argv: list[str], prog: str) -> int:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
         print(f"batch: stopped by {signal.Signals(signum).name} between jobs; rerun the same command to go on", file=sys.stderr)
         return 128 + signum
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise RunInterrupted(signum, None, saved=False)

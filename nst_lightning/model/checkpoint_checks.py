@@ -7,7 +7,7 @@ the inputs' headers holds for a resumed image too); the optimizer state must be 
 over the image alone, Adam's moments of the image's shape, L-BFGS's history of its length; the loop,
 callback and precision states must have the layout the Trainer's own have (Lightning indexes them
 without a check, and garbage there would end in a traceback after the run's files were written).
-The CLI runs it before the Trainer writes anything (``run/resume.check_resume``), and
+The CLI runs it before the Trainer writes anything (``run/resume.Resume.check``), and
 ``StyleTransfer.on_load_checkpoint`` runs it for every other way in (``Trainer.fit(ckpt_path=...)``,
 ``load_from_checkpoint``) through ``prepare_load``, which also lets a checkpoint saved with
 ``save_weights_only`` resume: with a warning, its optimizer starts afresh.
@@ -53,9 +53,9 @@ def check_checkpoint(checkpoint: Any, module: Any, datamodule: Any = None, train
     try:
         check_type(checkpoint, dict, "it")
         check_structure(checkpoint)
-        if datamodule is not None and hasattr(datamodule, "check_resume"):  # other inputs: its own UserError
+        if datamodule is not None and hasattr(datamodule, "check_same_inputs"):  # other inputs: its own UserError
             state = check_type(checkpoint.get(type(datamodule).__qualname__, {}), dict, f"its {type(datamodule).__qualname__}")
-            datamodule.check_resume(check_type(state.get("fingerprint"), (dict, type(None)), "its fingerprint"), name)
+            datamodule.check_same_inputs(check_type(state.get("fingerprint"), (dict, type(None)), "its fingerprint"), name)
         check_same_schedule(checkpoint, module.optim.stages, name)
         check_same_optimizer(checkpoint, module.optim.optimizer, name)
         image = _check_state_dict(checkpoint, module, datamodule)

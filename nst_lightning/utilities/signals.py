@@ -1,16 +1,28 @@
-"""Signals: how SIGINT (Ctrl-C), SIGTERM and SIGHUP end a run, and the one line that says what was kept.
+"""Signals: how SIGINT (Ctrl-C), SIGTERM and SIGHUP end every command, in each phase of a process, and
+the one line that says what was kept. The one owner of signal handling: every handler the program
+installs is installed here.
 
-In training, all three stop at the end of the current step and a checkpoint and the image are written
-(``callbacks/checkpoint.py``, ``callbacks/result.py``), so a resume continues exactly where the run
-stopped; a second signal stops at once. Outside training SIGTERM and SIGHUP act as Ctrl-C does; once
-the run has ended, a signal ends the process with one line and 128 + N (``exit_on_signal``).
+- While starting (``while_starting``, from ``__main__``, before torch and Lightning are imported): one
+  line and 128 + N at once, nothing written yet.
+- In a run, outside training (``sigterm_like_ctrl_c``, ``run/entry.py``): SIGTERM and SIGHUP act as
+  Ctrl-C does, ``RunInterrupted`` with nothing saved.
+- In training (``StepBoundaryStop``, installed by ``callbacks/checkpoint.StepCheckpoint``): the first
+  signal stops the run at the end of the current step, and a checkpoint and the image are written
+  (``callbacks/checkpoint.py``, ``callbacks/result.py``), so a resume continues exactly where the run
+  stopped; a second one stops at once. (The page's Stop is no signal: ``ui/live.py`` raises the same
+  ``RunInterrupted`` at a step boundary, since signals only reach the main thread.)
+- Between the runs of a command that makes many (``sigterm_between_runs``: ``batch``, ``video``):
+  SIGTERM as Ctrl-C. The page's server (``sigterm_as_ctrl_c``, ``ui``): SIGTERM closes it as Ctrl-C does.
+- Once the run has ended (``exit_on_signal``): a signal ends the process with one line and 128 + N,
+  never a traceback or a death by the signal.
 
 SIGHUP is what a closed terminal or a dropped ssh session sends: a run treats it as SIGTERM (exit 129),
 first pointing its output away from the terminal that is gone (``leave_dead_terminal``), where every
 write would fail with EIO. A run that goes on after its terminal closed (its SIGHUP ignored, e.g.
 ``trap '' HUP``) meets the same EIO, so the streams of a run on a terminal drop what they cannot write
 (``hangup_tolerant_output``) rather than raise. A program started under ``nohup`` has SIGHUP ignored, and it stays ignored
-(``stop_signals``): that user asked for the run to outlive the terminal.
+(``stop_signals``): that user asked for the run to outlive the terminal. Lightning's own SIGTERM stop,
+outside the window where ``StepBoundaryStop`` is installed, is read by ``callbacks/checkpoint.is_graceful_stop``.
 
 Imports nothing heavy (no torch, no Lightning): ``__main__`` uses it before torch is imported.
 """
@@ -24,7 +36,7 @@ import signal
 import stat
 import sys
 import threading
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from nst_lightning.utilities.errors import RunInterrupted
 
@@ -129,23 +141,106 @@ def steps(n: Optional[int]) -> str:
 
 
 @contextlib.contextmanager
-def sigterm_like_ctrl_c() -> Iterator[None]:
-    """Outside training (where StepCheckpoint stops at a step boundary), SIGTERM and SIGHUP end the
-    program like Ctrl-C does: one line and exit 143 or 129, instead of dying silently."""
+def handling(signums: Iterable[int], handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for ``signums`` for the block, the previous handlers back after it. Signals reach the
+    main thread only: elsewhere (a thread of the page's server) nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        _restore(previous)
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def while_starting() -> Iterator[None]:
+    """Ctrl-C, SIGTERM or SIGHUP during the imports (torch and Lightning take seconds): one line and
+    128 + N, not a KeyboardInterrupt traceback (or, for SIGTERM and SIGHUP, a silent death)."""
+    with handling(stop_signals(), _stop_while_starting):
+        yield
+
+
+def _stop_while_starting(signum: int, frame: Any) -> None:
+    # os._exit, not an exception: one raised in the middle of numpy's or scipy's imports can end in a
+    # RecursionError page instead. Nothing is written yet.
+    leave_dead_terminal(signum)
+    say(f"nst_lightning: stopped by {signal.Signals(signum).name} while starting; nothing was saved")
+    os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def sigterm_like_ctrl_c() -> Iterator[None]:
+    """Outside training (where ``StepBoundaryStop`` stops at a step boundary), SIGTERM and SIGHUP end the
+    program like Ctrl-C does: one line and exit 143 or 129, instead of dying silently."""
 
     def stop(signum: int, frame: Any) -> None:
         leave_dead_terminal(signum)
         raise RunInterrupted(signum, None, saved=False)
 
-    previous = {signum: signal.signal(signum, stop) for signum in stop_signals() if signum != signal.SIGINT}
-    try:
+    with handling([signum for signum in stop_signals() if signum != signal.SIGINT], stop):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+class StepBoundaryStop:
+    """In training: the first SIGINT, SIGTERM or SIGHUP asks for a stop at the end of the current step
+    (``requested``: its number; the training loop makes the stop, ``StepCheckpoint`` saves); a second
+    one stops at once, saving nothing (``RunInterrupted``). ``step`` gives the step in progress, ``tell``
+    says the one line."""
+
+    def __init__(self, step: Callable[[], int], tell: Callable[[str], None]) -> None:
+        self.requested: Optional[int] = None
+        self._step, self._tell = step, tell
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._on_signal) for signum in stop_signals()}
+
+    def restore(self) -> None:
+        _restore(self._previous)
+        self._previous = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        leave_dead_terminal(signum)  # SIGHUP: the terminal is gone, and writing to it would fail
+        step = self._step()
+        if self.requested is not None:  # asked twice: the user wants out now
+            self.restore()
+            raise RunInterrupted(signum, step, saved=False)
+        self.requested = signum
+        self._tell(
+            f"\n{signal.Signals(signum).name} received: stopping after step {step + 1}, then saving a "
+            "checkpoint and the image (send it again to stop at once, without saving)"
+        )
+
+
+@contextlib.contextmanager
+def sigterm_between_runs() -> Iterator[None]:
+    """A command that makes many runs (a batch's jobs, a video's frames): between them, SIGTERM stops it as
+    Ctrl-C does (``RunInterrupted``, nothing of a run to save); each run handles its own."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise RunInterrupted(signum, None, saved=False)
+
+    with handling([signal.SIGTERM], stop):
+        yield
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM raises ``KeyboardInterrupt``, as Ctrl-C does (the page's server: either closes it)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with handling([signal.SIGTERM], interrupt):
+        yield
 
 
 def stopped_message(err: RunInterrupted) -> str:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import WriteFailed
+from nst_lightning.utilities.signals import sigterm_between_runs
 from nst_lightning.video.clip import VideoOptions, run_clip
 
 # Set by the command for each frame: giving them would point every frame at the same run.
@@ -147,11 +147,9 @@ def video_main(argv: list[str], prog: str) -> int:
     """The ``video`` command: its exit code; every error is one line on stderr."""
     from nst_lightning.run.fit_options import UsageError
 
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # between frames: like Ctrl-C
     try:
-        run_video(argv, prog)
+        with sigterm_between_runs():  # between frames: like Ctrl-C
+            run_video(argv, prog)
         return 0
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)
@@ -168,10 +166,3 @@ def video_main(argv: list[str], prog: str) -> int:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
         print(f"video: stopped by {signal.Signals(signum).name} between frames; rerun the same command to go on", file=sys.stderr)
         return 128 + signum
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise RunInterrupted(signum, None, saved=False)
