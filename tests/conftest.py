@@ -94,7 +94,7 @@ def parse_refusal(fit_parser, tmp_path, monkeypatch):
     as the CLI prints it; the tier of option refusals that needs no run. Fails if the arguments parse."""
     from argparse import ArgumentError
 
-    from nst_lightning.run.config_limits import check_arguments
+    from nst_lightning.run._config_limits import check_arguments
     from nst_lightning.run.entry import refusal_line
     from nst_lightning.utilities.errors import UserError
 

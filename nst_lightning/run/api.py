@@ -6,7 +6,7 @@
 
 It builds the same ``StyleTransfer``, ``StyleTransferData`` and ``Trainer`` the CLI does, and runs
 them without logs or checkpoints unless ``log_dir`` asks for them. Its arguments are checked as the
-CLI checks its options (``api_arguments.py``), and the run as the CLI checks it before writing
+CLI checks its options (``_api_arguments.py``), and the run as the CLI checks it before writing
 anything: errors are ``UserError``s that name this function's arguments, and leave ``log_dir`` as it was.
 """
 
@@ -35,8 +35,8 @@ from nst_lightning.model.module import StyleTransfer
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.outputs.results import to_pil
 from nst_lightning.outputs.run_lock import LOCK_NAME, RunLock
-from nst_lightning.run.api_arguments import Arguments, Seed
-from nst_lightning.run.api_images import as_source, check_held, check_spill
+from nst_lightning.run._api_arguments import Arguments, Seed
+from nst_lightning.run._api_images import as_source, check_held, check_spill
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
 from nst_lightning.scale.memory import BUDGET_MARGIN, GB, available_bytes, gb, process_bytes
 from nst_lightning.utilities.errors import UserError, param

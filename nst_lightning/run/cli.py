@@ -2,7 +2,7 @@
 callbacks, its checks and its error handling.
 
 A fit, in the order LightningCLI's hooks run: bound the config files and YAML values before they are
-read (``config_limits``); parse; check the seed and read ``--ckpt_path`` (``resume.Resume``); choose the
+read (``_config_limits``); parse; check the seed and read ``--ckpt_path`` (``resume.Resume``); choose the
 precision and keep the resume's step options; build the classes; then, before the Trainer writes a
 file, check the run's length, its device, its result's name and its inputs (``model/preflight.py``),
 take the run directory's lock, and check the resume against it; fit; say what was kept.
@@ -34,9 +34,9 @@ from nst_lightning.callbacks.run_lock import HoldRunLock
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.model.preflight import check_inputs
 from nst_lightning.outputs.run_lock import RunLock
+from nst_lightning.run._config_limits import check_arguments
+from nst_lightning.run._option_checks import check_one_device, check_result_filename, check_seed
 from nst_lightning.run.cli_base import BaseCLI
-from nst_lightning.run.config_limits import check_arguments
-from nst_lightning.run.option_checks import check_one_device, check_result_filename, check_seed
 from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
 from nst_lightning.run.resume import Resume
 from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError
@@ -58,7 +58,7 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 10,
     # A table of the module's parameters: the image and a frozen VGG19, the same for every run. --verbose shows it.
     "enable_model_summary": False,
-    # Runs go into lightning_logs/NAME/version_N, a new N for each run (run/versions.py) unless a version
+    # Runs go into lightning_logs/NAME/version_N, a new N for each run (run/_versions.py) unless a version
     # is named; a config names its runs with one line, `logger.init_args.name: NAME` under `trainer:`.
     # TensorBoard's placeholder hp_metric is noise here.
     "logger": {
@@ -90,7 +90,7 @@ class StyleTransferCLI(BaseCLI):
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         """Before parsing, the configs and YAML values jsonargparse would read are bounded
-        (``config_limits``); after, the seed is checked and the resume reads ``--ckpt_path`` and the
+        (``_config_limits``); after, the seed is checked and the resume reads ``--ckpt_path`` and the
         model options asked for (LightningCLI reads the checkpoint's next)."""
         if args is None or isinstance(args, (list, tuple)):
             check_arguments(sys.argv[1:] if args is None else args)

@@ -17,7 +17,7 @@ and the way on: a *new* run that starts from the checkpoint's image (``--model.i
   last``); ``--ckpt_path last`` where there is no checkpoint yet is a new run, said in one line.
 - The checkpoint's structure (image, optimizer, schedule, loop and callback states), the size of its
   image for the stage it was saved at: ``model/checkpoint_checks.check_checkpoint``.
-- The inputs it was made for: their fingerprint (``inputs/fingerprint.py``), checked by the
+- The inputs it was made for: their fingerprint (``inputs/_fingerprint.py``), checked by the
   datamodule's ``check_same_inputs``.
 - The stage schedule (``scale/multiscale.check_same_schedule``) and the optimizer
   (``model/options.check_same_optimizer``).
@@ -43,7 +43,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from nst_lightning.inputs.checkpoints import load_checkpoint_file
 from nst_lightning.model.checkpoint_checks import check_checkpoint
 from nst_lightning.model.options import MAY_CHANGE_ON_RESUME
-from nst_lightning.run.config_limits import file_kind
+from nst_lightning.run._config_limits import file_kind
 from nst_lightning.utilities.errors import UserError, new_run_hint, param
 
 # Lightning's own checkpoint names, which this program neither reads nor checks.
@@ -83,7 +83,7 @@ class Resume:
               said_where: bool = False) -> None:
         """Before the Trainer writes anything: the run directory against ``ckpt_path``, then the
         checkpoint to resume from (``last``: where ``--ckpt_path last`` looks), read and checked whole.
-        ``said_where``: the line about where ``last`` looked was said already (``versions.py``)."""
+        ``said_where``: the line about where ``last`` looked was said already (``_versions.py``)."""
         if ckpt_path == "last" and (last is None or not os.path.exists(last)):
             # Not an error (a script may always pass it), but not silent either: one line, then on.
             if not said_where:

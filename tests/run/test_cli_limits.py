@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from nst_lightning.run.config_limits import MAX_YAML_NODES, count_nodes
+from nst_lightning.run._config_limits import MAX_YAML_NODES, count_nodes
 from tests.helpers import DEBUG_CONFIG, REPO, info_lines, user_error
 
 # 499 bytes that expand to 490 million values: 17 s and 5 GB in jsonargparse before.

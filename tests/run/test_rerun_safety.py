@@ -271,8 +271,8 @@ def test_the_sections_an_image_may_set_are_the_parsers_with_plain_types_only():
     parser's options, and each must read its value as a value (a class-typed option would import)."""
     from nst_lightning.inputs.data import StyleTransferData
     from nst_lightning.model.module import StyleTransfer
+    from nst_lightning.run._picture_options import PICTURE_OPTIONS_BY_SECTION
     from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
-    from nst_lightning.run.picture_options import PICTURE_OPTIONS_BY_SECTION
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["nst_lightning"])

@@ -221,13 +221,13 @@ def test_a_fifo_or_a_directory_named_run_lock_is_refused_without_hanging_and_nev
 def test_a_lock_write_that_fails_leaves_no_lock_and_no_temporary(tmp_path, monkeypatch):
     # The record is written into a temporary file and linked into place: a write cut short by a full
     # disk leaves nothing (before, an empty run.lock that blocked the directory).
-    from nst_lightning.outputs import lock_file
+    from nst_lightning.outputs import _lock_file
     from nst_lightning.utilities.files import WriteFailed
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(lock_file.os, "fsync", no_space)
+    monkeypatch.setattr(_lock_file.os, "fsync", no_space)
     with pytest.raises(WriteFailed, match=rf"^could not write {re.escape(str(tmp_path / LOCK_NAME))}: No space left on device \("):
         RunLock(tmp_path).acquire()
     assert list(tmp_path.iterdir()) == []
@@ -271,7 +271,7 @@ def test_a_lock_temporary_removed_by_the_holders_start_is_a_busy_lock_not_a_cras
     # The race CI once hit: the run holding the lock starts, and removes hidden temporaries from its
     # directory (a killed write's leftovers) just as a second run has made its lock's temporary and not
     # yet linked it. The second must then see the holder, not fail with FileNotFoundError.
-    from nst_lightning.outputs import lock_file
+    from nst_lightning.outputs import _lock_file
 
     real_chmod = os.chmod
 
@@ -279,6 +279,6 @@ def test_a_lock_temporary_removed_by_the_holders_start_is_a_busy_lock_not_a_cras
         Path(path).unlink()
         return real_chmod(path, mode)
 
-    monkeypatch.setattr(lock_file.os, "chmod", chmod_after_the_holder_cleaned_up)
-    assert lock_file.create(tmp_path / "run.lock", {"pid": 1}) is False
+    monkeypatch.setattr(_lock_file.os, "chmod", chmod_after_the_holder_cleaned_up)
+    assert _lock_file.create(tmp_path / "run.lock", {"pid": 1}) is False
     assert not list(tmp_path.iterdir())  # and nothing is left

@@ -1,4 +1,4 @@
-"""Each run of a config in a version directory of its own (run/versions.py), through the real CLI:
+"""Each run of a config in a version directory of its own (run/_versions.py), through the real CLI:
 the README's quick start run twice, resumed with --ckpt_path last, rerun from its result; and the
 claims of runs started at the same instant (real processes)."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst_lightning.run.versions import ClaimedVersion
+from nst_lightning.run._versions import ClaimedVersion
 from tests.helpers import CONFIGS, checkpoint, info_lines, user_error
 
 # configs/quick.yaml as the README runs it, at the tests' size and with untrained weights.

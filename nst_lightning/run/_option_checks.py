@@ -13,7 +13,7 @@ import yaml
 
 from nst_lightning.callbacks.result import SaveGeneratedImage, member_filename
 from nst_lightning.outputs.run_lock import LOCK_NAME
-from nst_lightning.run.config_limits import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, yaml_shape
+from nst_lightning.run._config_limits import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, yaml_shape
 from nst_lightning.utilities.errors import UserError, param
 
 # numpy's seed range, which Lightning's seed_everything enforces with a traceback.
