@@ -1,4 +1,4 @@
-"""``StyleTransfer``'s 27 options, grouped by what they decide.
+"""``StyleTransfer``'s options, grouped by what they decide.
 
 Users see them flat (``--model.lr``, ``StyleTransfer(lr=...)``, ``stylize(lr=...)``), and checkpoints
 save them flat as hyperparameters; inside, the module builds each group once from ``hparams``, and

@@ -159,7 +159,7 @@ def _check_run(model: StyleTransfer, data: StyleTransferData, trainer: pl.Traine
     """The CLI's checks before anything is written (``StyleTransferCLI.before_fit``): the inputs, the
     stage schedule, the memory, and the precision against the optimizer (the precision asked for, as
     the CLI: on a CPU Lightning quietly swaps 16-mixed for bf16-mixed)."""
-    check_inputs(model, data, max_steps, trainer.strategy.root_device, precision)
+    model.take_plan(check_inputs(model, data, max_steps, trainer.strategy.root_device, precision))  # setup checks nothing twice
     if model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
         raise UserError(
             f"{param('model.optimizer')} lbfgs cannot run with {param('trainer.precision')} {precision} (its GradScaler "

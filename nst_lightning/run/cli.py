@@ -169,10 +169,11 @@ class StyleTransferCLI(BaseCLI):
             rank_zero_info(said)
 
     def _check_inputs(self, precision: str) -> None:
-        """The model's preflight (``model/preflight.py``) under ``precision``: the precision asked for, not
+        """The model's preflight (``model/preflight.py``) under ``precision``, whose plan the model takes
+        for this fit (its ``setup`` then checks nothing twice): the precision asked for, not
         the Trainer's (on CPU Lightning quietly swaps 16-mixed for bf16-mixed, and a config that fails
         on a GPU should fail the same way everywhere)."""
-        check_inputs(self.model, self.datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, precision)
+        self.model.take_plan(check_inputs(self.model, self.datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, precision))
         if self.model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
             raise UserError(
                 "--model.optimizer lbfgs cannot run with --trainer.precision 16-mixed (its GradScaler "

@@ -12,7 +12,7 @@ variant) forms the large structures cheaply first, and each later stage only ref
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,36 @@ def resize_adam_state(state: dict, size: tuple[int, int], pixel_ratio: float) ->
     if "exp_avg_sq" in state:
         sq = F.interpolate(state["exp_avg_sq"], size=size, mode="bilinear", align_corners=False)
         state["exp_avg_sq"] = sq.clamp_min(0) / pixel_ratio**2
+
+
+@torch.no_grad()
+def resize_run(
+    image: Tensor, average: Any, optimizers: Sequence[torch.optim.Optimizer], size: tuple[int, int],
+    new_optimizer: Callable[[Tensor], torch.optim.Optimizer],
+) -> list[torch.optim.Optimizer]:
+    """Move a run to ``(H, W)`` ``size``: the image in place (so the optimizer keeps its reference), its
+    average (``iterate_average.IterateAverage``), and the optimizers' state; returns the optimizers to go
+    on with: the same, or for L-BFGS a new one from ``new_optimizer``."""
+    pixel_ratio = (size[0] * size[1]) / (image.shape[-2] * image.shape[-1])
+    # Like crowsonkb's, a new stage starts from the averaged iterate when there is one: the noise of
+    # the last Adam steps would otherwise be upscaled into blobs.
+    start = average.get() if average is not None and average.count.item() > 0 else image
+    image.data = resize_image(start.to(image.dtype), size)
+    if average is not None:
+        average.resize(size)
+    if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in optimizers):
+        # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling. A new one
+        # starts (as each stage of jcjohnson's multires script restarts its L-BFGS); L-BFGS takes no
+        # learning-rate schedule, so there is no scheduler to move to it.
+        return [new_optimizer(image)]
+    # Adam's optimizer persists, its state resized, and so does its learning-rate schedule
+    # (``model/schedules.py``), which runs over the whole run's global step, not per stage: each stage
+    # refines what the last one formed, and the last stage ends at the floor, so the last image is the
+    # settled one.
+    for optimizer in optimizers:
+        if image in optimizer.state:
+            resize_adam_state(optimizer.state[image], size, pixel_ratio)
+    return list(optimizers)
 
 
 def stage_shape(datamodule: Any, stage_steps: Sequence[int], stage: int) -> tuple[int, int]:
