@@ -69,7 +69,7 @@ def main() -> int:
     # One compute thread per process, as each worker of pytest -n has (tests/conftest.py): with more, idle
     # threads spinning on a busy machine would count as CPU seconds.
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    command = [sys.executable, "-m", "pytest", "-p", "tier_times", "-m", args.marker, "-q", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "-p", "tier_times", "-m", args.marker, "-q", "-rfE", "-p", "no:cacheprovider"]
     command += (["-n", str(args.workers)] if args.workers else []) + args.paths
     load_before, start = os.getloadavg()[0], time.monotonic()
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
@@ -83,6 +83,9 @@ def main() -> int:
     os.unlink(path)
     total_cpu = sum(cpu for cpu, _ in tests.values())
     print(f'pytest -m "{args.marker}" -n {args.workers}: {summary.strip("= ")}')
+    for line in done.stdout.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(line)
     print(f"wall {wall:.0f} s (load {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} cores); "
           f"{len(tests)} tests, {total_cpu:.0f} CPU s in all, {total_cpu / max(args.workers, 1):.0f} s a worker")
     heavy = sorted(((cpu, wall, nodeid) for nodeid, (cpu, wall) in tests.items()), reverse=True)
