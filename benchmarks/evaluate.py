@@ -16,6 +16,14 @@ result's style distance should fall well below, at a content distance above 0.
 Writes ``OUT/scores.csv`` (one row per result), ``OUT/table.md`` (means per option set) and
 ``OUT/tradeoff.png`` (style distance against content distance, each option set's mean and its
 results), and prints the table. A rerun skips the runs that are done (``batch`` is idempotent).
+
+Speed against a reference, on a machine others share: ``--interleave`` runs every option set on one
+pair before the next pair (so that a change of load falls on all of them alike), ``--precision 32``
+forces fp32 whatever the device computes natively (an option set that names its precision keeps it), and ``ratios.md`` gives each pair's seconds and
+distances as ratios to the first option set's, with the worst pair:
+
+    python benchmarks/evaluate.py --weights W --today --interleave --precision 32 \
+        --option-sets "quick before" "pyramid" --photos P --paintings A B C D --out OUT
 """
 
 from __future__ import annotations
@@ -51,7 +59,21 @@ OPTION_SETS = {
     "style_weight 40": ["--model.style_weight", "40"],
     "wasserstein": ["--model.style_loss", "wasserstein"],
     "coarse-to-fine": ["--model.stage_steps", "[80, 60]"],
+    # With --today: the earlier quick.yaml put back, the reference that speed claims are ratios to.
+    "quick before": QUICK_200_CONSTANT_FP32,
+    # With --today: today's quick.yaml's method (the photo half way to the painting's colours, the last third
+    # decayed, averaged) in fewer steps, optimising the image's Laplacian pyramid or its pixels.
+    "pyramid 90": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.pyramid_levels", "5"],
+    "pyramid 90 style_weight 9": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9 bf16": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9",
+                                        "--trainer.precision", "bf16-mixed"],
+    "pyramid 90 bf16": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--trainer.precision", "bf16-mixed"],
+    "pixels 90": ["--trainer.max_steps", "90"],
 }
+# How --precision forces every run's precision, whatever --precision_policy would choose.
+PRECISION = {"as_set": [], "32": ["--precision_policy", "as_set", "--trainer.precision", "32-true"],
+             "bf16": ["--precision_policy", "as_set", "--trainer.precision", "bf16-mixed"]}
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
@@ -61,11 +83,15 @@ def load(source: str, long_side: int | None = None):
 
 def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
     rows = []
-    for name in args.option_sets:
+    units = [(name, args.photos, args.paintings) for name in args.option_sets]
+    if args.interleave:  # every option set on a pair, then the next pair
+        units = [(name, [photo], [painting]) for photo in args.photos for painting in args.paintings for name in args.option_sets]
+    for name, photos, paintings in units:
         out = args.work / name.replace(" ", "_")
         command = [
-            sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *args.photos,
-            "--styles", *args.paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *OPTION_SETS[name], *args.fit_args,
+            sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *photos,
+            "--styles", *paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *PRECISION[args.precision],
+            *OPTION_SETS[name], *args.fit_args,
         ]
         print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
         subprocess.run(command, check=True, cwd=REPO)
@@ -138,6 +164,24 @@ def table(rows: list[dict]) -> str:
         style = statistics.mean(row["style_distance"] for row in mine)
         seconds = statistics.mean(row["seconds"] for row in mine)
         lines.append(f"| {name} | {len(mine)} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def ratios(rows: list[dict]) -> str:
+    """Each pair's seconds and distances as ratios to the first option set's on the same pair, and the worst pair."""
+    sets = [name for name in dict.fromkeys(row["options"] for row in rows) if name != "photo itself"]
+    by = {(row["options"], row["photo"], row["painting"]): row for row in rows}
+    pairs = list(dict.fromkeys((row["photo"], row["painting"]) for row in rows if row["options"] == sets[0]))
+    lines = [f"| options | pair | seconds (x {sets[0]}) | content distance (x) | style distance (x) |", "| --- | --- | --- | --- | --- |"]
+    for name in sets:
+        worst = [0.0, 0.0, 0.0]
+        for pair in pairs:
+            mine, ref = by[(name, *pair)], by[(sets[0], *pair)]
+            x = [mine[key] / ref[key] for key in ("seconds", "content_distance", "style_distance")]
+            worst = [max(w, v) for w, v in zip(worst, x)]
+            lines.append(f"| {name} | {pair[1]} | {mine['seconds']:.1f} ({x[0]:.2f}) | {mine['content_distance']:.4f} ({x[1]:.3f}) "
+                         f"| {mine['style_distance']:.5f} ({x[2]:.3f}) |")
+        lines.append(f"| **{name}** | worst pair | ({worst[0]:.2f}) | ({worst[1]:.3f}) | ({worst[2]:.3f}) |")
     return "\n".join(lines)
 
 
@@ -215,6 +259,8 @@ def main() -> None:
     parser.add_argument("--regions", type=Path, help="score this regions config instead of the grid")
     parser.add_argument("--config", type=Path, default=REPO / "configs/quick.yaml")
     parser.add_argument("--today", action="store_true", help="over today's quick.yaml, not the one the published grid used")
+    parser.add_argument("--interleave", action="store_true", help="every option set on one pair before the next pair")
+    parser.add_argument("--precision", choices=list(PRECISION), default="as_set", help="force every run's precision (32: fp32 on any machine)")
     parser.add_argument("--out", type=Path, required=True, help="scores.csv, table.md, tradeoff.png, results.jpg")
     parser.add_argument("--work", type=Path, help="the runs (checkpoints, results); default OUT/runs")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
@@ -231,6 +277,9 @@ def main() -> None:
         writer.writerows(rows)
     text = table(rows)
     (args.out / "table.md").write_text(text + "\n")
+    if not args.regions:
+        (args.out / "ratios.md").write_text(ratios(rows) + "\n")
+        text += "\n\n" + ratios(rows)
     figure(rows, args.out / "tradeoff.png")
     results_grid(rows, args.out / "results.jpg")
     print(text)

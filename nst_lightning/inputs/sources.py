@@ -62,14 +62,15 @@ def read_source(source: str, option: str, timeout: float = URL_TIMEOUT_S) -> byt
     if "://" in source:
         raise UserError(f"{option}: only http:// and https:// URLs are supported, not {redact_url(source)!r}")
     path = Path(source).expanduser()
-    if not path.exists():
-        raise UserError(f"{option}: file not found: {source}; give an existing image file or an http(s) URL")
-    if not path.is_file():
-        raise UserError(f"{option}: {source} is not a file; give an image file or an http(s) URL")
+    shown = source if len(source) <= 120 else f"{source[:60]}...{source[-20:]}"
     try:
+        if not path.exists():
+            raise UserError(f"{option}: file not found: {shown}; give an existing image file or an http(s) URL")
+        if not path.is_file():
+            raise UserError(f"{option}: {shown} is not a file; give an image file or an http(s) URL")
         return path.read_bytes()
-    except OSError as err:
-        raise UserError(f"{option}: cannot read {source} ({err.strerror}); check the file's permissions") from None
+    except OSError as err:  # a name too long, a loop of links, a permission: the system's reason, in one line
+        raise UserError(f"{option}: cannot read {shown} ({err.strerror}); give a readable image file or an http(s) URL") from None
 
 
 # ---- downloads -----------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The loss's pure kernels: Gram matrices, relative squared errors, the content, style and
-total-variation terms of Gatys et al. (2015) and the temporal term of Ruder et al. (2016) with the normalisation this project uses. Functions of
-tensors only: no option, nothing above them (``total.py`` weighs them into the loss); the one class is
-the Gram's autograd Function.
+total-variation terms of Gatys et al. (2015) and the temporal term of Ruder et al. (2016) with the normalisation this project uses;
+for the losses on whole distributions of features, one-dimensional optimal transport by sorting
+(``quantile_targets``) and nearest rows by cosine (``nearest_rows``). Functions of tensors only: no
+option, nothing above them (``total.py`` weighs them into the loss); the one class is the Gram's
+autograd Function.
 
 Every function here works in fp32 whatever the input dtype: under autocast the VGG features may be
 bf16/fp16, and a Gram matrix of fp16 features overflows (sums of ~1e4 squared activations over
@@ -37,8 +39,11 @@ def gram_matrix(features: Tensor, weights: Optional[Tensor] = None) -> Tensor:
         if weights is None:
             flat, positions_first = _flat_view(features.float())
             return _SymmetricProduct.apply(flat, positions_first) / (h * w)
-        flat = features.float().reshape(n, c, h * w)
-        return (flat * position_weights(weights)) @ flat.transpose(1, 2)
+        # sum_m w_m f_m f_m^T is the plain Gram of the map scaled by sqrt(w) (weights are >= 0): the
+        # symmetric product on the free view, as above, with no copy of a channels-last map.
+        flat, positions_first = _flat_view(features.float())
+        root = position_weights(weights).sqrt()
+        return _SymmetricProduct.apply(flat * (root.transpose(1, 2) if positions_first else root), positions_first)
 
 
 def _flat_view(features: Tensor) -> tuple[Tensor, bool]:
@@ -123,3 +128,104 @@ def temporal_loss(image: Tensor, previous: Tensor, weights: Tensor) -> Tensor:
     with torch.autocast(device_type=image.device.type, enabled=False):
         image = image.float()
         return (weights.float() * (image - previous.float()).pow(2)).sum() / image.numel()
+
+
+# ---- whole distributions: sorted projections, nearest neighbours ----------------------------------------
+
+
+def midpoint_levels(count: int, device: torch.device) -> Tensor:
+    """The quantile level of each of ``count`` equally weighted sorted values: ``(j + 1/2) / count``, fp64."""
+    return (torch.arange(count, dtype=torch.float64, device=device) + 0.5) / count
+
+
+def sorted_levels(values: Tensor, weights: Optional[Tensor]) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """``values`` ``[D, N]`` sorted along each row, the order (``sort``'s indices), and each sorted
+    value's quantile level: the midpoint of its weight in the cumulative weights (``weights`` ``[N]``
+    summing to 1), fp64 ``[D, N]``, or None where ``weights`` is None (equal weights: the levels are
+    ``midpoint_levels``); with the sorted weights ``[D, N]`` (or None)."""
+    ordered, order = values.contiguous().sort(dim=1)  # a strided sort is ~2x slower on a CPU
+    if weights is None:
+        return ordered, order, None, None
+    sorted_weights = weights.double()[order]
+    return ordered, order, sorted_weights.cumsum(dim=1) - sorted_weights / 2, sorted_weights
+
+
+def interpolate(levels: Tensor, known_levels: Optional[Tensor], known_values: Tensor) -> Tensor:
+    """Piecewise-linear interpolation, row by row, of ``known_values`` ``[D, M]`` given at increasing
+    ``known_levels`` (``[M]`` or ``[D, M]``; None: ``midpoint_levels(M)``), at ``levels`` (``[N]`` or
+    ``[D, N]``); constant beyond the ends (``numpy.interp`` per row). At a known level it is exactly the
+    known value."""
+    m = known_values.shape[1]
+    if known_levels is None:
+        known_levels = midpoint_levels(m, known_values.device)
+    levels = levels.expand(known_values.shape[0], -1) if levels.dim() == 1 else levels
+    high = torch.searchsorted(known_levels.contiguous(), levels.contiguous()).clamp(max=m - 1)
+    low = (high - 1).clamp(min=0)
+    known_levels = known_levels.expand(known_values.shape[0], -1)
+    x0, x1 = known_levels.gather(1, low), known_levels.gather(1, high)
+    fraction = ((levels - x0) / (x1 - x0).clamp_min(1e-300)).clamp(0, 1).to(known_values.dtype)
+    y0, y1 = known_values.gather(1, low), known_values.gather(1, high)
+    return y0 + fraction * (y1 - y0)
+
+
+def uniform_quantiles(known_values: Tensor, count: int) -> Tensor:
+    """``interpolate`` at the ``count`` midpoint levels of equal weights, of ``known_values`` ``[D, M]``
+    at their own midpoint levels: no search, the place of level ``(j + 1/2) / count`` among ``M``
+    values is ``((2j + 1) M - count) / (2 count)``, exact in integers (so equal counts read each value
+    itself)."""
+    m = known_values.shape[1]
+    j = torch.arange(count, dtype=torch.float64, device=known_values.device)
+    place = (((2 * j + 1) * m - count) / (2 * count)).clamp(0, m - 1)
+    low = place.floor().long()
+    fraction = (place - low).to(known_values.dtype)
+    y0, y1 = known_values[:, low], known_values[:, (low + 1).clamp(max=m - 1)]
+    return y0 + fraction * (y1 - y0)
+
+
+def _tie_means(ordered: Tensor, values: Tensor, weights: Optional[Tensor]) -> Tensor:
+    """``values`` ``[D, N]`` (along rows sorted by ``ordered``) with each run of equal ``ordered``
+    entries given its weighted mean: tied positions are one position to the loss, whichever order a
+    sort put them in (so tiles, which sort them in another order, get the same gradient)."""
+    d, n = ordered.shape
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    # No ties (the usual case): nothing to average. Read on a CPU only, where it costs nothing and
+    # saves the sums; on a GPU the read would wait for every queued kernel.
+    if values.device.type == "cpu" and bool(starts.all()):
+        return values
+    group = starts.flatten().cumsum(0) - 1
+    w = values.new_ones(values.shape) if weights is None else weights.to(values.dtype)
+    sums = values.new_zeros(d * n).index_add_(0, group, (w * values).flatten())
+    mass = values.new_zeros(d * n).index_add_(0, group, w.flatten())
+    return (sums / mass.clamp_min(1e-30))[group].view(d, n)
+
+
+def quantile_targets(values: Tensor, weights: Optional[Tensor], target_sorted: Tensor, target_levels: Optional[Tensor]) -> Tensor:
+    """Sliced optimal transport in one dimension, per row: each of ``values`` ``[D, N]`` (weighted by
+    ``weights`` ``[N]``, None: equally) is sent to the target distribution's quantile at its own
+    quantile level: ``target_sorted`` ``[D, M]`` at ``target_levels`` (``[M]`` or ``[D, M]``; None:
+    equal weights), interpolated where ``N != M`` (Heitz et al. 2021 sort both sides; equal counts
+    give exactly the target's sorted values, rank for rank). Ties share the mean of their targets.
+    Returns ``[D, N]``."""
+    ordered, order, levels, sorted_weights = sorted_levels(values, weights)
+    if levels is None and target_levels is None:  # equal weights on both sides: no search
+        quantiles = uniform_quantiles(target_sorted, values.shape[1])
+    else:
+        levels = midpoint_levels(values.shape[1], values.device) if levels is None else levels
+        quantiles = interpolate(levels, target_levels, target_sorted)
+    targets = _tie_means(ordered, quantiles, sorted_weights)
+    return torch.empty_like(targets).scatter_(1, order, targets)
+
+
+def unit_rows(x: Tensor) -> Tensor:
+    """Each row of ``x`` ``[N, C]`` divided by its norm (rows of zeros stay zero)."""
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def nearest_rows(queries: Tensor, candidates: Tensor, chunk_elements: int = 1 << 24) -> Tensor:
+    """For each row of ``queries`` ``[N, C]``, the index of the row of ``candidates`` ``[M, C]`` with the
+    largest inner product (the nearest by cosine, for unit rows; the first of equals), computed in
+    chunks of queries so that at most ``chunk_elements`` similarities exist at once."""
+    rows = max(1, chunk_elements // max(candidates.shape[0], 1))
+    parts = [(queries[i : i + rows] @ candidates.T).argmax(dim=1) for i in range(0, queries.shape[0], rows)]
+    return torch.cat(parts) if parts else queries.new_zeros(0, dtype=torch.long)

@@ -21,6 +21,8 @@ from typing import Any, Literal, Optional, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nst_lightning.loss.samples import Evaluation
+
 MaskMethod = Literal["downsample", "propagate"]
 
 
@@ -69,7 +71,8 @@ class GuidedTarget:
 class GuidedStatistic:
     """Wraps a ``StyleStatistic`` (``statistics.py``): a layer's loss is the share-weighted sum
     of each region's ``loss(features, target, mask)``, whose statistic is the mask-weighted one.
-    Plain (unguided) targets pass through to the wrapped statistic unchanged."""
+    Plain (unguided) targets pass through to the wrapped statistic unchanged, and so does the tiled
+    path's part of the seam (``scale/tiling.py`` takes a guided target's regions apart itself)."""
 
     def __init__(self, statistic: Any) -> None:
         self.statistic = statistic
@@ -77,17 +80,27 @@ class GuidedStatistic:
     def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Any:
         return self.statistic.target(features, weights)
 
+    def mix(self, targets: Sequence[Any], fractions: Sequence[float]) -> Any:
+        return self.statistic.mix(targets, fractions)
+
     def blend(self, targets: Sequence[Any], blend_weights: Sequence[float]) -> Any:
         return self.statistic.blend(targets, blend_weights)
 
-    def distance(self, statistic: Any, target: Any) -> Tensor:
-        return self.statistic.distance(statistic, target)
-
-    def loss(self, features: Tensor, target: Any, weights: Optional[Tensor] = None) -> Tensor:
+    def loss(self, features: Tensor, target: Any, weights: Optional[Tensor] = None, evaluation: Evaluation = Evaluation()) -> Tensor:
         if not isinstance(target, GuidedTarget):
-            return self.statistic.loss(features, target, weights)
+            return self.statistic.loss(features, target, weights, evaluation)
         total = None
         for region_target, mask, share in zip(target.targets, target.masks, target.shares):
-            loss = share * self.statistic.loss(features, region_target, None if mask is None else mask.to(features.device))
+            mask = None if mask is None else mask.to(features.device)
+            loss = share * self.statistic.loss(features, region_target, mask, evaluation)
             total = loss if total is None else total + loss
         return total
+
+    def part(self, features: Tensor, target: Any, weights: Optional[Tensor], evaluation: Evaluation) -> Any:
+        return self.statistic.part(features, target, weights, evaluation)
+
+    def settle(self, parts: Sequence[Any], masses: Sequence[float], target: Any, evaluation: Evaluation) -> tuple[Tensor, list]:
+        return self.statistic.settle(parts, masses, target, evaluation)
+
+    def surrogate(self, features: Tensor, target: Any, weights: Optional[Tensor], guide: Any, evaluation: Evaluation) -> Tensor:
+        return self.statistic.surrogate(features, target, weights, guide, evaluation)

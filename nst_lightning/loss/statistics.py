@@ -1,20 +1,32 @@
-"""What "style" means to the style loss: a statistic of a layer's features, and a distance to it.
+"""What "style" means to the style loss: a statistic of a layer's features, and a loss against it.
 
-A ``StyleStatistic`` has three parts, so that a new style loss is one class here plus one entry in
+A ``StyleStatistic`` is what a style loss is, so that a new one is one class plus one entry in
 ``STYLE_STATISTICS``:
 
-- ``target(features, weights)``: the statistic of one image's features (``[1, C, H, W]``), computed
-  once; ``weights`` (``[1, 1, H, W]``, optional) weighs positions, so that a mask can restrict the
-  statistic to a region (Gatys et al. 2017's guided Gram matrices).
-- ``blend(targets, blend_weights)``: one target from several style images' (blended styles).
-- ``loss(features, target, weights)``: the dimensionless distance between the generated image's
-  features and a blended target; 0 at the target. It is ``distance(target(features, weights), target)``:
-  every statistic here is an average over positions, so the statistic of a whole image is the
-  position-weighted ``mix`` of its parts' (which the tiled path relies on, ``scale/tiling.py``).
+- ``target(features, weights)``: what the loss needs of one image's features (``[1, C, H, W]``),
+  computed once; ``weights`` (``[1, 1, H, W]``, optional) weighs positions, so that a mask can restrict
+  it to a region (Gatys et al. 2017's guided Gram matrices).
+- ``mix(targets, fractions)``: the target of the union of several images' positions, each with its
+  share (a painting measured tile by tile); ``blend(targets, blend_weights)``: one target from several
+  paintings' (blended styles), with whatever the loss precomputes from it.
+- ``loss(features, target, weights, evaluation)``: the dimensionless loss of the result's features
+  against a blended target; 0 at the target. ``evaluation`` (``samples.Evaluation``) says which step
+  it is, for a loss that draws at random or keeps matches between steps.
+- ``part``, ``settle``, ``surrogate``: the same loss in tiles (``scale/tiling.py``). ``part`` is what a
+  first pass keeps of a tile's positions, ``settle`` turns every tile's parts into the loss and one
+  guide per tile, and ``surrogate`` (differentiated, in a second pass) is a function of the tile's
+  features whose gradient is that tile's share of the loss's gradient.
 
-A target is whatever its statistic needs (the Gram matrix itself; a dict of tensors for the
-Wasserstein loss). Everything is computed in
-fp32 (or fp64) whatever autocast says: a Gram matrix of fp16 features overflows.
+Two families do this differently. An *average over positions* (``AverageStatistic``: Gram,
+Wasserstein) is a statistic whose whole-image value is the position-weighted ``mix`` of its tiles'; the
+surrogate is the linearisation ``<dL/dS, S_tile>``. A loss on *the distribution of positions*
+(``sliced.py``, ``neighbours.py``) is not an average, but given what a first pass fixes (the ranks of
+every projection; each position's nearest painting feature) it is a sum of per-position terms, each
+with a fixed target: the surrogate is the tile's own terms.
+
+A target is whatever its statistic needs (the Gram matrix itself; a dict of tensors for the others).
+Everything is computed in fp32 (or fp64) whatever autocast says: a Gram matrix of fp16 features
+overflows.
 """
 
 from __future__ import annotations
@@ -25,19 +37,29 @@ import torch
 from torch import Tensor
 
 from nst_lightning.loss.functional import gram_matrix, position_weights, relative_squared_error
+from nst_lightning.loss.neighbours import NearestNeighbourStatistic
+from nst_lightning.loss.samples import Evaluation
+from nst_lightning.loss.sliced import SlicedWassersteinStatistic
+from nst_lightning.utilities.errors import UserError, param
 
 Target = Any  # a Tensor or a dict of Tensors, of the statistic's own making
-StyleLossName = Literal["gram", "wasserstein"]
+StyleLossName = Literal["gram", "wasserstein", "sliced_wasserstein", "nearest_neighbour"]
 
 
 class StyleStatistic(Protocol):
     def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Target: ...
 
+    def mix(self, targets: Sequence[Target], fractions: Sequence[float]) -> Target: ...
+
     def blend(self, targets: Sequence[Target], blend_weights: Sequence[float]) -> Target: ...
 
-    def distance(self, statistic: Target, target: Target) -> Tensor: ...
+    def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None, evaluation: Evaluation = Evaluation()) -> Tensor: ...
 
-    def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None) -> Tensor: ...
+    def part(self, features: Tensor, target: Target, weights: Optional[Tensor], evaluation: Evaluation) -> Any: ...
+
+    def settle(self, parts: Sequence[Any], masses: Sequence[float], target: Target, evaluation: Evaluation) -> tuple[Tensor, list]: ...
+
+    def surrogate(self, features: Tensor, target: Target, weights: Optional[Tensor], guide: Any, evaluation: Evaluation) -> Tensor: ...
 
 
 def mix(statistics: Sequence[Target], weights: Sequence[float]) -> Target:
@@ -48,7 +70,56 @@ def mix(statistics: Sequence[Target], weights: Sequence[float]) -> Target:
     return sum(w * s for w, s in zip(weights, statistics))
 
 
-class GramStatistic:
+class AverageStatistic:
+    """A statistic that is an average over positions, compared by ``distance(statistic, target)``: its
+    loss depends on the whole image only through the statistic, so in tiles each tile's part is its own
+    statistic (mixed by the share of positions it owns), and its surrogate is ``<dL/dS, S_tile>``,
+    whose gradient with respect to the tile's features is exactly the true one."""
+
+    def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Target:
+        raise NotImplementedError
+
+    def distance(self, statistic: Target, target: Target) -> Tensor:
+        raise NotImplementedError
+
+    def mix(self, targets: Sequence[Target], fractions: Sequence[float]) -> Target:
+        return mix(targets, fractions)
+
+    def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None, evaluation: Evaluation = Evaluation()) -> Tensor:
+        return self.distance(self.target(features, weights), target)
+
+    def part(self, features: Tensor, target: Target, weights: Optional[Tensor], evaluation: Evaluation) -> Target:
+        return self.target(features, weights)
+
+    def settle(self, parts: Sequence[Target], masses: Sequence[float], target: Target, evaluation: Evaluation) -> tuple[Tensor, list]:
+        total = sum(masses)
+        statistic = _detached_leaf(mix(parts, [n / total for n in masses]))
+        with torch.enable_grad():
+            loss = self.distance(statistic, target)
+            leaves = list(statistic.values()) if isinstance(statistic, dict) else [statistic]
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        gradient = dict(zip(statistic, grads)) if isinstance(statistic, dict) else grads[0]
+        return loss.detach(), [(gradient, n / total) for n in masses]
+
+    def surrogate(self, features: Tensor, target: Target, weights: Optional[Tensor], guide: Any, evaluation: Evaluation) -> Tensor:
+        gradient, fraction = guide
+        return fraction * _inner(gradient, self.target(features, weights))
+
+
+def _detached_leaf(statistic: Any) -> Any:
+    if isinstance(statistic, dict):
+        return {key: value.detach().requires_grad_() for key, value in statistic.items()}
+    return statistic.detach().requires_grad_()
+
+
+def _inner(gradient: Any, part: Any) -> Tensor:
+    """``<gradient, part>`` summed over every entry (tensors, or dicts of tensors)."""
+    if isinstance(part, dict):
+        return sum((_inner(gradient[key], part[key]) for key in part if gradient[key] is not None), part[next(iter(part))].new_zeros(()))
+    return (gradient.to(part.dtype) * part).sum()
+
+
+class GramStatistic(AverageStatistic):
     """Gatys et al. (2015): the Gram matrix of the features, and the squared distance between Gram
     matrices (their Eq. 4), divided by the target's squared norm so that it is dimensionless (see
     ``functional.relative_squared_error``). Blended styles take the weighted sum of their Grams, as
@@ -62,9 +133,6 @@ class GramStatistic:
 
     def distance(self, statistic: Tensor, target: Tensor) -> Tensor:
         return relative_squared_error(statistic, target)
-
-    def loss(self, features: Tensor, target: Tensor, weights: Optional[Tensor] = None) -> Tensor:
-        return self.distance(self.target(features, weights), target)
 
 
 class _TraceSqrtm(torch.autograd.Function):
@@ -101,7 +169,7 @@ def sqrtm(matrix: Tensor) -> Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.transpose(-2, -1)
 
 
-class WassersteinStatistic:
+class WassersteinStatistic(AverageStatistic):
     """The 2-Wasserstein distance between Gaussians fitted to the features (mean and covariance of
     the C-dimensional feature vectors over positions), as crowsonkb/style-transfer-pytorch uses:
 
@@ -141,9 +209,6 @@ class WassersteinStatistic:
         blended["energy"] = torch.trace(blended["second_moment"].double())
         return blended
 
-    def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None) -> Tensor:
-        return self.distance(self.target(features, weights), target)
-
     def distance(self, moments: Target, target: Target) -> Tensor:
         with torch.autocast(device_type=moments["mean"].device.type, enabled=False):
             mean = moments["mean"].double()
@@ -159,4 +224,31 @@ class WassersteinStatistic:
             return (distance.clamp_min(0) / target["energy"].clamp_min(1e-12)).float()
 
 
-STYLE_STATISTICS: dict[str, type[StyleStatistic]] = {"gram": GramStatistic, "wasserstein": WassersteinStatistic}
+STYLE_STATISTICS: dict[str, type[StyleStatistic]] = {
+    "gram": GramStatistic,
+    "wasserstein": WassersteinStatistic,
+    "sliced_wasserstein": SlicedWassersteinStatistic,
+    "nearest_neighbour": NearestNeighbourStatistic,
+}
+
+
+# Each loss's own options: the ``StyleTransfer`` option, the loss it belongs to, its argument there, and
+# the value that means "not set" (any other value given to another loss is refused, never ignored).
+OWN_OPTIONS = {
+    "sw_directions": ("sliced_wasserstein", "directions", None),
+    "nn_refresh": ("nearest_neighbour", "refresh", 1),
+}
+
+
+def style_statistic(name: str, **options: Any) -> StyleStatistic:
+    """The statistic called ``name``, given the options of ``OWN_OPTIONS`` (``sw_directions`` for
+    ``sliced_wasserstein``, ``nn_refresh`` for ``nearest_neighbour``; the others take none). An option
+    of another loss, set, is a ``UserError``: it would silently change nothing."""
+    arguments = {}
+    for option, value in options.items():
+        owner, argument, unset = OWN_OPTIONS[option]
+        if owner == name:
+            arguments[argument] = value
+        elif value != unset:
+            raise UserError(f"{param('model.' + option)} is for {param('model.style_loss')} {owner}, not {name}: remove it or choose {owner}")
+    return STYLE_STATISTICS[name](**arguments)

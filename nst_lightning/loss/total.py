@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from nst_lightning.loss.functional import content_loss, total_variation_loss
+from nst_lightning.loss.samples import Evaluation
 from nst_lightning.loss.statistics import StyleStatistic
 from nst_lightning.utilities.errors import UserError, param
 
@@ -73,15 +74,16 @@ def weighted_losses(
     style_targets: Mapping[str, Any],
     weights: LossWeights,
     statistic: StyleStatistic,
+    evaluation: Evaluation = Evaluation(),
 ) -> dict[str, Tensor]:
     """The weighted total ``loss`` of Gatys et al. (2015) Eq. 7 (plus total variation), and its parts:
     ``content_loss`` (mean over content layers), ``style_loss`` (the layer-weighted sum, their Eq. 5),
     ``tv_loss`` and ``style_loss/<layer>``. ``features`` are VGG19's of ``image``, the image the
-    total-variation term smooths."""
+    total-variation term smooths; ``evaluation``, which step this is (``samples.Evaluation``)."""
     zero = image.new_zeros((), dtype=torch.float32)
     content = sum((content_loss(features[n], content_targets[n]) for n in weights.content_layers), zero)
     content = content / max(len(weights.content_layers), 1)
-    per_layer = {n: statistic.loss(features[n], style_targets[n]) for n in weights.style_layers}
+    per_layer = {n: statistic.loss(features[n], style_targets[n], None, evaluation) for n in weights.style_layers}
     style = sum((weights.style_layers[n] * loss for n, loss in per_layer.items()), zero)
     tv = total_variation_loss(image) if weights.tv > 0 else zero
     total = weights.content * content + weights.style * style + weights.tv * tv
@@ -96,6 +98,7 @@ def batch_losses(
     targets: Sequence[tuple[Mapping[str, Tensor], Mapping[str, Any]]],
     weights: LossWeights,
     statistic: StyleStatistic,
+    evaluation: Evaluation = Evaluation(),
 ) -> dict[str, Tensor]:
     """``weighted_losses`` of each image of ``image`` (``[K, 3, H, W]``) against its own targets
     (``targets[k]``: content features and style statistics), with its own normalisation. The total
@@ -104,9 +107,9 @@ def batch_losses(
     (``content_loss``...) are sums too; ``image_<k>/loss``, ``image_<k>/content_loss`` and
     ``image_<k>/style_loss`` are each image's own."""
     if len(targets) == 1:
-        return weighted_losses(features, image, *targets[0], weights, statistic)
+        return weighted_losses(features, image, *targets[0], weights, statistic, evaluation)
     per_image = [
-        weighted_losses({n: f[k : k + 1] for n, f in features.items()}, image[k : k + 1], content, style, weights, statistic)
+        weighted_losses({n: f[k : k + 1] for n, f in features.items()}, image[k : k + 1], content, style, weights, statistic, evaluation)
         for k, (content, style) in enumerate(targets)
     ]
     losses = {name: sum(losses[name] for losses in per_image) for name in per_image[0]}

@@ -58,7 +58,7 @@ def check_checkpoint(checkpoint: Any, module: Any, datamodule: Optional[InputDat
             state = check_type(checkpoint.get(type(datamodule).__qualname__, {}), dict, f"its {type(datamodule).__qualname__}")
             datamodule.check_same_inputs(check_type(state.get("fingerprint"), (dict, type(None)), "its fingerprint"), name)
         check_same_schedule(checkpoint, module.optim.stages, name)
-        check_same_optimizer(checkpoint, module.optim.optimizer, name)
+        check_same_optimizer(checkpoint, module.optim, name)
         image = _check_state_dict(checkpoint, module, datamodule)
         image_checked = True
         if "optimizer_states" in checkpoint:
@@ -173,7 +173,7 @@ def same_layout(saved: Any, reference: Any, what: str) -> None:
 
 
 def _check_optimizer(states: list, module: Any, image: Tensor) -> None:
-    """One optimizer's state, over the image alone, with the hyperparameters a fresh one has."""
+    """One optimizer's state, over one tensor (the image, or its pyramid's coordinates), with the hyperparameters a fresh one has."""
     if len(states) != 1:
         raise CheckpointProblem(f"it has {len(states)} optimizer states, not the one of this program's optimizer")
     saved, what = states[0], f"its {module.optim.optimizer} state"
@@ -191,6 +191,7 @@ def _check_optimizer(states: list, module: Any, image: Tensor) -> None:
     if set(saved["state"]) - {0}:
         raise CheckpointProblem(f"{what} is for parameters {sorted(saved['state'], key=str)!r}, not the image alone")
     state = check_type(saved["state"].get(0, {}), dict, what)
+    image = torch.empty(module.parameterisation.state_shape(image.shape), device="meta")  # what the state is of
     if module.optim.optimizer == "adam":
         _check_adam(state, image, what)
     else:

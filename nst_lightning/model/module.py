@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from nst_lightning.callbacks import CoarseToFine, DivergenceGuard, LossLogger
 from nst_lightning.inputs.color import ColorMode
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
-from nst_lightning.loss.statistics import STYLE_STATISTICS, StyleLossName
+from nst_lightning.loss.samples import Evaluation
+from nst_lightning.loss.statistics import StyleLossName
 from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.checkpoint_checks import prepare_load
 from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
@@ -50,6 +51,8 @@ class StyleTransfer(pl.LightningModule):
         style_weight: FiniteNonNegativeFloat = 10.0,
         tv_weight: FiniteNonNegativeFloat = 0.0,
         style_loss: StyleLossName = "gram",
+        sw_directions: Optional[PositiveInt] = None,
+        nn_refresh: PositiveInt = 1,
         optimizer: Literal["adam", "lbfgs"] = "adam",
         lr: Optional[FinitePositiveFloat] = None,
         lr_schedule: Literal["constant", "cosine", "linear"] = "constant",
@@ -71,6 +74,8 @@ class StyleTransfer(pl.LightningModule):
         check_memory: bool = True,
         sync_every: Optional[PositiveInt] = None,
         region_masks: MaskMethod = "downsample",
+        parameterisation: Literal["pixels", "laplacian_pyramid"] = "pixels",
+        pyramid_levels: PositiveInt = 5,
     ) -> None:
         """
         Args:
@@ -82,8 +87,11 @@ class StyleTransfer(pl.LightningModule):
             content_weight: Weight of the content loss (the paper's alpha).
             style_weight: Weight of the style loss (the paper's beta); losses are normalised, so style/content is comparable.
             tv_weight: Weight of the total-variation (smoothness) loss; 0 disables it.
-            style_loss: ``gram`` (the paper's Gram matrices) or ``wasserstein`` (mean and covariance compared
-                by the 2-Wasserstein distance, as crowsonkb/style-transfer-pytorch does).
+            style_loss: ``gram`` (the paper's Gram matrices), ``wasserstein`` (mean and covariance, as crowsonkb's),
+                ``sliced_wasserstein`` (whole feature distributions along random directions, Heitz et al. 2021) or
+                ``nearest_neighbour`` (each place toward its nearest painting feature, NNST); see docs/guide/style-losses.md.
+            sw_directions: With ``sliced_wasserstein``: random directions per layer and step (default: the layer's channels).
+            nn_refresh: With ``nearest_neighbour``: match anew every N steps (1: every step; resumes exact at multiples of N).
             optimizer: ``adam`` (robust, works with mixed precision) or ``lbfgs`` (the paper's).
             lr: Step size; default 0.02 for Adam (in units of the [0, 1] pixel range), 1.0 for L-BFGS.
             lr_schedule: Adam's step size over the run: ``constant``, or ``cosine``/``linear`` decay to lr * lr_floor.
@@ -113,6 +121,9 @@ class StyleTransfer(pl.LightningModule):
             sync_every: Read the loss to the host every N steps; default 1 on a CPU, 50 on a GPU.
             region_masks: With ``data.regions``, how a mask reaches each layer (Gatys et al. 2017):
                 ``downsample`` (averaged over each position's pixels) or ``propagate`` (through the network).
+            parameterisation: What the optimizer moves: the image's ``pixels``, or its ``laplacian_pyramid``'s
+                coordinates, whose coarse bands move the large shapes in few steps (``parameterisation/``).
+            pyramid_levels: With ``laplacian_pyramid``: its bands, each coarser one half the last's sides.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -123,25 +134,22 @@ class StyleTransfer(pl.LightningModule):
         self.loss_options, self.optim, self.compute, self.control = grouped(self.hparams)
         self.loss_weights = self.loss_options.loss_weights()
         # What the loss uses: the style statistic, taking regions' guided targets too (plain ones pass through).
-        self.style_statistic = STYLE_STATISTICS[style_loss]()
+        self.style_statistic = self.loss_options.statistic()
         self.loss_statistic = GuidedStatistic(self.style_statistic)
         self.vgg = VGG19Features(self.loss_options.layers, weights, pooling, param("model.weights"), activation_checkpointing)
         self.tiled_loss = self.compute.tiled_loss(self.vgg, self.loss_weights, self.loss_statistic)
         self.automatic_optimization = self.tiled_loss is None  # tiles backpropagate one by one: manual optimization
         self.plan: Optional[Plan] = None  # the preflight's for this fit (model/preflight.py): a memory budget, a start image
+        self.parameterisation = self.optim.parameterised()  # the optimizer's view of the image
         self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
         self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
         self.target_kind = None  # targets.kind_for the datamodule, unless a caller sets one
         # ``targets.Targets``: per image of the result its content features and style targets; the colours.
         self.targets, self.content_colors, self.target_terms = [], None, ()
 
-    @property
-    def content_targets(self) -> dict[str, Tensor]:
-        return self.targets[0][0] if self.targets else {}
-
-    @property
-    def style_targets(self) -> dict[str, Any]:
-        return self.targets[0][1] if self.targets else {}
+    # The first (or only) image's content features and style targets.
+    content_targets = property(lambda self: self.targets[0][0] if self.targets else {})
+    style_targets = property(lambda self: self.targets[0][1] if self.targets else {})
 
     def configure_callbacks(self) -> list[pl.Callback]:
         sync_every = self.compute.sync_every
@@ -185,8 +193,12 @@ class StyleTransfer(pl.LightningModule):
     @torch.no_grad()
     def change_size(self, size: tuple[int, int]) -> None:
         """Coarse-to-fine's next stage (``callbacks/coarse_to_fine.py`` asks for it): the image, its average
-        and the optimizer's state move to ``size`` (``scale/multiscale.resize_run``), and the targets follow."""
-        optimizers = resize_run(self.image, self.average, self.trainer.optimizers, size, self.optim.make_optimizer)
+        and the optimizer's state (of the image, or of its pyramid's coordinates: ``parameterisation``) move to
+        ``size`` (``scale/multiscale.resize_run``), and the targets follow."""
+        def new_optimizer(image: Tensor) -> torch.optim.Optimizer:  # L-BFGS's restart, on what the parameterisation optimises
+            return self.optim.make_optimizer(self.parameterisation.optimised(image))
+
+        optimizers = resize_run(self.image, self.average, self.trainer.optimizers, size, new_optimizer, self.parameterisation.resize_state)
         if optimizers != self.trainer.optimizers:  # L-BFGS: a new one, of the new size
             self.trainer.optimizers = optimizers
         self.refresh_targets()
@@ -222,11 +234,14 @@ class StyleTransfer(pl.LightningModule):
                  + sum of target_terms(image)                                            (e.g. video's temporal loss)
 
         each content and style loss relative to its target (``loss/functional.py``), the style loss the
-        statistic's (Gram or Wasserstein, ``loss/statistics.py``); K photos: the sum of their losses.
+        statistic's (Gram, Wasserstein, sliced Wasserstein or nearest neighbour, ``loss/statistics.py``; the
+        last two draw their directions or keep their matches by the step, ``loss.samples.Evaluation``); K
+        photos: the sum of their losses.
         Written once, in ``loss.total.weighted_losses`` (``batch_losses`` takes it over K photos); the
         tiled step (``scale/tiling.py``) calls the same."""
         image = self.image if image is None else image
-        losses = batch_losses(self.vgg(self.control.vgg_input(image)), image, self.targets, self.loss_weights, self.loss_statistic)
+        features, evaluation = self.vgg(self.control.vgg_input(image)), Evaluation.at(self.global_step)
+        losses = batch_losses(features, image, self.targets, self.loss_weights, self.loss_statistic, evaluation)
         return add_terms(losses, self.target_terms, image)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
@@ -234,22 +249,18 @@ class StyleTransfer(pl.LightningModule):
         return self() if self.automatic_optimization else tiled_step(self, self.optimizers())
 
     def configure_optimizers(self) -> Configured:
-        return self.optim.configure_optimizers(self.image, self.trainer.max_steps)
+        return self.optim.configure_optimizers(self.parameterisation.optimised(self.image), self.trainer.max_steps)
 
     def on_after_backward(self) -> None:
-        # Under autocast the gradient can come back channels-last, which L-BFGS's flat view cannot take.
-        if self.image.grad is not None and not self.image.grad.is_contiguous():
-            self.image.grad = self.image.grad.contiguous()
+        if self.automatic_optimization:  # tiled: once its last tile is done (scale/tiling.py)
+            self.parameterisation.gradient_done(self.image)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.after_step()
 
     def after_step(self) -> None:
-        # Valid pixels after each Adam step; not for L-BFGS, whose curvature a projection would corrupt.
-        if self.optim.optimizer == "adam":
-            with torch.no_grad():
-                self.image.clamp_(0, 1)
+        self.parameterisation.step_done(self.image, clamp=self.optim.optimizer == "adam")  # see its docstring
         if self.average is not None:
             self.average.update(self.image)
 

@@ -6,7 +6,7 @@ each group checks its own fields:
 
 - ``LossOptions``: what is optimised: the network, its layers and the loss's weights;
 - ``OptimOptions``: how: the optimizer, its step size and its schedule, the start, the stages, the
-  averaged output;
+  averaged output, what the optimizer moves (pixels or a Laplacian pyramid's coordinates);
 - ``ComputeOptions``: how a step is computed (layout, checkpointing, tiles, memory, how often the loss
   is read to the host); the same result up to float rounding, so a resume may change them
   (``MAY_CHANGE_ON_RESUME``);
@@ -26,8 +26,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
 
 from nst_lightning.inputs.color import gray, match_color_histogram, match_luminance, with_chroma_of
+from nst_lightning.loss.statistics import StyleStatistic, style_statistic
 from nst_lightning.loss.total import LossWeights
 from nst_lightning.model.schedules import Configured, with_schedule
+from nst_lightning.parameterisation.coordinates import Parameterisation, make_parameterisation
 from nst_lightning.scale.tiling import TiledLoss
 from nst_lightning.utilities.errors import UserError, new_run_hint, param
 
@@ -47,10 +49,17 @@ class LossOptions:
     style_weight: float = 10.0
     tv_weight: float = 0.0
     style_loss: str = "gram"
+    sw_directions: Optional[int] = None
+    nn_refresh: int = 1
     pooling: str = "max"
 
     def __post_init__(self) -> None:
         self.loss_weights()  # refuses combinations that leave nothing to optimise
+        self.statistic()  # refuses an option of another style loss
+
+    def statistic(self) -> StyleStatistic:
+        """The style loss's statistic (``loss/statistics.py``), with its own options."""
+        return style_statistic(self.style_loss, sw_directions=self.sw_directions, nn_refresh=self.nn_refresh)
 
     def loss_weights(self) -> LossWeights:
         return LossWeights.from_options(
@@ -78,6 +87,8 @@ class OptimOptions:
     init_color_strength: float = 1.0
     stage_steps: Optional[tuple[int, ...]] = None
     ema_decay: Optional[float] = None
+    parameterisation: str = "pixels"
+    pyramid_levels: int = 5
 
     def __post_init__(self) -> None:
         if (self.init == "image") != (self.init_image is not None):
@@ -131,18 +142,23 @@ class OptimOptions:
         """The steps of each coarse-to-fine stage before the last (none: one stage)."""
         return list(self.stage_steps or [])
 
-    def make_optimizer(self, image: Tensor) -> torch.optim.Optimizer:
+    def parameterised(self) -> Parameterisation:
+        """What the optimizer moves: the image's pixels, or its Laplacian pyramid's coordinates."""
+        return make_parameterisation(self.parameterisation, self.pyramid_levels)
+
+    def make_optimizer(self, optimised: Tensor) -> torch.optim.Optimizer:
+        """The optimizer of ``optimised``: the image, or its parameterisation's coordinates (``optimised``)."""
         lr = self.lr or DEFAULT_LR[self.optimizer]
         if self.optimizer == "lbfgs":
             # max_iter=1: one Lightning step is one evaluation, so max_steps, logging and checkpoint
             # intervals mean the same thing as with Adam. L-BFGS keeps its history across steps.
-            return torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=self.lbfgs_history)
-        return torch.optim.Adam([image], lr=lr)
+            return torch.optim.LBFGS([optimised], lr=lr, max_iter=1, history_size=self.lbfgs_history)
+        return torch.optim.Adam([optimised], lr=lr)
 
-    def configure_optimizers(self, image: Tensor, max_steps: int) -> Configured:
+    def configure_optimizers(self, optimised: Tensor, max_steps: int) -> Configured:
         """``StyleTransfer.configure_optimizers``: the optimizer alone without a schedule (as before
         schedules existed: the same results and checkpoints), else with its step-wise ``LambdaLR``."""
-        optimizer = self.make_optimizer(image)
+        optimizer = self.make_optimizer(optimised)
         if self.unused_schedule:
             rank_zero_info(self.unused_schedule)
         if not self.scheduled:
@@ -249,11 +265,17 @@ def grouped(hparams: Mapping[str, Any]) -> tuple[LossOptions, OptimOptions, Comp
     return tuple(group(**{f.name: plain(hparams[f.name]) for f in fields(group) if f.name in hparams}) for group in GROUPS)  # type: ignore[return-value]
 
 
-def check_same_optimizer(checkpoint: Mapping[str, Any], optimizer: str, name: str = "the checkpoint") -> None:
-    """A checkpoint's optimizer state can only continue with the optimizer that made it."""
-    saved = checkpoint.get("hyper_parameters", {}).get("optimizer")
-    if saved is not None and saved != optimizer:
+def check_same_optimizer(checkpoint: Mapping[str, Any], optim: OptimOptions, name: str = "the checkpoint") -> None:
+    """A checkpoint's optimizer state can only continue with the optimizer that made it, moving what
+    it moved: the pixels (as in checkpoints made before the option existed) or a pyramid's coordinates."""
+    _check_same_state_maker(checkpoint, "optimizer", optim.optimizer, None, name)
+    _check_same_state_maker(checkpoint, "parameterisation", optim.parameterisation, "pixels", name)
+
+
+def _check_same_state_maker(checkpoint: Mapping[str, Any], option: str, value: str, default: Optional[str], name: str) -> None:
+    saved = checkpoint.get("hyper_parameters", {}).get(option, default)
+    if saved is not None and saved != value:
         raise UserError(
-            f"{param('model.optimizer')} is {optimizer} but {name} was made with {saved}, whose state "
-            f"{optimizer} cannot continue; resume with {param('model.optimizer')} {saved}, {new_run_hint(name)}"
+            f"{param('model.' + option)} is {value} but {name} was made with {saved}, whose optimizer state "
+            f"{value} cannot continue; resume with {param('model.' + option)} {saved}, {new_run_hint(name)}"
         )

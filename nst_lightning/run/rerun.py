@@ -7,11 +7,12 @@ same input files. What a user rerunning a result expects, and so what changes fr
 configuration:
 
 - it is a **new run**: ``ckpt_path`` is dropped (a resumed run's result equals an uninterrupted one's),
-  and it goes into a **new directory** next to the first when that one exists (the first run's files,
-  the image given as ``--config`` included, are never touched, and the "already holds a run" check
-  would refuse it anyway): the logger's ``version`` gets ``_rerun``, then ``_rerun_2``...
-  (``lightning_logs/quick/rerun`` for a run in ``lightning_logs/quick``). Where the first directory is
-  gone (the image was copied to another machine) the rerun uses that directory itself.
+  and it goes into a **new directory** beside the first (the first run's files, the image given as
+  ``--config`` included, are never touched). A run in the default layout (no ``version`` named) simply
+  gets the next ``version_N``, as every new run does; a run in a named directory that still exists gets
+  ``NAME_rerun``, then ``NAME_rerun_2``... (``lightning_logs/quick/rerun`` for a run in
+  ``lightning_logs/quick`` itself). Where the named directory is gone (the image was copied to another
+  machine) the rerun uses that directory itself.
 - options given after ``--config generated.png`` apply as with any config file (later ones win):
   ``--trainer.logger.init_args.version NAME`` picks the directory, ``--trainer.max_steps`` goes further.
 - checkpoints go into the new directory (a recorded ``checkpoint.dirpath`` is dropped), and the

@@ -247,5 +247,9 @@ def process_bytes(device: torch.device) -> float:
 
 
 def gb(n: float) -> str:
-    """``n`` bytes, readably: ``54.6 GB``, ``350 MB``."""
+    """``n`` bytes, readably: ``54.6 GB``, ``350 MB``, ``16,575 TB``, ``1.7e+13 TB`` (what an impossible size would need)."""
+    if n >= 1e18:
+        return f"{n / 1e12:.1e} TB"
+    if n >= 1000 * GB:
+        return f"{n / 1e12:,.0f} TB"
     return f"{n / GB:.1f} GB" if n >= GB else f"{n / 1e6:.0f} MB"

@@ -67,11 +67,14 @@ def resize_adam_state(state: dict, size: tuple[int, int], pixel_ratio: float) ->
 @torch.no_grad()
 def resize_run(
     image: Tensor, average: Any, optimizers: Sequence[torch.optim.Optimizer], size: tuple[int, int],
-    new_optimizer: Callable[[Tensor], torch.optim.Optimizer],
+    new_optimizer: Callable[[Tensor], torch.optim.Optimizer], resize_state: Callable[..., None],
 ) -> list[torch.optim.Optimizer]:
     """Move a run to ``(H, W)`` ``size``: the image in place (so the optimizer keeps its reference), its
-    average (``iterate_average.IterateAverage``), and the optimizers' state; returns the optimizers to go
-    on with: the same, or for L-BFGS a new one from ``new_optimizer``."""
+    average (``iterate_average.IterateAverage``), and the optimizers' state through ``resize_state``
+    (``parameterisation.coordinates``'s, given ``resize_adam_state``: what the optimizer moves is the
+    image or a pyramid's coordinates); returns the optimizers to go on with: the
+    same, or for L-BFGS a new one from ``new_optimizer(image)``."""
+    old_size = tuple(image.shape[-2:])
     pixel_ratio = (size[0] * size[1]) / (image.shape[-2] * image.shape[-1])
     # Like crowsonkb's, a new stage starts from the averaged iterate when there is one: the noise of
     # the last Adam steps would otherwise be upscaled into blobs.
@@ -81,16 +84,15 @@ def resize_run(
         average.resize(size)
     if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in optimizers):
         # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling. A new one
-        # starts (as each stage of jcjohnson's multires script restarts its L-BFGS); L-BFGS takes no
-        # learning-rate schedule, so there is no scheduler to move to it.
+        # starts (as each stage of jcjohnson's multires script restarts its L-BFGS), made at the new size;
+        # L-BFGS takes no learning-rate schedule, so there is no scheduler to move to it.
         return [new_optimizer(image)]
     # Adam's optimizer persists, its state resized, and so does its learning-rate schedule
     # (``model/schedules.py``), which runs over the whole run's global step, not per stage: each stage
     # refines what the last one formed, and the last stage ends at the floor, so the last image is the
     # settled one.
     for optimizer in optimizers:
-        if image in optimizer.state:
-            resize_adam_state(optimizer.state[image], size, pixel_ratio)
+        resize_state(optimizer, image, old_size, pixel_ratio, resize_adam_state)
     return list(optimizers)
 
 

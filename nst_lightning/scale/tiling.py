@@ -1,15 +1,18 @@
 """Exact tiled optimisation: the whole image's loss and gradient, computed tile by tile.
 
-Every loss here is a sum over feature positions, and the style loss depends on the whole image only
-through statistics that are averages over positions (``style_statistics``). So one evaluation is
-two passes over tiles, and its gradient is the untiled one, up to float rounding:
+The content loss is a sum over feature positions, and the style loss depends on the whole image only
+through what a first pass over the tiles can fix: statistics that are averages over positions (Gram,
+Wasserstein), or each position's own target (the ranks of sliced Wasserstein's projections, a
+position's nearest painting feature). So one evaluation is two passes over tiles, and its gradient is
+the untiled one, up to float rounding (the seam: ``loss/statistics.py``'s ``part``, ``settle``,
+``surrogate``):
 
-1. Without gradients, each tile's VGG19 features give its part of each style layer's statistic
-   (mixed by the share of positions it owns) and of the content loss. The whole image's statistics
-   give the loss, and ``dL/dS``, the gradient of each layer's loss with respect to its statistic.
-2. With gradients, each tile backpropagates a surrogate ``<dL/dS, S_tile> + content part``, whose
-   gradient with respect to the tile's features is exactly the true one, given the fixed statistics.
-   The gradients of the tiles' crops add up in the image's gradient.
+1. Without gradients, each tile's VGG19 features give its ``part`` of each style layer's loss (its
+   statistic, or its positions' projections or matches) and of the content loss. ``settle`` makes
+   the whole image's loss from the parts, and a guide per tile (``dL/dS``; each position's target).
+2. With gradients, each tile backpropagates a ``surrogate`` plus its content part, whose gradient
+   with respect to the tile's features is exactly the true one, given what pass 1 fixed. The
+   gradients of the tiles' crops add up in the image's gradient.
 
 Each feature position is *owned* by one tile: a tile's inner region is a block of a grid aligned to
 the deepest layer's stride (so that every pooling window is the same in the tile as in the whole
@@ -27,7 +30,8 @@ from torch import Tensor
 
 from nst_lightning.loss.functional import total_variation_loss
 from nst_lightning.loss.guided import GuidedTarget
-from nst_lightning.loss.statistics import StyleStatistic, mix
+from nst_lightning.loss.samples import Evaluation
+from nst_lightning.loss.statistics import StyleStatistic
 from nst_lightning.loss.total import LossWeights, weighted_losses
 from nst_lightning.scale.tiles import Tile, halo_and_alignment, layer_geometry, tile_grid
 
@@ -91,7 +95,7 @@ class TiledLoss:
                 if mass > 0:
                     parts[name].append(self.statistic.target(owned, mask))
                     counts[name].append(mass)
-        statistics = {name: mix(parts[name], [n / sum(counts[name]) for n in counts[name]]) for name in style_layers}
+        statistics = {name: self.statistic.mix(parts[name], [n / sum(counts[name]) for n in counts[name]]) for name in style_layers}
         return features, statistics
 
     def losses_and_backward(
@@ -102,12 +106,14 @@ class TiledLoss:
         backward: Callable[[Tensor], None],
         vgg_input: Callable[[Tensor], Tensor] = lambda image: image,
         terms: Sequence[Callable[[Tensor], Tensor]] = (),
+        evaluation: Evaluation = Evaluation(),
     ) -> dict[str, Tensor]:
         """The losses of ``image`` (detached, as ``weighted_losses`` names them), after calling
         ``backward`` on surrogates whose gradients add up to the loss's gradient in ``image.grad``.
         ``terms``: loss terms on the image itself (``model/targets.py``'s ``Term``), each computed on
-        the whole image, as total variation is, and added to ``loss`` under its ``name``."""
-        losses = self._feature_losses_and_backward(image, content_targets, style_targets, backward, vgg_input)
+        the whole image, as total variation is, and added to ``loss`` under its ``name``;
+        ``evaluation``: which step this is (``loss.samples.Evaluation``), each tile its ``part``."""
+        losses = self._feature_losses_and_backward(image, content_targets, style_targets, backward, vgg_input, evaluation)
         for term in terms:
             with torch.enable_grad():
                 value = term(image)
@@ -122,17 +128,19 @@ class TiledLoss:
         style_targets: Mapping[str, Any],
         backward: Callable[[Tensor], None],
         vgg_input: Callable[[Tensor], Tensor],
+        evaluation: Evaluation,
     ) -> dict[str, Tensor]:
         size = tuple(image.shape[-2:])
         tiles = self.tiles(*size)
         if len(tiles) == 1:  # e.g. an early coarse-to-fine stage: one pass, as untiled
             with torch.enable_grad():
-                losses = weighted_losses(self.vgg(vgg_input(image)), image, content_targets, style_targets, self.weights, self.statistic)
+                features = self.vgg(vgg_input(image))
+                losses = weighted_losses(features, image, content_targets, style_targets, self.weights, self.statistic, evaluation)
                 backward(losses["loss"])
             return {name: value.detach() for name, value in losses.items()}
         w = self.weights
         # Each style layer's target as regions (``loss.guided.GuidedTarget``); a plain target is one region
-        # everywhere. A region's statistic mixes the tiles' by the mask's mass each owns.
+        # everywhere. A region's loss settles from the tiles' parts (and the mask's mass each owns).
         regions = {name: _as_regions(style_targets[name]) for name in w.style_layers}
         # Pass 1: the whole image's statistics and content errors, tile by tile.
         parts = {name: [[] for _ in regions[name]] for name in w.style_layers}
@@ -141,38 +149,37 @@ class TiledLoss:
         # would wait for the GPU every tile.
         content_error = {name: image.new_zeros((), dtype=torch.float64) for name in w.content_layers}
         with torch.no_grad():
-            for tile in tiles:
+            for number, tile in enumerate(tiles):
                 features = self._features(image, tile, vgg_input)
                 for name in w.style_layers:
                     ys, xs = self.owned(tile, name, size)
                     owned = features[name][..., ys, xs]
-                    for r, (_, mask, _) in enumerate(regions[name]):
+                    for r, (target, mask, _) in enumerate(regions[name]):
                         mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
                         mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
-                        parts[name][r].append(self.statistic.target(owned, mask) if mass > 0 else None)
+                        part = self.statistic.part(owned, target, mask, evaluation.of_part(number)) if mass > 0 else None
+                        parts[name][r].append(part)
                         shares[name][r].append(mass)
                 for name in w.content_layers:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
                     content_error[name] += (features[name][..., ys, xs].float() - target).pow(2).sum().double()
                 del features  # before the next tile's pass, not after it
-        # The loss, and each style layer's gradient with respect to its statistic.
-        gradients: dict[str, list] = {}
+        # The loss, and per tile what its surrogate needs (``guides``: None where it owns none of a region).
+        guides: dict[str, list] = {}
         per_layer = {}
         for name in w.style_layers:
-            gradients[name], layer_loss = [], None
+            guides[name], layer_loss = [], None
             for r, (target, _, share) in enumerate(regions[name]):
-                total = sum(shares[name][r])
-                if total == 0:  # the region has no position at this layer (a sliver at the edge)
-                    gradients[name].append((None, 0.0))
+                present = [k for k, part in enumerate(parts[name][r]) if part is not None]
+                guides[name].append([None] * len(tiles))
+                if not present:  # the region has no position at this layer (a sliver at the edge)
                     continue
-                present = [(part, n / total) for part, n in zip(parts[name][r], shares[name][r]) if part is not None]
-                statistic = _detached_leaf(mix([p for p, _ in present], [f for _, f in present]))
-                with torch.enable_grad():
-                    loss = self.statistic.distance(statistic, target)
-                    leaves = list(statistic.values()) if isinstance(statistic, dict) else [statistic]
-                    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-                gradients[name].append((dict(zip(statistic, grads)) if isinstance(statistic, dict) else grads[0], total))
+                loss, settled = self.statistic.settle(
+                    [parts[name][r][k] for k in present], [shares[name][r][k] for k in present], target, evaluation
+                )
+                for k, guide in zip(present, settled):
+                    guides[name][r][k] = guide
                 layer_loss = share * loss.detach() if layer_loss is None else layer_loss + share * loss.detach()
             per_layer[name] = layer_loss if layer_loss is not None else image.new_zeros((), dtype=torch.float32)
         norms = {name: content_targets[name].float().pow(2).sum().clamp_min(1e-12) for name in w.content_layers}
@@ -184,7 +191,7 @@ class TiledLoss:
         # Pass 2: each tile's surrogate, whose gradient is its share of the true one. Each crop is a
         # leaf of its own whose gradient is added into the image's: backpropagating through a slice
         # of the image would allocate a zero gradient the size of the whole image for every tile.
-        for tile in tiles:
+        for number, tile in enumerate(tiles):
             cy0, cy1, cx0, cx1 = tile.crop
             crop = image.detach()[..., cy0:cy1, cx0:cx1].clone().requires_grad_()
             with torch.enable_grad():
@@ -193,13 +200,11 @@ class TiledLoss:
                 for name in w.style_layers:
                     ys, xs = self.owned(tile, name, size)
                     owned = features[name][..., ys, xs]
-                    for (_, mask, share), (gradient, total) in zip(regions[name], gradients[name]):
-                        mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
-                        mass = owned.shape[-2] * owned.shape[-1] if mask is None else float(mask.sum())
-                        if mass > 0 and total > 0:
-                            part = self.statistic.target(owned, mask)
-                            weight = w.style * w.style_layers[name] * share * mass / total
-                            surrogate = surrogate + weight * _inner(gradient, part)
+                    for (target, mask, share), region_guides in zip(regions[name], guides[name]):
+                        if region_guides[number] is not None:
+                            mask = _owned_mask(mask, self.owned_in_image(tile, name, size))
+                            part = self.statistic.surrogate(owned, target, mask, region_guides[number], evaluation.of_part(number))
+                            surrogate = surrogate + w.style * w.style_layers[name] * share * part
                 for name in w.content_layers:
                     ys, xs = self.owned(tile, name, size)
                     target = self._target_part(content_targets[name], tile, name, size)
@@ -238,29 +243,20 @@ def _owned_mask(mask: Optional[Tensor], owned: tuple[slice, slice]) -> Optional[
     return None if mask is None else mask[(..., *owned)]
 
 
-def _detached_leaf(statistic: Any) -> Any:
-    if isinstance(statistic, dict):
-        return {key: value.detach().requires_grad_() for key, value in statistic.items()}
-    return statistic.detach().requires_grad_()
-
-
-def _inner(gradient: Any, part: Any) -> Tensor:
-    """``<gradient, part>`` summed over every entry (tensors, or dicts of tensors)."""
-    if isinstance(part, dict):
-        return sum((_inner(gradient[key], part[key]) for key in part if gradient[key] is not None), part[next(iter(part))].new_zeros(()))
-    return (gradient.to(part.dtype) * part).sum()
-
-
 def tiled_step(module: Any, optimizer: Any) -> dict[str, Tensor]:
     """One training step of a ``StyleTransfer`` (duck-typed: ``image``, ``tiled_loss``, its targets,
-    ``manual_backward``, ``after_step``, ``lr_schedulers``) under manual optimization, its loss and
+    ``manual_backward``, ``parameterisation``, ``after_step``, ``lr_schedulers``) under manual optimization, its loss and
     gradient computed in tiles; returns the losses, as the untiled ``training_step`` does."""
     losses: dict[str, Tensor] = {}
 
     def closure() -> Tensor:  # evaluated once per step by Adam and by L-BFGS (max_iter=1) alike
         optimizer.zero_grad()
         targets = (module.image, module.content_targets, module.style_targets)
-        losses.update(module.tiled_loss.losses_and_backward(*targets, module.manual_backward, module.control.vgg_input, module.target_terms))
+        evaluation = Evaluation.at(module.global_step)
+        losses.update(
+            module.tiled_loss.losses_and_backward(*targets, module.manual_backward, module.control.vgg_input, module.target_terms, evaluation)
+        )
+        module.parameterisation.gradient_done(module.image)  # the whole image's gradient, to what the optimizer moves
         return losses["loss"]
 
     optimizer.step(closure=closure)

@@ -69,14 +69,16 @@ def parser(prog: str) -> argparse.ArgumentParser:
         description="Serve a page for making, watching, stopping and continuing runs; any --model.*, --data.*, --trainer.* "
         "option sets the page's defaults.",
     )
-    p.add_argument("--config", action="append", default=[], help="fit config(s) the page starts from, e.g. configs/quick.yaml")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", default=None, help="port (default: 7860, or the next free one)")
-    p.add_argument("--runs", default="lightning_logs/ui", help="folder of the page's runs, one directory each")
-    p.add_argument("--auth", default=None, help="USER:PASSWORD that the page asks for")
-    p.add_argument("--max-size", default=None, help=f"the largest image a request may ask for, px on its long side (default {MAX_SIZE})")
-    p.add_argument("--max-steps", default=None, help=f"the most steps a request may ask for (default {MAX_STEPS})")
-    p.add_argument("--max-storage-gb", default=None, help=f"no new run starts while --runs holds more (default {MAX_STORAGE_GB:g})")
+    page = p.add_argument_group("the page")
+    page.add_argument("--config", action="append", default=[], help="fit config(s) the page starts from, e.g. configs/quick.yaml")
+    page.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    page.add_argument("--port", default=None, help="port (default: 7860, or the next free one)")
+    page.add_argument("--runs", default="lightning_logs/ui", help="folder of the page's runs, one directory each")
+    page.add_argument("--auth", default=None, help="USER:PASSWORD that the page asks for")
+    limits = p.add_argument_group("limits that keep the machine serving everyone")
+    limits.add_argument("--max-size", default=None, help=f"the largest image a request may ask for, px on its long side (default {MAX_SIZE})")
+    limits.add_argument("--max-steps", default=None, help=f"the most steps a request may ask for (default {MAX_STEPS})")
+    limits.add_argument("--max-storage-gb", default=None, help=f"no new run starts while --runs holds more (default {MAX_STORAGE_GB:g})")
     return p
 
 

@@ -35,38 +35,44 @@ def parser(prog: str) -> argparse.ArgumentParser:
         "(--config, --model.*, --data.image_size, --trainer.*) applies to every frame.",
         exit_on_error=False,
     )
-    p.add_argument("--input", required=True, help="a video file (mp4, mov, mkv, webm, GIF) or a folder or glob of frames")
-    p.add_argument("--style", required=True, help="the painting (a file, URL or builtin:NAME; a list \"[a.jpg, b.jpg]\" blends)")
-    p.add_argument("--out", default=None, help="the run's folder (default: INPUT_styled): frames/, the video, a run per frame")
-    p.add_argument("--frames", default=None, help="A:B, the frames from A to B (0-based, B excluded), e.g. 0:24 for a first try")
-    p.add_argument("--out_format", default="mp4", choices=["mp4", "gif"], help="mp4 (H.264, the input's sound) or gif (short loops)")
-    p.add_argument("--launcher", default="sequential", choices=["sequential", "ray"], help="where shots run: this process, or Ray tasks in parallel")
-    p.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
-    p.add_argument("--cpus_per_job", type=float, default=None, help="with --launcher ray on CPUs: cores per shot (default: all of this machine's)")
-    p.add_argument("--shard", default=None, help="I/N: only the I-th (from 0) of N shares of the shots; slurm: a job array's task")
-    p.add_argument("--video.first_frame_steps", dest="first_frame_steps", type=int, default=None,
-                   help="steps of each shot's first frame, a still run (default: --trainer.max_steps)")
-    p.add_argument("--video.frame_steps", dest="frame_steps", type=int, default=None,
-                   help="steps of every later frame, started from the previous result (default: a fifth of the first's)")
-    p.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
-                   help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
-    p.add_argument("--video.fill", dest="fill", default="warped", choices=["warped", "content"],
-                   help="a frame's start where the flow is not trusted: the warped previous result (Ruder et al.; less flicker, "
-                   "docs/guide/video.md) or the photo's pixels")
-    p.add_argument("--video.temporal_frames", dest="temporal_frames", default="1",
-                   help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
-    p.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
-                   help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
-    p.add_argument("--video.flow_weights", dest="flow_weights", default=None,
-                   help="with --video.flow raft: a raft_large or raft_small state dict file")
-    p.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
-                   help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/guide/video.md)")
-    p.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
-                   help="histogram distance between frames above which a new shot starts")
-    p.add_argument("--video.crf", dest="crf", type=int, default=18, help="H.264 quality: 0 lossless ... 51 worst (18: visually lossless)")
-    p.add_argument("--video.preview_every", dest="preview_every", type=int, default=10,
-                   help="a result and its consistency mask in OUT/tensorboard every this many frames (0: each shot's first only)")
-    p.add_argument("--video.fps", dest="fps", default=None, help="a folder of frames' rate (default 25), e.g. 24 or 30000/1001")
+    what = p.add_argument_group("what to style")
+    what.add_argument("--input", required=True, help="a video file (mp4, mov, mkv, webm, GIF) or a folder or glob of frames")
+    what.add_argument("--style", required=True, help="the painting (a file, URL or builtin:NAME; a list \"[a.jpg, b.jpg]\" blends)")
+    what.add_argument("--out", default=None, help="the run's folder (default: INPUT_styled): frames/, the video, a run per frame")
+    what.add_argument("--frames", default=None, help="A:B, the frames from A to B (0-based, B excluded), e.g. 0:24 for a first try")
+    what.add_argument("--out_format", default="mp4", choices=["mp4", "gif"], help="mp4 (H.264, the input's sound) or gif (short loops)")
+    run = p.add_argument_group("how the shots run")
+    run.add_argument("--launcher", default="sequential", choices=["sequential", "ray"],
+                     help="where shots run: this process, or Ray tasks in parallel")
+    run.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
+    run.add_argument("--cpus_per_job", type=float, default=None, help="with --launcher ray on CPUs: cores per shot (default: all of this machine's)")
+    run.add_argument("--shard", default=None, help="I/N: only the I-th (from 0) of N shares of the shots; slurm: a job array's task")
+    frames = p.add_argument_group("holding frames together")
+    frames.add_argument("--video.first_frame_steps", dest="first_frame_steps", type=int, default=None,
+                        help="steps of each shot's first frame, a still run (default: --trainer.max_steps)")
+    frames.add_argument("--video.frame_steps", dest="frame_steps", type=int, default=None,
+                        help="steps of every later frame, started from the previous result (default: a fifth of the first's)")
+    frames.add_argument("--video.temporal_weight", dest="temporal_weight", type=float, default=VideoOptions.temporal_weight,
+                        help="how strongly a frame is held to the previous result where the flow is trusted (0: not at all)")
+    frames.add_argument("--video.fill", dest="fill", default="warped", choices=["warped", "content"],
+                        help="a frame's start where the flow is not trusted: the warped previous result (Ruder et al.; less flicker, "
+                        "docs/guide/video.md) or the photo's pixels")
+    frames.add_argument("--video.temporal_frames", dest="temporal_frames", default="1",
+                        help="earlier frames each frame is held to, nearest first: 1 (the previous one), or e.g. 1,2,4 (long-term consistency)")
+    frames.add_argument("--video.cut_threshold", dest="cut_threshold", type=float, default=VideoOptions.cut_threshold,
+                        help="histogram distance between frames above which a new shot starts")
+    flow = p.add_argument_group("optical flow")
+    flow.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
+                      help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
+    flow.add_argument("--video.flow_weights", dest="flow_weights", default=None,
+                      help="with --video.flow raft: a raft_large or raft_small state dict file")
+    flow.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
+                      help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/guide/video.md)")
+    written = p.add_argument_group("the clip written")
+    written.add_argument("--video.crf", dest="crf", type=int, default=18, help="H.264 quality: 0 lossless ... 51 worst (18: visually lossless)")
+    written.add_argument("--video.preview_every", dest="preview_every", type=int, default=10,
+                         help="a result and its consistency mask in OUT/tensorboard every this many frames (0: each shot's first only)")
+    written.add_argument("--video.fps", dest="fps", default=None, help="a folder of frames' rate (default 25), e.g. 24 or 30000/1001")
     return p
 
 

@@ -87,6 +87,8 @@ def test_errors_name_the_option_and_the_fix(tmp_path):
         str(tmp_path / "text.jpg"): "is not a readable image",
         "builtin:mona_lisa": "unknown built-in image",
         "ftp://example.org/a.jpg": "only http:// and https://",
+        # A name longer than the file system allows was an OSError traceback.
+        "x" * 300: r"cannot read x{60}\.\.\.x{20} \(File name too long\)",
     }
     for source, message in cases.items():
         with pytest.raises(UserError, match=message) as err:

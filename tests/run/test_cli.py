@@ -308,10 +308,16 @@ def test_the_fit_cli_has_no_other_subcommand(run_cli, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_batch_help_groups_its_options():
-    result = subprocess.run([sys.executable, "-m", "nst_lightning", "batch", "--help"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("command, groups", [
+    ("batch", ["what to style", "how the jobs run"]),
+    ("video", ["what to style", "how the shots run", "holding frames together", "optical flow", "the clip written"]),
+    ("ui", ["the page", "limits that keep the machine serving everyone"]),
+])
+def test_each_commands_help_groups_its_options(command, groups):
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", command, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    assert "what to style:" in result.stdout and "how the jobs run:" in result.stdout
+    headings = [line[:-1] for line in result.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["options", *groups]
 
 
 def test_step_checkpoint_still_finds_the_model_checkpoint_methods_it_calls():

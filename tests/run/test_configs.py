@@ -41,3 +41,11 @@ def test_a_config_says_what_it_is_pins_no_accelerator_and_names_its_runs(path, c
     assert "accelerator" not in text or debug or "--trainer.accelerator cpu" in text
     assert "class_path" not in text  # one line names the run; the logger itself is the CLI's
     assert not re.search(r"issue \d|round\b|20\d\d-\d\d", text), "history belongs in CHANGELOG.md"
+
+
+def test_the_gpu_overlay_reads_the_host_every_50_steps_in_bf16_where_native(capsys):
+    config = printed_config(capsys, CONFIGS / "default.yaml", CONFIGS / "gpu.yaml")
+    assert config["precision_policy"] == "native_bf16" and config["model"]["sync_every"] == 50
+    assert config["trainer"]["log_every_n_steps"] == 50 and config["image_logger"]["every_n_steps"] == 100
+    assert config["data"]["image_size"] == 512  # the base config's picture; the overlay only how it runs
+    assert "--batch_size" in (CONFIGS / "gpu.yaml").read_text()  # photos together: batch's option, not a fit option

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ import torch
 from nst_lightning.evaluation.peak import estimate_now, measure
 from nst_lightning.model.vgg import LAYER_INDEX, vgg19_features_architecture
 from nst_lightning.scale.budget import largest_long_side, plan
-from nst_lightning.scale.memory import MIN_AUTO_TILE, MemoryModel, activation_channels, crop_of, memory_model
+from nst_lightning.scale.memory import MIN_AUTO_TILE, MemoryModel, activation_channels, crop_of, gb, memory_model
 from nst_lightning.scale.tiles import tile_grid
 from nst_lightning.utilities.errors import UserError
 from tests.helpers import DEBUG_CONFIG, REPO, info_lines
@@ -126,6 +127,8 @@ def test_a_size_far_too_large_is_refused_at_once_through_the_cli(tmp_path, size)
     height = int(size) * 3 // 4  # the built-in photo is 4:3
     assert len(lines) == 1 and lines[0].startswith(f"nst_lightning: error: a {size}x{height} result needs about "), lines
     assert "lower" not in lines[0] and "--data.image_size " in lines[0] and "--model.check_memory false" in lines[0]
+    # A size a person reads, not "16575000000000000.0 GB".
+    assert re.search(r"needs about \d\.\de\+\d+ TB of memory", lines[0]), lines[0]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -227,3 +230,11 @@ def test_available_memory_counts_a_cgroup_limit_without_its_page_cache(tmp_path)
     assert available_bytes(CPU, cgroup=str(tmp_path), meminfo=str(tmp_path / "meminfo")) == 5 * 2**30
     (tmp_path / "memory.max").write_text("max\n")
     assert available_bytes(CPU, cgroup=str(tmp_path), meminfo=str(tmp_path / "meminfo")) == 50_000_000 * 1024
+
+
+@pytest.mark.parametrize(
+    ("n", "text"), [(350e6, "350 MB"), (54.6e9, "54.6 GB"), (999e9, "999.0 GB"), (16575e12, "16,575 TB"), (1.66e25, "1.7e+13 TB")]
+)
+def test_sizes_read_as_a_person_writes_them(n, text):
+    # An impossible print's refusal once read "16575000000000000.0 GB".
+    assert gb(n) == text
