@@ -8,7 +8,7 @@ callback built by LightningCLI from its class path cannot be handed a queue any 
 channel go the run's progress (step, loss, the image every ``every_n_steps``) and one request back:
 stop. A stop is the seam ``StepCheckpoint`` already handles for Ctrl-C: the callback raises
 ``RunInterrupted`` at the end of a step, so the checkpoint and the image of that step are saved
-(``run/callbacks``), and ``cli_main`` ends with its one line. Signals cannot do it here: their
+(``callbacks/checkpoint.py``), and ``cli_main`` ends with its one line. Signals cannot do it here: their
 handlers are installed by the main thread only, and the page's runs are not in it.
 
 A stop also reaches a session's runs that are still waiting in the queue: each request that will start
