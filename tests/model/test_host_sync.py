@@ -97,7 +97,7 @@ def test_the_logger_writes_each_steps_own_losses_on_its_steps(run_cli, run_dir):
     "options",
     [
         ("--checkpoint.every_n_train_steps", "0"),  # read at step 10 only: 5 steps of NaN before it
-        ("--model.tile_size", "16", "--data.image_size", "64"),  # a step backpropagates once per tile
+        ("--model.tile_size", "32", "--data.image_size", "64"),  # a step backpropagates once per tile (4 here)
         ("--model.stage_steps", "[3]", "--model.ema_decay", "0.9"),  # the buffer changes size at step 3
     ],
     ids=["untiled", "tiled", "coarse-to-fine"],

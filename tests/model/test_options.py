@@ -119,9 +119,13 @@ def test_activation_checkpointing_gives_the_same_image(run_cli, run_dir):
 )
 @pytest.mark.slow
 def test_a_tiled_run_gives_the_untiled_image(run_cli, run_dir, options):
+    # Each tile's crop is the whole image at these sizes (VGG19's halo is 80 px): a step costs a pass per
+    # tile. 32 px tiles, a 2x2 grid (seams both ways); 16 px with coarse-to-fine, so that its smallest
+    # stage (32x24) is tiled too.
+    tile, tiles = ("16", 12) if "--model.stage_steps" in options else ("32", 4)
     run_cli("--data.image_size", "64", *options)
-    tiled = run_cli("--data.image_size", "64", "--model.tile_size", "16", "--trainer.logger.init_args.version", "tiled", *options)
-    assert not tiled.model.automatic_optimization and len(tiled.model.tiled_loss.tiles(48, 64)) == 12
+    tiled = run_cli("--data.image_size", "64", "--model.tile_size", tile, "--trainer.logger.init_args.version", "tiled", *options)
+    assert not tiled.model.automatic_optimization and len(tiled.model.tiled_loss.tiles(48, 64)) == tiles
     untiled, tiled = load_image(str(run_dir / "generated.png")), load_image(str(run_dir / "tiled" / "generated.png"))
     # The gradients agree to float rounding (tests/scale/test_tiling.py), but Adam divides each pixel's
     # gradient by its own running size: where a gradient is ~1e-6 of the largest, rounding can flip
@@ -135,7 +139,7 @@ def test_a_tiled_run_gives_the_untiled_image(run_cli, run_dir, options):
 
 @pytest.mark.slow
 def test_a_tiled_run_resumes_as_it_would_have_gone_on(run_cli, run_dir):
-    tiled = ("--data.image_size", "64", "--model.tile_size", "16")
+    tiled = ("--data.image_size", "64", "--model.tile_size", "32")  # 4 tiles
     run_cli(*tiled, "--trainer.max_steps", "3")
     run_cli(*tiled, "--trainer.max_steps", "5", "--ckpt_path", "last")
     run_cli(*tiled, "--trainer.max_steps", "5", "--trainer.logger.init_args.version", "straight")
@@ -149,11 +153,11 @@ def test_a_resume_may_switch_tiling_on(run_cli, run_dir, capsys):
     # How a step is computed (tile_size, activation_checkpointing, memory_format) may change on resume:
     # e.g. to tile a run that no longer fits. What is optimised may not (test_cli.py).
     run_cli("--data.image_size", "64", "--trainer.max_steps", "3")
-    cli = run_cli("--data.image_size", "64", "--trainer.max_steps", "5", "--model.tile_size", "16",
+    cli = run_cli("--data.image_size", "64", "--trainer.max_steps", "5", "--model.tile_size", "32",
                   "--model.activation_checkpointing", "true", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))  # fmt: skip
     assert cli.model.tiled_loss is not None and cli.model.vgg.activation_checkpointing
     saved = checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert saved["global_step"] == 5 and saved["hyper_parameters"]["tile_size"] == 16
+    assert saved["global_step"] == 5 and saved["hyper_parameters"]["tile_size"] == 32
     assert "manual optimization" not in capsys.readouterr().err
 
 

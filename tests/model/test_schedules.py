@@ -131,7 +131,7 @@ def test_bad_schedules_are_refused_as_the_command_line_is_read(parse_refusal, ar
 def test_each_step_takes_the_scheduled_step_size(run_cli, run_dir, tiled):
     # Tiled, the step runs under manual optimization, where Lightning steps no scheduler: the tiled
     # step does. Either way the checkpoint after step k holds the step size of step k.
-    tiles = ("--model.tile_size", "16") if tiled else ()
+    tiles = ("--model.tile_size", "32") if tiled else ()  # 4 tiles of the 48x36 image
     cli = run_cli(*COSINE, "--trainer.max_steps", "6", *tiles)
     assert cli.model.automatic_optimization is not tiled
     factor = StepSizeFactor("cosine", 0.1, 2, 6)
@@ -145,7 +145,7 @@ def test_each_step_takes_the_scheduled_step_size(run_cli, run_dir, tiled):
     "options",
     [
         ("--trainer.max_steps", "4"),
-        pytest.param(("--trainer.max_steps", "4", "--model.tile_size", "16", "--data.image_size", "64"), marks=pytest.mark.slow),
+        pytest.param(("--trainer.max_steps", "4", "--model.tile_size", "32", "--data.image_size", "64"), marks=pytest.mark.slow),
         ("--trainer.max_steps", "6", "--model.stage_steps", "[3]", "--model.ema_decay", "0.9"),
     ],
     ids=["untiled", "tiled", "coarse-to-fine"],
