@@ -174,7 +174,7 @@ def test_targets_measured_in_tiles_are_the_untiled_ones(statistic):
 @pytest.mark.parametrize(
     "statistic_name, method",
     [("gram", "downsample"), ("gram", "propagate"), pytest.param("wasserstein", "downsample", marks=pytest.mark.slow),
-     ("sliced_wasserstein", "propagate"), ("nearest_neighbour", "downsample")],
+     pytest.param("sliced_wasserstein", "propagate", marks=pytest.mark.slow), ("nearest_neighbour", "downsample")],
 )  # fmt: skip
 def test_tiled_gradient_with_regions_is_the_untiled_one(statistic_name, method):
     """Two soft regions (guided targets, masks at each layer's resolution): tiles give the untiled
