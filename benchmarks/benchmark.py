@@ -52,11 +52,11 @@ from lightning.pytorch.profilers import SimpleProfiler
 from torch import Tensor, nn
 
 from nst_lightning import ImageLogger, SaveGeneratedImage, StepCheckpoint, StyleTransfer, StyleTransferData
+from nst_lightning.callbacks.checkpoint import CHECKPOINT_DEFAULTS
 from nst_lightning.loss.statistics import STYLE_STATISTICS
 from nst_lightning.loss.total import LossWeights, weighted_losses
 from nst_lightning.model.options import DEFAULT_LR, DEFAULT_STYLE_LAYERS
 from nst_lightning.model.vgg import VGG19Features
-from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS
 
 CONTENT = "builtin:tubingen"
 STYLE = "builtin:starry_night"
@@ -468,9 +468,8 @@ BOOKKEEPING = (
     "lightning/pytorch/loggers/",
     "lightning/pytorch/trainer/connectors/",
     "lightning/pytorch/core/module.py:log",
-    "nst_lightning/model/divergence.py",
-    "nst_lightning/model/loss_logger.py",
-    "nst_lightning/run/callbacks/",
+    # Not coarse_to_fine.py: a new stage computes its targets through VGG19.
+    *(f"nst_lightning/callbacks/{name}.py" for name in ("divergence", "loss_logger", "checkpoint", "image_logger", "progress", "result", "run_lock")),
     "torch/utils/tensorboard/",
     "tqdm/",
 )

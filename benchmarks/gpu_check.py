@@ -251,7 +251,10 @@ def main(argv: Optional[list[str]] = None) -> None:
                 )
         for precision in args.precisions:
             forward, step = flops[size, precision]
-            print(f"\nFLOPs at {size} px ({precision}), counted: forward {forward / 1e9:.1f} G, step {step / 1e9:.1f} G ({step / forward:.2f}x the forward).")
+            print(
+                f"\nFLOPs at {size} px ({precision}), counted: forward {forward / 1e9:.1f} G, "
+                f"step {step / 1e9:.1f} G ({step / forward:.2f}x the forward)."
+            )
 
     size, precision = args.sizes[0], args.precisions[0]
     print(f"\n## Host syncs per training step ({size} px, K = 1, {precision}; torch.cuda.set_sync_debug_mode)\n")

@@ -79,7 +79,8 @@ def row(runs: list[dict], estimate: float) -> str:
     wall, cpu = (statistics.median(run["steps"][-1][k] for run in runs) for k in range(2))
     return (
         f"| {first['image_size']} ({first['width']}x{first['height']}) | {first.get('precision', '32')} | {first.get('tile_size') or 'untiled'} "
-        f"| {first['tiles']} | {len(first['steps'])} | {estimate / 1e6:.0f} MB | {peaks[0]:.0f} / {statistics.median(peaks):.0f} / {peaks[-1]:.0f} MB ({len(peaks)}) "
+        f"| {first['tiles']} | {len(first['steps'])} | {estimate / 1e6:.0f} MB "
+        f"| {peaks[0]:.0f} / {statistics.median(peaks):.0f} / {peaks[-1]:.0f} MB ({len(peaks)}) "
         f"| {estimate / 1e6 / peaks[-1]:.2f} | {estimate / 1e6 / peaks[0]:.2f} | {wall:.1f}, {cpu:.1f} |"
     )
 

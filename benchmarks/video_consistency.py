@@ -127,7 +127,10 @@ def main() -> None:
         results = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(independent.glob("*/generated.png"))]
         rows.append({"clip": name, "setting": "independent still runs (batch)", "frames": len(inputs), "results": results, "inputs": inputs})
         rows.append({"clip": name, "setting": "the input itself", "frames": len(inputs), "results": inputs, "inputs": inputs})
-    print("| clip | setting | frames | E_warp | x independent | style distance (x independent) | content distance (x independent) | s/frame after the first (x the first) | flow share |")
+    print(
+        "| clip | setting | frames | E_warp | x independent | style distance (x independent) | content distance (x independent) "
+        "| s/frame after the first (x the first) | flow share |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in clips:
         mine = [r for r in rows if r["clip"] == name]
@@ -139,7 +142,8 @@ def main() -> None:
             speed = f"{r['later_vs_first']:.2f}" if "later_vs_first" in r else ""
             share = f"{100 * r['flow_share']:.2f}%" if "flow_share" in r else ""
             print(f"| {name} | {r['setting']} | {r['frames']} | {r['e_warp']:.4f} | {r['e_warp'] / reference['e_warp']:.2f} | "
-                  f"{r['style']:.4f} ({r['style'] / reference['style']:.2f}) | {r['content']:.3f} ({r['content'] / reference['content']:.2f}) | {speed} | {share} |")
+                  f"{r['style']:.4f} ({r['style'] / reference['style']:.2f}) "
+                  f"| {r['content']:.3f} ({r['content'] / reference['content']:.2f}) | {speed} | {share} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What crafted YAML costs PyYAML, and what the bounds of ``run/config_limits.py`` cost instead.
+"""What crafted YAML costs PyYAML, and what the bounds of ``run/_config_limits.py`` cost instead.
 
     python benchmarks/yaml_limits.py
 
@@ -16,7 +16,7 @@ import time
 
 import yaml
 
-from nst_lightning.run.config_limits import MAX_YAML_DEPTH, check_yaml_text, yaml_shape
+from nst_lightning.run._config_limits import MAX_YAML_DEPTH, check_yaml_text, yaml_shape
 from nst_lightning.utilities.errors import UserError
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

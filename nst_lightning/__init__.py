@@ -8,12 +8,12 @@ from typing import Any
 # Imported on first use (PEP 562), not here: `python -m nst_lightning` runs this file before
 # __main__, which must install its signal handlers before torch and Lightning take seconds to import.
 _EXPORTS = {
-    "CoarseToFine": "nst_lightning.scale.multiscale",
-    "DivergenceGuard": "nst_lightning.model.divergence",
-    "ImageLogger": "nst_lightning.run.callbacks.image_logger",
-    "LossLogger": "nst_lightning.model.loss_logger",
-    "SaveGeneratedImage": "nst_lightning.run.callbacks.result",
-    "StepCheckpoint": "nst_lightning.run.callbacks.checkpoint",
+    "CoarseToFine": "nst_lightning.callbacks.coarse_to_fine",
+    "DivergenceGuard": "nst_lightning.callbacks.divergence",
+    "ImageLogger": "nst_lightning.callbacks.image_logger",
+    "LossLogger": "nst_lightning.callbacks.loss_logger",
+    "SaveGeneratedImage": "nst_lightning.callbacks.result",
+    "StepCheckpoint": "nst_lightning.callbacks.checkpoint",
     "StyleTransferData": "nst_lightning.inputs.data",
     "UserError": "nst_lightning.utilities.errors",
     "StyleTransfer": "nst_lightning.model.module",

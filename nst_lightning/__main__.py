@@ -1,15 +1,15 @@
 """``python -m nst_lightning COMMAND`` and the ``nst-lightning`` command: the only module that imports
 every command (``fit`` and LightningCLI's others through ``run``, ``batch``, ``video``, ``ui``), and only
-once the signal handlers below are in place."""
+once its signal handlers are in place (``utilities/signals.while_starting``)."""
 
 import os
-import signal
 import sys
 from typing import Optional
 
-# Cheap (no torch, no Lightning): the handlers below use it before the long imports.
-from nst_lightning.run.signals import exit_on_signal, leave_dead_terminal, say, stop_signals
 from nst_lightning.utilities.errors import program_name
+
+# Cheap (no torch, no Lightning): its handlers are in place before the long imports.
+from nst_lightning.utilities.signals import exit_on_signal, while_starting
 
 # The commands, each with its one line for --help (LightningCLI's validate, test and predict are not
 # among them: a style transfer has no held-out data to evaluate or predict on).
@@ -19,16 +19,6 @@ COMMANDS = {
     "video": "style a clip frame by frame, each frame held to the previous one by optical flow",
     "ui": "serve a page in the browser for making, watching, stopping and continuing runs",
 }
-
-
-def _stop_while_starting(signum: int, frame: object) -> None:
-    # Ctrl-C, SIGTERM or SIGHUP during the imports: one line and 128 + N, not a KeyboardInterrupt
-    # traceback (or, for SIGTERM and SIGHUP, a silent death). os._exit, not an exception: one raised in
-    # the middle of numpy's or scipy's imports can end in a RecursionError page instead. Nothing is
-    # written yet.
-    leave_dead_terminal(signum)
-    say(f"nst_lightning: stopped by {signal.Signals(signum).name} while starting; nothing was saved")
-    os._exit(128 + signum)
 
 
 def usage() -> str:
@@ -111,12 +101,9 @@ def main() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    previous = {signum: signal.signal(signum, _stop_while_starting) for signum in stop_signals()}
-    # The imports that take seconds (torch, Lightning), under the handlers above.
-    from nst_lightning.run.entry import cli_main  # noqa: F401
+    with while_starting():  # the imports that take seconds (torch, Lightning): a signal is one line
+        from nst_lightning.run.entry import cli_main  # noqa: F401
 
-    for signum, handler in previous.items():
-        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     try:
         dispatch(exit_on_signals=True)
         code = 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from nst_lightning.run.entry import cli_main
 from tests.helpers import DEBUG_CONFIG, shared_weights_path
@@ -14,17 +15,16 @@ from tests.helpers import DEBUG_CONFIG, shared_weights_path
 # The hostile HTTP server of the download tests (``http_server``), in a module of its own.
 pytest_plugins = ["tests.hostile_server"]
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Under `pytest -n N`: one compute thread per worker and per process a test starts, so that N
-    # workers share the cores instead of each running as many threads as there are cores.
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
+# One compute thread per pytest process (each worker of `pytest -n N`) and per process a test starts: the
+# tests' tensors are tiny, and threads on cores that other workers or other programs share spin idle.
+# Measured on two shared cores (load 10): tests/model/test_module.py took 295 s with torch's default
+# threads, 12 s with one (benchmarks/tier_times.py, docs/lab/performance.md).
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (15-75 s each here) first, the rest in their order. Under ``pytest -n N``
+    """Tests marked ``slow`` (4 s of CPU or more) first, the rest in their order. Under ``pytest -n N``
     the workers take tests in collection order, so the slowest ones, collected last (``tests/video``),
     used to start near the end and keep one worker busy for a minute while the others had finished;
     started first, they spread over the workers and the short tests fill in around them."""
@@ -58,6 +58,56 @@ def run_cli(tmp_path, monkeypatch):
         return cli_main(["fit", "--config", config, *args])
 
     return run
+
+
+class _Parser(Exception):
+    """Carries the fit command's parser out of LightningCLI's constructor once it is built."""
+
+
+@pytest.fixture(scope="session")
+def fit_parser():
+    """The command line's parser of ``fit`` (LightningCLI's, as ``run.cli.StyleTransferCLI`` builds it),
+    built once: a run builds it anew, which is most of what a run refused at parse time costs."""
+    from nst_lightning.inputs.data import StyleTransferData
+    from nst_lightning.model.module import StyleTransfer
+    from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
+    from nst_lightning.utilities.errors import program_name
+
+    class ParserOnly(StyleTransferCLI):
+        def parse_arguments(self, parser, args):  # LightningCLI has built its parser: stop before parsing
+            raise _Parser(parser)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["nst_lightning"])
+        try:
+            ParserOnly(StyleTransfer, StyleTransferData, args=[], trainer_defaults=TRAINER_DEFAULTS, auto_configure_optimizers=False,
+                       parser_kwargs={"prog": program_name(), "exit_on_error": False})
+        except _Parser as built:
+            return built.args[0]
+    raise AssertionError("LightningCLI parsed arguments without calling parse_arguments")
+
+
+@pytest.fixture
+def parse_refusal(fit_parser, tmp_path, monkeypatch):
+    """``parse_refusal(*args)``: the one line ``fit --config configs/debug.yaml ARGS`` is refused with as
+    the command line is read (the bounds on config files and YAML values, then jsonargparse's types),
+    as the CLI prints it; the tier of option refusals that needs no run. Fails if the arguments parse."""
+    from argparse import ArgumentError
+
+    from nst_lightning.run._config_limits import check_arguments
+    from nst_lightning.run.entry import refusal_line
+    from nst_lightning.utilities.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(*args: str) -> str:
+        argv = ["fit", "--config", DEBUG_CONFIG, *args]
+        with pytest.raises((ArgumentError, UserError)) as refused:
+            check_arguments(argv)
+            fit_parser.parse_args(argv)
+        return refusal_line(refused.value)
+
+    return refuse
 
 
 @pytest.fixture

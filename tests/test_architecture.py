@@ -1,4 +1,4 @@
-"""The layout (docs/architecture.md): rooms in layers, enforced; a small core; no long modules; the map up to date."""
+"""The layout (docs/architecture.md): rooms in layers, enforced; no module grown unnoticed; the map up to date."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ import subprocess
 import sys
 
 import pytest
+import tomllib
 
 from tests.helpers import REPO
 
 PACKAGE = REPO / "nst_lightning"
-ROOMS = ["batch", "ui", "run", "evaluation", "model", "scale", "inputs", "loss", "utilities"]
+
+
+def rooms() -> list[str]:
+    """The rooms of the layers contract in pyproject.toml, top first (``__main__`` is a module, not a room)."""
+    contract = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    names = [name.strip().removeprefix("nst_lightning.") for layer in contract["layers"] for name in layer.split("|")]
+    return [name for name in names if name != "__main__"]
 
 
 def test_the_layer_contracts_are_kept():
@@ -24,22 +31,19 @@ def test_the_layer_contracts_are_kept():
     assert "0 broken" in done.stdout and "Rooms in layers" in done.stdout and "No import cycle" in done.stdout
 
 
-def test_every_room_says_what_lives_there_and_what_it_may_import():
-    for room in ROOMS:
+def test_every_room_is_in_the_layers_and_says_what_lives_there_and_what_it_may_import():
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} - {"assets"}  # assets: the built-in images
+    assert sorted(rooms()) == sorted(packages)
+    for room in rooms():
         doc = ast.get_docstring(ast.parse((PACKAGE / room / "__init__.py").read_text()))
         assert doc and "import" in doc.lower(), room
 
 
-def test_the_core_is_small_and_no_module_is_long_without_saying_why():
-    # A smoke alarm, not a target: well above today's sizes (the core ~200 lines, half of it its options'
-    # docstrings), so that code is split where it reads better, never to pass a count.
-    tree = ast.parse((PACKAGE / "model" / "module.py").read_text())
-    core = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "StyleTransfer")
-    assert core.end_lineno - core.lineno + 1 <= 400
-    for path in PACKAGE.rglob("*.py"):
-        lines = path.read_text().count("\n")
-        if lines > 400:
-            assert "cannot be split" in (ast.get_docstring(ast.parse(path.read_text())) or ""), f"{path}: {lines} lines"
+def test_no_module_grows_past_a_smoke_alarm():
+    # Not a design rule (judgement decides what a module holds): a module past 400 lines is one that
+    # has grown unnoticed, and should be looked at.
+    long = {str(path.relative_to(REPO)): n for path in PACKAGE.rglob("*.py") if (n := path.read_text().count("\n")) > 400}
+    assert not long, long
 
 
 def test_the_architecture_picture_is_generated_from_the_real_imports():

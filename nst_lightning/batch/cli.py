@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import signal
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from nst_lightning.run.fit_options import FitSettings, UsageError, check_fit_opt
 from nst_lightning.run.launchers import parse_shard
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
+from nst_lightning.utilities.signals import sigterm_between_runs
 
 # Set by the batch for each job: giving them would point every job at the same run.
 OWN_OPTIONS = ("--data.content", "--data.style", "--ckpt_path", "--trainer.logger")
@@ -69,7 +69,9 @@ def parser(prog: str) -> argparse.ArgumentParser:
         exit_on_error=False,
     )
     what = p.add_argument_group("what to style")
-    what.add_argument("--contents", nargs="+", required=True, help="photos: files, a folder, a glob, a text file of paths/URLs, or \"[a.jpg, b.jpg]\"")
+    what.add_argument(
+        "--contents", nargs="+", required=True, help="photos: files, a folder, a glob, a text file of paths/URLs, or \"[a.jpg, b.jpg]\""
+    )
     what.add_argument("--styles", nargs="+", required=True, help="paintings, in any of the same forms (each is one style, not a blend)")
     what.add_argument("--out", required=True, help="the collection's folder: a run per job, summary.csv, contact_sheet.jpg")
     how = p.add_argument_group("how the jobs run")
@@ -133,7 +135,8 @@ def run_batch(options: BatchOptions) -> int:
     settings = check_fit_options(fit_arguments(jobs[:1], options.out, options.fit_args, resume=False))
     skipped = contents.skipped + styles.skipped
     if skipped:
-        print(f"batch: left out {len(skipped)} file(s) not named as images: {', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''}", file=sys.stderr)
+        named = f"{', '.join(skipped[:5])}{'...' if len(skipped) > 5 else ''}"
+        print(f"batch: left out {len(skipped)} file(s) not named as images: {named}", file=sys.stderr)
     check_writable(options.out)
     groups = group_jobs(jobs, options.batch_size, _size_reader(options, settings))
     if options.shard is not None:
@@ -147,7 +150,8 @@ def run_batch(options: BatchOptions) -> int:
     todo = [group for group in groups if not all(done(job) for job in group)]
     done_before = len(mine) - sum(len(group) for group in todo)
     share = f" (share {options.shard})" if options.shard else ""
-    print(f"batch: {len(mine)} jobs{share}, {done_before} already done, {len(todo)} run(s) to go, into {options.out}{_extended(options.out, mine, settings)}", file=sys.stderr)
+    into = f"{options.out}{_extended(options.out, mine, settings)}"
+    print(f"batch: {len(mine)} jobs{share}, {done_before} already done, {len(todo)} run(s) to go, into {into}", file=sys.stderr)
     failed: dict[str, str] = {}
     busy: list[str] = []
     progress = Progress(len(mine), done_before)
@@ -180,7 +184,8 @@ def run_batch(options: BatchOptions) -> int:
     for job, reason in failed.items():
         print(f"batch: {job} failed: {reason}", file=sys.stderr)
     if busy:
-        print(f"batch: {len(busy)} job(s) are running in another process ({', '.join(busy[:3])}{'...' if len(busy) > 3 else ''}); rerun later to collect them", file=sys.stderr)
+        named = f"{', '.join(busy[:3])}{'...' if len(busy) > 3 else ''}"
+        print(f"batch: {len(busy)} job(s) are running in another process ({named}); rerun later to collect them", file=sys.stderr)
     ok = len(mine) - len(failed) - len(busy)
     print(f"batch: {ok} of {len(mine)} jobs done{share}; {options.out / 'summary.csv'}, {options.out / 'contact_sheet.jpg'}", file=sys.stderr)
     if failed:
@@ -223,11 +228,9 @@ def _size_reader(options: BatchOptions, settings: FitSettings):
 
 def batch_main(argv: list[str], prog: str) -> int:
     """The ``batch`` command: its exit code; every error is one line on stderr."""
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # between jobs: like Ctrl-C
     try:
-        return run_batch(parse(argv, prog))
+        with sigterm_between_runs():  # between jobs: like Ctrl-C
+            return run_batch(parse(argv, prog))
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)
         return 2
@@ -246,10 +249,3 @@ def batch_main(argv: list[str], prog: str) -> int:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
         print(f"batch: stopped by {signal.Signals(signum).name} between jobs; rerun the same command to go on", file=sys.stderr)
         return 128 + signum
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise RunInterrupted(signum, None, saved=False)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from nst_lightning.batch.plan import Job
-from nst_lightning.run.callbacks.result import SaveGeneratedImage, find_callback
+from nst_lightning.callbacks.result import SaveGeneratedImage, find_callback
 from nst_lightning.run.capture import output_to
 from nst_lightning.run.fit_options import UsageError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, atomic_write, describe_write_failure
@@ -137,7 +137,8 @@ def run_group(group: Sequence[Job], out: str, fit_args: Sequence[str], cwd: Opti
     if len(group) > 1:
         common["group"] = group_name(group)
     if code == 2 and BUSY in reason:  # another process runs it (a twin batch): its record is that one's to write
-        return [{"job": job.name, "content": job.content, "style": job.style, "status": "busy", "reason": reason.removeprefix(ERROR_PREFIX)} for job in group]
+        reason = reason.removeprefix(ERROR_PREFIX)
+        return [{"job": job.name, "content": job.content, "style": job.style, "status": "busy", "reason": reason} for job in group]
     if code == 0 and cli is not None:
         records = [_done(cli, k, job, out_path, start_step, previous[k]) | common for k, job in enumerate(group)]
     elif code == 2:

@@ -107,12 +107,17 @@ def _from_list_file(path: Path, option: str, skipped: list[str], reading: tuple[
     if any(path.samefile(outer) for outer in reading):
         start = next(i for i, outer in enumerate(reading) if path.samefile(outer))
         cycle = " -> ".join(str(p) for p in (*reading[start:], path))
-        raise UserError(f"{option} {reading[0]}: its list files include each other in a cycle ({cycle}); remove the line of {reading[-1]} that names {path.name}")
+        raise UserError(
+            f"{option} {reading[0]}: its list files include each other in a cycle ({cycle}); "
+            f"remove the line of {reading[-1]} that names {path.name}"
+        )
     reading = (*reading, path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{option} {path}: cannot be read as a list of images ({err.__class__.__name__}); give a text file, one image a line") from None
+        raise UserError(
+            f"{option} {path}: cannot be read as a list of images ({err.__class__.__name__}); give a text file, one image a line"
+        ) from None
     if path.suffix.lower() == ".txt":
         entries = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     else:

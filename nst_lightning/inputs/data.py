@@ -21,7 +21,7 @@ from jsonargparse.typing import PositiveInt
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from nst_lightning.inputs.fingerprint import check_resume, fingerprint
+from nst_lightning.inputs._fingerprint import check_same_inputs, fingerprint
 from nst_lightning.inputs.images import decode_pixels, header_size, pixels_to_float
 from nst_lightning.inputs.masks import Region, check_regions, is_full, read_mask
 from nst_lightning.inputs.sources import read_source
@@ -245,10 +245,10 @@ class StyleTransferData(pl.LightningDataModule):
             self._cache[long_side] = (content, styles)
         return self._cache[long_side]
 
-    # ---- the inputs' fingerprint in checkpoints (``fingerprint.py``) ------------------------------
+    # ---- the inputs' fingerprint in checkpoints (``_fingerprint.py``) ------------------------------
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a checkpoint's state depends on (``fingerprint.fingerprint``)."""
+        """What a checkpoint's state depends on (``_fingerprint.fingerprint``)."""
         self.load()
         return fingerprint(self)
 
@@ -256,11 +256,11 @@ class StyleTransferData(pl.LightningDataModule):
         return {"fingerprint": self.fingerprint()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.check_resume(state_dict.get("fingerprint"))
+        self.check_same_inputs(state_dict.get("fingerprint"))
 
-    def check_resume(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None:
-        """Refuse to resume from a checkpoint made with other inputs (``fingerprint.check_resume``)."""
-        check_resume(self, saved, checkpoint)
+    def check_same_inputs(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None:
+        """Refuse to resume from a checkpoint made with other inputs (``_fingerprint.check_same_inputs``)."""
+        check_same_inputs(self, saved, checkpoint)
 
     def setup(self, stage: str) -> None:
         self.load()

@@ -1,4 +1,4 @@
-"""Decoding images (the bytes come from ``sources.py``; results are written by ``run/output.py``).
+"""Decoding images (the bytes come from ``sources.py``; results are written by ``outputs/results.py``).
 
 Images are float tensors ``[1, 3, H, W]`` in [0, 1], in sRGB. Reading applies the EXIF orientation
 (phones store portraits sideways), converts the file's colour profile to sRGB (``profiles.py``: Display

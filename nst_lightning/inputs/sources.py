@@ -24,7 +24,7 @@ from typing import Optional
 
 from PIL import Image
 
-from nst_lightning.inputs.deadline import Deadline, deadline_handlers
+from nst_lightning.inputs._deadline import Deadline, deadline_handlers
 from nst_lightning.utilities.errors import UserError
 from nst_lightning.utilities.files import atomic_write, cache_dir
 

@@ -7,7 +7,7 @@ the inputs' headers holds for a resumed image too); the optimizer state must be 
 over the image alone, Adam's moments of the image's shape, L-BFGS's history of its length; the loop,
 callback and precision states must have the layout the Trainer's own have (Lightning indexes them
 without a check, and garbage there would end in a traceback after the run's files were written).
-The CLI runs it before the Trainer writes anything (``run/resume.check_resume``), and
+The CLI runs it before the Trainer writes anything (``run/resume.Resume.check``), and
 ``StyleTransfer.on_load_checkpoint`` runs it for every other way in (``Trainer.fit(ckpt_path=...)``,
 ``load_from_checkpoint``) through ``prepare_load``, which also lets a checkpoint saved with
 ``save_weights_only`` resume: with a warning, its optimizer starts afresh.
@@ -15,7 +15,7 @@ The CLI runs it before the Trainer writes anything (``run/resume.check_resume``)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -36,8 +36,9 @@ from nst_lightning.inputs.checkpoints import (
 )
 from nst_lightning.model.options import check_same_optimizer
 from nst_lightning.model.schedules import check_schedule_state, schedule_state
+from nst_lightning.model.targets import InputData
 from nst_lightning.scale.iterate_average import IterateAverage
-from nst_lightning.scale.multiscale import CoarseToFine, check_same_schedule
+from nst_lightning.scale.multiscale import check_same_schedule, stage_shape
 from nst_lightning.utilities.errors import new_run_hint
 
 OPTIMIZER_STATE = {"adam": "Adam's moments", "lbfgs": "L-BFGS's history"}
@@ -45,7 +46,7 @@ ADAM_KEYS = {"step", "exp_avg", "exp_avg_sq"}  # and max_exp_avg_sq with amsgrad
 LBFGS_KEYS = {"d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss"}  # after its first step
 
 
-def check_checkpoint(checkpoint: Any, module: Any, datamodule: Any = None, trainer: Any = None, name: str = "the checkpoint") -> None:
+def check_checkpoint(checkpoint: Any, module: Any, datamodule: Optional[InputData] = None, trainer: Any = None, name: str = "the checkpoint") -> None:
     """Refuse, in one ``UserError``, a checkpoint this run cannot continue from: see the module's
     docstring. ``datamodule`` and ``trainer`` (None: not known) give the image's expected size and
     the layouts of the loop and callback states."""
@@ -53,9 +54,9 @@ def check_checkpoint(checkpoint: Any, module: Any, datamodule: Any = None, train
     try:
         check_type(checkpoint, dict, "it")
         check_structure(checkpoint)
-        if datamodule is not None and hasattr(datamodule, "check_resume"):  # other inputs: its own UserError
+        if datamodule is not None:  # other inputs: its own UserError
             state = check_type(checkpoint.get(type(datamodule).__qualname__, {}), dict, f"its {type(datamodule).__qualname__}")
-            datamodule.check_resume(check_type(state.get("fingerprint"), (dict, type(None)), "its fingerprint"), name)
+            datamodule.check_same_inputs(check_type(state.get("fingerprint"), (dict, type(None)), "its fingerprint"), name)
         check_same_schedule(checkpoint, module.optim.stages, name)
         check_same_optimizer(checkpoint, module.optim, name)
         image = _check_state_dict(checkpoint, module, datamodule)
@@ -81,7 +82,7 @@ def prepare_load(module: Any, checkpoint: dict[str, Any]) -> None:
         trainer = module.trainer
     except RuntimeError:  # StyleTransfer.load_from_checkpoint(path): no Trainer
         trainer = None
-    datamodule = getattr(trainer, "datamodule", None)
+    datamodule = trainer.datamodule if isinstance(getattr(trainer, "datamodule", None), InputData) else None
     check_checkpoint(checkpoint, module, datamodule, trainer, str(getattr(trainer, "ckpt_path", None) or "the file"))
     shape = checkpoint["state_dict"]["image"].shape
     if "optimizer_states" not in checkpoint and trainer is not None:
@@ -109,25 +110,25 @@ def prepare_load(module: Any, checkpoint: dict[str, Any]) -> None:
         module.average.value = torch.empty(shape, device=device)
 
 
-def _stage_of(shape: torch.Size, stages: list[int], datamodule: Any) -> int:
+def _stage_of(shape: torch.Size, stages: list[int], datamodule: InputData) -> int:
     """The coarse-to-fine stage whose size the image has (0 when none has)."""
-    sizes = [CoarseToFine(stages).image_shape(datamodule, index) for index in range(len(stages) + 1)]
+    sizes = [stage_shape(datamodule, stages, index) for index in range(len(stages) + 1)]
     return sizes.index(tuple(shape[-2:])) if tuple(shape[-2:]) in sizes else 0
 
 
-def _check_state_dict(checkpoint: dict[str, Any], module: Any, datamodule: Any) -> Tensor:
+def _check_state_dict(checkpoint: dict[str, Any], module: Any, datamodule: Optional[InputData]) -> Tensor:
     """The image (its shape that of the run and its stage), the average, and nothing else but VGG19's
     own weights (which old checkpoints held)."""
     state, stages = checkpoint["state_dict"], module.optim.stages
     count = size = None
-    if datamodule is not None and hasattr(datamodule, "contents"):
+    if datamodule is not None:
         count, stage = len(datamodule.contents), checkpoint.get("nst_stage")
         if stage is not None and stage > len(stages):
             raise CheckpointProblem(f"its nst_stage is {stage}, past the last of the {len(stages) + 1} stages")
         if stage is None:  # saved with save_weights_only (or before stages were saved): the image's
             image = state.get("image")
             stage = _stage_of(image.shape, stages, datamodule) if isinstance(image, Tensor) and image.dim() >= 2 else 0
-        size = CoarseToFine(stages).image_shape(datamodule, stage)
+        size = stage_shape(datamodule, stages, stage)
     if "image" not in state:  # the message the core gave before these checks (tests/model/test_module.py)
         raise CheckpointProblem("it holds no image")
     image = check_image(state["image"], "its image", count, size)

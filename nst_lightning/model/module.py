@@ -4,7 +4,7 @@ The core: the image parameter, ``forward`` (the loss), ``training_step``, the op
 checkpoint's shape. The Trainer does device placement, mixed precision, checkpoints (the image and
 the optimizer state, not the frozen VGG19) and logging. Around the core, each in its own file: the
 options in groups (``options.py``), the targets (``targets.py``), VGG19 (``vgg.py``), the callbacks
-every run has (``divergence.py``, ``loss_logger.py``, ``scale/multiscale.py``), the memory check and
+every run has (``callbacks/``), the memory check and
 tile choice (``scale/budget.py``), the tiled step (``scale/tiling.py``), the loss (``loss/``).
 
 One training step is one forward/backward pass, for Adam and for L-BFGS alike (``max_iter=1``), so
@@ -16,25 +16,25 @@ from __future__ import annotations
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
+import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
+from nst_lightning.callbacks import CoarseToFine, DivergenceGuard, LossLogger
 from nst_lightning.inputs.color import ColorMode
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
 from nst_lightning.loss.samples import Evaluation
 from nst_lightning.loss.statistics import StyleLossName
 from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.checkpoint_checks import prepare_load
-from nst_lightning.model.divergence import DivergenceGuard
-from nst_lightning.model.loss_logger import LossLogger
 from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
-from nst_lightning.model.preflight import check_inputs
+from nst_lightning.model.preflight import Plan, check_inputs
 from nst_lightning.model.schedules import Configured
-from nst_lightning.model.start import initial_image, painting_members, start_of
+from nst_lightning.model.start import initial_image, start_of
 from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
-from nst_lightning.scale.multiscale import CoarseToFine, stage_sizes
+from nst_lightning.scale.multiscale import resize_run, stage_sizes
 from nst_lightning.scale.tiling import tiled_step
 from nst_lightning.utilities.errors import param
 from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FinitePositiveFloat, PositiveFraction
@@ -139,14 +139,13 @@ class StyleTransfer(pl.LightningModule):
         self.vgg = VGG19Features(self.loss_options.layers, weights, pooling, param("model.weights"), activation_checkpointing)
         self.tiled_loss = self.compute.tiled_loss(self.vgg, self.loss_weights, self.loss_statistic)
         self.automatic_optimization = self.tiled_loss is None  # tiles backpropagate one by one: manual optimization
-        self.memory_budget = None  # scale/budget.py's, with max_memory_gb
+        self.plan: Optional[Plan] = None  # the preflight's for this fit (model/preflight.py): a memory budget, a start image
         self.parameterisation = self.optim.parameterised()  # the optimizer's view of the image
         self.register_parameter("image", None)  # created in `setup`, once the content image's size is known
         self.average: Optional[IterateAverage] = None  # the averaged iterates (ema_decay), checkpointed
         self.target_kind = None  # targets.kind_for the datamodule, unless a caller sets one
         # ``targets.Targets``: per image of the result its content features and style targets; the colours.
         self.targets, self.content_colors, self.target_terms = [], None, ()
-        self._start_image: Optional[Tensor] = None  # init_image, as loaded
 
     # The first (or only) image's content features and style targets.
     content_targets = property(lambda self: self.targets[0][0] if self.targets else {})
@@ -156,18 +155,27 @@ class StyleTransfer(pl.LightningModule):
         sync_every = self.compute.sync_every
         return [DivergenceGuard(sync_every), LossLogger(sync_every), CoarseToFine(self.optim.stages)]
 
+    def take_plan(self, plan: Plan) -> None:
+        """What the preflight decided for the next fit (the CLI and ``stylize()`` check before the Trainer
+        writes anything; without a plan, ``setup`` makes one)."""
+        self.plan = plan
+
     def setup(self, stage: str) -> None:
         datamodule = datamodule_of(self.trainer)
-        check_inputs(self, datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, str(self.trainer.precision))
+        if self.plan is None:
+            self.take_plan(check_inputs(self, datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, str(self.trainer.precision)))
         first_size = stage_sizes(datamodule.image_size, len(self.optim.stages) + 1)[0]
         content = datamodule.images(first_size)[0]
         if self.image is None or self.image.shape != content.shape:
-            init = start_of(self.optim.init, self.control.preserve_colors, getattr(datamodule, "regions", None))
-            members = painting_members(datamodule, first_size) if init == "painting_colors" else None
+            init = start_of(self.optim.init, self.control.preserve_colors, datamodule.regions)
+            members = datamodule.members(first_size) if init == "painting_colors" else None
             # NCHW whatever the source's strides: L-BFGS flattens the parameter and its gradient.
-            self.image = nn.Parameter(initial_image(init, content, self._start_image, members, self.optim.init_color_strength).contiguous())
+            self.image = nn.Parameter(initial_image(init, content, self.plan.start_image, members, self.optim.init_color_strength).contiguous())
             if self.optim.ema_decay is not None:
                 self.average = IterateAverage(self.image, self.optim.ema_decay)
+
+    def teardown(self, stage: str) -> None:
+        self.plan = None  # a next fit checks its own inputs
 
     def on_fit_start(self) -> None:
         # Here, not in __init__: the layout depends on the device and precision the Trainer chose.
@@ -177,10 +185,23 @@ class StyleTransfer(pl.LightningModule):
     def refresh_targets(self) -> None:
         """Targets for the image's current size, from the inputs the datamodule resizes from source."""
         datamodule = datamodule_of(self.trainer)
-        if self.memory_budget is not None:
-            self.memory_budget.choose_tile(self.tiled_loss, *self.image.shape[-2:])
+        if self.plan is not None and self.plan.memory_budget is not None:
+            self.plan.memory_budget.choose_tile(self.tiled_loss, *self.image.shape[-2:])
         kind = self.target_kind or kind_for(datamodule, self.control.region_masks)
         self.use_targets(kind.compute(self.measure(), datamodule, max(self.image.shape[-2:])))
+
+    @torch.no_grad()
+    def change_size(self, size: tuple[int, int]) -> None:
+        """Coarse-to-fine's next stage (``callbacks/coarse_to_fine.py`` asks for it): the image, its average
+        and the optimizer's state (of the image, or of its pyramid's coordinates: ``parameterisation``) move to
+        ``size`` (``scale/multiscale.resize_run``), and the targets follow."""
+        def new_optimizer(image: Tensor) -> torch.optim.Optimizer:  # L-BFGS's restart, on what the parameterisation optimises
+            return self.optim.make_optimizer(self.parameterisation.optimised(image))
+
+        optimizers = resize_run(self.image, self.average, self.trainer.optimizers, size, new_optimizer, self.parameterisation.resize_state)
+        if optimizers != self.trainer.optimizers:  # L-BFGS: a new one, of the new size
+            self.trainer.optimizers = optimizers
+        self.refresh_targets()
 
     def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> None:
         """The targets of one photo ``[1, 3, H, W]`` and its painting(s), without a datamodule."""
@@ -204,7 +225,20 @@ class StyleTransfer(pl.LightningModule):
     # ---- the loss and the optimisation -------------------------------------------------------
 
     def forward(self, image: Optional[Tensor] = None) -> dict[str, Tensor]:
-        """The weighted total ``loss`` and its parts for ``image`` (default: the generated image)."""
+        """The loss of ``image`` (default: the generated image) and its parts: Gatys et al. (2015) Eq. 7, a
+        smoothness prior, and the terms a kind of target adds (``targets.add_terms``)::
+
+            loss = content_weight * mean over content_layers of content_loss
+                 + style_weight   * sum over style_layers of (layer weight) * style_loss   (weights sum to 1)
+                 + tv_weight      * total_variation(image)
+                 + sum of target_terms(image)                                            (e.g. video's temporal loss)
+
+        each content and style loss relative to its target (``loss/functional.py``), the style loss the
+        statistic's (Gram, Wasserstein, sliced Wasserstein or nearest neighbour, ``loss/statistics.py``; the
+        last two draw their directions or keep their matches by the step, ``loss.samples.Evaluation``); K
+        photos: the sum of their losses.
+        Written once, in ``loss.total.weighted_losses`` (``batch_losses`` takes it over K photos); the
+        tiled step (``scale/tiling.py``) calls the same."""
         image = self.image if image is None else image
         features, evaluation = self.vgg(self.control.vgg_input(image)), Evaluation.at(self.global_step)
         losses = batch_losses(features, image, self.targets, self.loss_weights, self.loss_statistic, evaluation)

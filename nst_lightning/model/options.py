@@ -35,9 +35,6 @@ from nst_lightning.utilities.errors import UserError, new_run_hint, param
 
 DEFAULT_STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]  # a list, as checkpoints save it
 DEFAULT_LR = {"adam": 0.02, "lbfgs": 1.0}
-# How often the loss is read to the host by default (``sync_every``): every step on a CPU, where a
-# read costs nothing; every 50 steps on a GPU, where each read waits for the queued kernels.
-DEFAULT_SYNC_EVERY = {"cpu": 1, "gpu": 50}
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,9 @@ class OptimOptions:
                 else f"{param('model.init_image')} is set but {param('model.init')} is {self.init}; add {param('model.init')} image"
             )
         if self.lr_floor > 1:
-            raise UserError(f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1")
+            raise UserError(
+                f"{param('model.lr_floor')} {self.lr_floor:g} is the step size at the end as a fraction of {param('model.lr')}: give at most 1"
+            )
 
     @property
     def scheduled(self) -> bool:
@@ -218,10 +217,6 @@ class ComputeOptions:
         if self.memory_format == "auto":
             return device.type == "cpu" or "mixed" in precision
         return self.memory_format == "channels_last"
-
-def sync_interval(sync_every: Optional[int], device: torch.device) -> int:
-    """``sync_every``, or its default on ``device``: 1 on a CPU, 50 on a GPU (``DEFAULT_SYNC_EVERY``)."""
-    return sync_every or DEFAULT_SYNC_EVERY["cpu" if device.type == "cpu" else "gpu"]
 
 
 @dataclass(frozen=True)

@@ -58,11 +58,3 @@ def start_of(init: str, preserve_colors: str, regions: Any) -> str:
 def _shares(weights: Optional[list[float]], count: int) -> list[float]:
     weights = list(weights) if weights else [1.0] * count
     return [w / sum(weights) for w in weights]
-
-
-def painting_members(datamodule: Any, long_side: int) -> list:
-    """Per photo of the run, its photo, paintings and blend weights at ``long_side``."""
-    if hasattr(datamodule, "members"):
-        return datamodule.members(long_side)
-    content, styles = datamodule.images(long_side)
-    return [(content, styles, getattr(datamodule, "style_weights", None))]

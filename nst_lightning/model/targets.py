@@ -16,7 +16,7 @@ one interface, ``TargetKind.compute(measure, datamodule, long_side)``:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Protocol, Sequence, Union
+from typing import Any, NamedTuple, Optional, Protocol, Sequence, Union, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -27,6 +27,31 @@ from nst_lightning.model.options import ControlOptions
 from nst_lightning.utilities.errors import UserError
 
 FeatureTargets = tuple[dict[str, Tensor], dict[str, Any]]  # one image's content features and style targets
+
+
+@runtime_checkable
+class InputData(Protocol):
+    """The datamodule as the core reads it: the inputs at any size (``inputs/data.StyleTransferData`` is the
+    one there is). ``datamodule_of`` refuses a fit without one."""
+
+    image_size: int  # the long side of the result
+    contents: list[str]  # the photos: one, or K optimised together
+    style_weights: list[float]  # one photo's paintings' blend weights, summing to 1
+    regions: Optional[list[Any]]  # Gatys et al. (2017)'s regions, each with its paintings; None: no regions
+
+    def load(self) -> None: ...  # decode and check every input at image_size (once)
+
+    def size(self, long_side: int) -> tuple[int, int]: ...  # (H, W) of the result at long_side
+
+    def header_sizes(self, long_side: int) -> tuple[tuple[int, int], list[tuple[int, int]]]: ...  # before decoding
+
+    def images(self, long_side: int) -> tuple[Tensor, list[Tensor]]: ...  # the photo(s) [K, 3, H, W], the paintings
+
+    def members(self, long_side: int) -> list[tuple[Tensor, list[Tensor], list[float]]]: ...  # per photo
+
+    def region_inputs(self, long_side: int) -> list[dict[str, Any]]: ...  # with regions: each one's masks and paintings
+
+    def check_same_inputs(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None: ...
 
 
 class Term(Protocol):
@@ -84,7 +109,7 @@ class Measure:
 
 
 class TargetKind(Protocol):
-    def compute(self, measure: Measure, datamodule: Any, long_side: int) -> Targets: ...
+    def compute(self, measure: Measure, datamodule: InputData, long_side: int) -> Targets: ...
 
 
 class Photos:
@@ -96,11 +121,8 @@ class Photos:
         """The targets of one photo ``[1, 3, H, W]`` and its painting(s), without a datamodule."""
         return Targets([measure.image_targets(content, style, blend_weights)], measure.colors(content))
 
-    def compute(self, measure: Measure, datamodule: Any, long_side: int) -> Targets:
-        members = datamodule.members(long_side) if hasattr(datamodule, "members") else None
-        if members is None:
-            content, styles = datamodule.images(long_side)
-            members = [(content, styles, datamodule.style_weights)]
+    def compute(self, measure: Measure, datamodule: InputData, long_side: int) -> Targets:
+        members = datamodule.members(long_side)
         images = [measure.image_targets(content, styles, blend) for content, styles, blend in members]
         return Targets(images, measure.colors(torch.cat([content for content, _, _ in members])))
 
@@ -113,7 +135,7 @@ class Regions:
     def __init__(self, method: str = "downsample") -> None:
         self.method = method  # how a mask reaches each layer (``loss.guided.layer_masks``)
 
-    def compute(self, measure: Measure, datamodule: Any, long_side: int) -> Targets:
+    def compute(self, measure: Measure, datamodule: InputData, long_side: int) -> Targets:
         return self.of(measure, datamodule.images(long_side)[0], datamodule.region_inputs(long_side))
 
     @torch.no_grad()
@@ -142,17 +164,17 @@ class Regions:
         return Targets([(content_targets, {name: GuidedTarget(*parts[name]) for name in style_layers})], measure.colors(content))
 
 
-def datamodule_of(trainer: Any) -> Any:
+def datamodule_of(trainer: Any) -> InputData:
     """The trainer's datamodule, which must serve the inputs (``inputs/data.py``)."""
     datamodule = getattr(trainer, "datamodule", None)
-    if datamodule is None or not hasattr(datamodule, "images"):
+    if not isinstance(datamodule, InputData):
         raise UserError("StyleTransfer needs a StyleTransferData datamodule: trainer.fit(model, datamodule=...)")
     return datamodule
 
 
-def kind_for(datamodule: Any, region_masks: str = "downsample") -> TargetKind:
+def kind_for(datamodule: InputData, region_masks: str = "downsample") -> TargetKind:
     """The kind of targets the datamodule's inputs make: regions if it has them, else photos."""
-    return Regions(region_masks) if getattr(datamodule, "regions", None) is not None else Photos()
+    return Regions(region_masks) if datamodule.regions is not None else Photos()
 
 
 def add_terms(losses: dict[str, Tensor], terms: Sequence[Term], image: Tensor) -> dict[str, Tensor]:

@@ -6,7 +6,7 @@
 
 It builds the same ``StyleTransfer``, ``StyleTransferData`` and ``Trainer`` the CLI does, and runs
 them without logs or checkpoints unless ``log_dir`` asks for them. Its arguments are checked as the
-CLI checks its options (``api_arguments.py``), and the run as the CLI checks it before writing
+CLI checks its options (``_api_arguments.py``), and the run as the CLI checks it before writing
 anything: errors are ``UserError``s that name this function's arguments, and leave ``log_dir`` as it was.
 """
 
@@ -27,17 +27,17 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch import Tensor
 
+from nst_lightning.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
+from nst_lightning.callbacks.image_logger import ImageLogger
+from nst_lightning.callbacks.result import SaveGeneratedImage
 from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.model.preflight import check_inputs
-from nst_lightning.run.api_arguments import Arguments, Seed
-from nst_lightning.run.api_images import as_source, check_held, check_spill
-from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
-from nst_lightning.run.callbacks.image_logger import ImageLogger
-from nst_lightning.run.callbacks.result import SaveGeneratedImage
-from nst_lightning.run.output import to_pil
+from nst_lightning.outputs.results import to_pil
+from nst_lightning.outputs.run_lock import LOCK_NAME, RunLock
+from nst_lightning.run._api_arguments import Arguments, Seed
+from nst_lightning.run._api_images import as_source, check_held, check_spill
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
-from nst_lightning.run.run_lock import LOCK_NAME, RunLock
 from nst_lightning.scale.memory import BUDGET_MARGIN, GB, available_bytes, gb, process_bytes
 from nst_lightning.utilities.errors import UserError, param
 
@@ -159,7 +159,7 @@ def _check_run(model: StyleTransfer, data: StyleTransferData, trainer: pl.Traine
     """The CLI's checks before anything is written (``StyleTransferCLI.before_fit``): the inputs, the
     stage schedule, the memory, and the precision against the optimizer (the precision asked for, as
     the CLI: on a CPU Lightning quietly swaps 16-mixed for bf16-mixed)."""
-    check_inputs(model, data, max_steps, trainer.strategy.root_device, precision)
+    model.take_plan(check_inputs(model, data, max_steps, trainer.strategy.root_device, precision))  # setup checks nothing twice
     if model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
         raise UserError(
             f"{param('model.optimizer')} lbfgs cannot run with {param('trainer.precision')} {precision} (its GradScaler "

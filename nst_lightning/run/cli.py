@@ -1,5 +1,11 @@
 """``python -m nst_lightning fit``: LightningCLI (as ``cli_base.BaseCLI`` runs it) with the project's
-callbacks and its error handling.
+callbacks, its checks and its error handling.
+
+A fit, in the order LightningCLI's hooks run: bound the config files and YAML values before they are
+read (``_config_limits``); parse; check the seed and read ``--ckpt_path`` (``resume.Resume``); choose the
+precision and keep the resume's step options; build the classes; then, before the Trainer writes a
+file, check the run's length, its device, its result's name and its inputs (``model/preflight.py``),
+take the run directory's lock, and check the resume against it; fit; say what was kept.
 
 Options come from the typed ``__init__`` arguments of ``StyleTransfer`` (``--model.*``),
 ``StyleTransferData`` (``--data.*``), the Trainer (``--trainer.*``) and the callbacks below
@@ -12,32 +18,30 @@ had started. Never a traceback for any of these.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from nst_lightning.inputs.checkpoints import load_checkpoint_file
+from nst_lightning.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
+from nst_lightning.callbacks.image_logger import ImageLogger
+from nst_lightning.callbacks.result import SaveGeneratedImage
+from nst_lightning.callbacks.run_lock import HoldRunLock
 from nst_lightning.model.module import StyleTransfer
-from nst_lightning.model.options import MAY_CHANGE_ON_RESUME
 from nst_lightning.model.preflight import check_inputs
-from nst_lightning.run.callbacks.checkpoint import CHECKPOINT_DEFAULTS, StepCheckpoint
-from nst_lightning.run.callbacks.image_logger import ImageLogger
-from nst_lightning.run.callbacks.result import SaveGeneratedImage
-from nst_lightning.run.callbacks.run_lock import HoldRunLock
+from nst_lightning.outputs.run_lock import RunLock
+from nst_lightning.run._config_limits import check_arguments
+from nst_lightning.run._option_checks import check_one_device, check_result_filename, check_seed
 from nst_lightning.run.cli_base import BaseCLI
-from nst_lightning.run.config_limits import check_arguments
-from nst_lightning.run.option_checks import check_checkpoint_path, check_one_device, check_result_filename, check_seed
 from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
-from nst_lightning.run.resume import changed_options, check_resume
-from nst_lightning.run.run_lock import RunLock
-from nst_lightning.run.signals import steps
-from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError, new_run_hint
+from nst_lightning.run.resume import Resume
+from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
+from nst_lightning.utilities.signals import steps
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
 INT_MINIMUMS = {
@@ -54,7 +58,7 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 10,
     # A table of the module's parameters: the image and a frozen VGG19, the same for every run. --verbose shows it.
     "enable_model_summary": False,
-    # Runs go into lightning_logs/NAME/version_N, a new N for each run (run/versions.py) unless a version
+    # Runs go into lightning_logs/NAME/version_N, a new N for each run (run/_versions.py) unless a version
     # is named; a config names its runs with one line, `logger.init_args.name: NAME` under `trainer:`.
     # TensorBoard's placeholder hp_metric is noise here.
     "logger": {
@@ -65,8 +69,9 @@ TRAINER_DEFAULTS = {
 
 
 class StyleTransferCLI(BaseCLI):
-    # `--ckpt_path last` found no checkpoint: the fit starts fresh (set by _check_existing_run).
-    _fresh_start = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.resume = Resume()  # everything --ckpt_path is and may do (run/resume.py)
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)  # --verbose
@@ -84,42 +89,24 @@ class StyleTransferCLI(BaseCLI):
         )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse, then read ``--ckpt_path`` safely before LightningCLI does (it ``torch.load``s the file
-        for its hyperparameters right after this, and a damaged file must end in one line, not a
-        traceback); and remember the model options asked for, which LightningCLI then replaces with
-        the checkpoint's. Before parsing, the configs and YAML values jsonargparse would read are
-        bounded (``config_limits``); after, the options that Lightning would answer with a traceback
-        or a hang are checked."""
+        """Before parsing, the configs and YAML values jsonargparse would read are bounded
+        (``_config_limits``); after, the seed is checked and the resume reads ``--ckpt_path`` and the
+        model options asked for (LightningCLI reads the checkpoint's next)."""
         if args is None or isinstance(args, (list, tuple)):
             check_arguments(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
-        self.asked_model_options: dict[str, Any] = {}
         subcommand = self.config.get("subcommand")
-        if subcommand is None:
-            return
-        self.asked_model_options = self.config[subcommand]["model"].as_dict()
-        check_seed(self.config[subcommand].get("seed_everything"))
-        ckpt_path = self.config[subcommand].get("ckpt_path")
-        check_checkpoint_path(ckpt_path)
-        if ckpt_path and Path(ckpt_path).is_file():
-            load_checkpoint_file(ckpt_path)
+        if subcommand is not None:
+            check_seed(self.config[subcommand].get("seed_everything"))
+            self.resume.read_arguments(self.config[subcommand])
 
     def before_instantiate_classes(self) -> None:
-        """Integer options typed by Lightning as plain ``int``: checked here, right after parsing and
-        before anything is built, so the error names the option as the user wrote it. And on resume,
-        the options that only change how a step is computed take the value asked for, not the
-        checkpoint's (which LightningCLI has just put in the config)."""
+        """Right after parsing, before anything is built: the precision, the resume's step options, and
+        the integer options Lightning types as plain ``int`` (the error names the option as written)."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config
-        precision, said = resolve_precision(
-            config.get("precision_policy"), config.get("trainer.precision"), config.get("trainer.accelerator")
-        )
-        config["trainer"]["precision"] = precision
-        if said:
-            rank_zero_info(said)
-        if self.subcommand and config.get("ckpt_path"):
-            for key in MAY_CHANGE_ON_RESUME:
-                if key in self.asked_model_options:
-                    config["model"][key] = self.asked_model_options[key]
+        self._choose_precision(config)
+        if self.subcommand:
+            self.resume.keep_step_options(config)
         for key, minimum in INT_MINIMUMS.items():
             value = config.get(key)
             if value is not None and value < minimum:
@@ -128,94 +115,24 @@ class StyleTransferCLI(BaseCLI):
 
     def before_fit(self) -> None:
         """Check everything a user can get wrong before the Trainer writes a single file."""
+        config = self.config[self.subcommand]
         if self.trainer.max_steps is None or self.trainer.max_steps < 1:
             raise UserError("--trainer.max_steps must be a positive number of optimisation steps")
-        check_one_device(self.trainer, self.config[self.subcommand].trainer)
-        last = self._last_checkpoint()
-        check_result_filename(self.trainer, last, self.config[self.subcommand].get("ckpt_path"), self.datamodule)
-        # The precision asked for, not the Trainer's: on CPU Lightning quietly swaps 16-mixed for
-        # bf16-mixed, and a config that fails on a GPU should fail the same way everywhere.
-        precision = str(self.config[self.subcommand].trainer.precision)
-        check_inputs(self.model, self.datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, precision)
-        if self.model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
-            raise UserError(
-                "--model.optimizer lbfgs cannot run with --trainer.precision 16-mixed (its GradScaler "
-                "does not support L-BFGS); use bf16-mixed, 32, or --model.optimizer adam"
+        check_one_device(self.trainer, config.trainer)
+        check_result_filename(self.trainer, self._last_checkpoint(), config.get("ckpt_path"), self.datamodule)
+        self._check_inputs(str(config.trainer.precision))
+        with self._run_directory_locked():
+            self.resume.check(
+                config.get("ckpt_path"), self._last_checkpoint(), self.model, self.datamodule, self.trainer,
+                self.trainer.log_dir, said_where=self.numbered is not None,  # number_the_run said where it looked
             )
-        # One writer per run directory, from here (inputs are good: nothing is written for bad ones)
-        # to the end; a second run aimed at it, or a resume of a run still going, stops here.
-        if self.trainer.log_dir is not None:
-            lock = RunLock(self.trainer.log_dir)
-            try:
-                lock.acquire()
-            except WriteFailed as err:  # a full disk: the one line of any write, and nothing left behind
-                lock.remove_created_directories()
-                raise UserError(f"{err}; {self._last_good_checkpoint()}") from None
-            except BaseException:
-                lock.remove_created_directories()
-                raise
-            self.trainer.callbacks.insert(0, HoldRunLock(lock))  # released when the fit ends, however it ends
-            try:
-                self._check_existing_run()
-            except BaseException:
-                lock.release()
-                lock.remove_created_directories()  # they held nothing but the lock
-                raise
-        else:
-            self._check_existing_run()
-
-    def _check_existing_run(self) -> None:
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        last = self._last_checkpoint()
-        if ckpt_path == "last" and (last is None or not os.path.exists(last)):
-            # Not an error (a script may always pass it), but not silent either: one line, then on.
-            where = os.path.normpath(os.path.dirname(last)) if last else "this run"
-            if self.numbered is None:  # else number_the_run has said where it looked
-                rank_zero_info(f"--ckpt_path last: no checkpoint in {where} yet, so this is a new run")
-            self._fresh_start = True
-            return
-        if ckpt_path is None and last is not None and os.path.exists(last):
-            raise UserError(
-                f"{os.path.normpath(self.trainer.log_dir)} already holds a run ({last}); resume it with --ckpt_path last, "
-                "or start a new one beside it with --trainer.logger.init_args.version null (a new version_N) or another NAME"
-            )
-        # Read the checkpoint to resume from now, before the Trainer writes anything into the run: a
-        # damaged or unsafe file, or one made for other inputs, is refused with the run left as it was.
-        resume_from = last if ckpt_path == "last" else ckpt_path
-        special = ckpt_path in ("best", "hpc") or str(ckpt_path).startswith("registry")  # Lightning's own
-        if resume_from is not None and not special and (ckpt_path != "last" or os.path.exists(resume_from)):
-            checkpoint = load_checkpoint_file(resume_from)  # weights_only, whatever --weights_only says
-            check_resume(checkpoint, self.model, self.datamodule, name=str(resume_from), trainer=self.trainer)
-            self._refuse_changed_options(checkpoint, str(resume_from))
-
-    def _refuse_changed_options(self, checkpoint: dict[str, Any], name: str) -> None:
-        """A resume continues the checkpoint's optimisation, with its options: LightningCLI restores
-        them from an explicit ``--ckpt_path`` over the config (since 2.5.5), and the optimizer state
-        keeps its learning rate either way. A different value asked for would be ignored, or (with
-        ``--ckpt_path last``, which LightningCLI does not read) mixed with a state made for another
-        problem; so it is refused, naming each option with both values."""
-        changes = changed_options(checkpoint.get("hyper_parameters", {}), self.asked_model_options)
-        if changes:
-            raise UserError(
-                f"{name} was made with other model options ({'; '.join(changes)}); resume with the checkpoint's "
-                f"values, {new_run_hint(name)} --trainer.logger.init_args.version NEW_NAME"
-            )
-
-    def _last_checkpoint(self) -> Optional[str]:
-        """Where ``--ckpt_path last`` looks: the checkpoint callback's directory."""
-        checkpoint = self.trainer.checkpoint_callback
-        if checkpoint is None or self.trainer.log_dir is None:
-            return None
-        directory = checkpoint.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
-        return os.path.join(directory, f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
 
     def fit(self, model: StyleTransfer, **kwargs: Any) -> None:
         """``trainer.fit`` with safe loading by default and errors that say what was kept."""
         # Never execute code from a checkpoint, whatever --weights_only, the torch version or the
         # environment (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD) say: this program's checkpoints need none.
         kwargs["weights_only"] = True
-        if self._fresh_start:  # said so in one line already; Lightning would add a warning of its own
-            kwargs["ckpt_path"] = None
+        kwargs["ckpt_path"] = self.resume.ckpt_path(kwargs.get("ckpt_path"))
         try:
             self.trainer.fit(model, **kwargs)
         except NonFiniteLossError as err:
@@ -223,14 +140,7 @@ class StyleTransferCLI(BaseCLI):
         except OSError as err:  # a full disk, a quota, a failing filesystem: no traceback, what is kept
             if err.errno not in DISK_ERRNOS:
                 raise
-            if isinstance(err, WriteFailed):
-                what = str(err)
-            elif err.filename:
-                what = describe_write_failure(err.filename, err)
-            else:  # TensorBoard's event writer (a thread of its own) does not say which file
-                directory = self.trainer.log_dir or "."
-                what = describe_write_failure(directory, err, what=f"into {directory} (the TensorBoard event file)")
-            raise UserError(f"{what}; {self._last_good_checkpoint()}") from None
+            raise UserError(f"{self._write_failure(err)}; {self._last_good_checkpoint()}") from None
         except RunInterrupted as err:
             err.kept = self._kept()
             raise
@@ -241,6 +151,79 @@ class StyleTransferCLI(BaseCLI):
             if isinstance(err.__context__, KeyboardInterrupt):
                 raise self._interrupted(signal.SIGINT, saved=False) from None
             raise
+
+    def after_fit(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, SaveGeneratedImage) and callback.path is not None:
+                for path in callback.paths:
+                    print(f"generated image: {path}")
+
+    # ---- the steps -------------------------------------------------------------------------------
+
+    def _choose_precision(self, config: Any) -> None:
+        precision, said = resolve_precision(
+            config.get("precision_policy"), config.get("trainer.precision"), config.get("trainer.accelerator")
+        )
+        config["trainer"]["precision"] = precision
+        if said:
+            rank_zero_info(said)
+
+    def _check_inputs(self, precision: str) -> None:
+        """The model's preflight (``model/preflight.py``) under ``precision``, whose plan the model takes
+        for this fit (its ``setup`` then checks nothing twice): the precision asked for, not
+        the Trainer's (on CPU Lightning quietly swaps 16-mixed for bf16-mixed, and a config that fails
+        on a GPU should fail the same way everywhere)."""
+        self.model.take_plan(check_inputs(self.model, self.datamodule, self.trainer.max_steps, self.trainer.strategy.root_device, precision))
+        if self.model.hparams.optimizer == "lbfgs" and precision in ("16-mixed", "16", "16-true"):
+            raise UserError(
+                "--model.optimizer lbfgs cannot run with --trainer.precision 16-mixed (its GradScaler "
+                "does not support L-BFGS); use bf16-mixed, 32, or --model.optimizer adam"
+            )
+
+    @contextlib.contextmanager
+    def _run_directory_locked(self) -> Iterator[None]:
+        """One writer per run directory, from here (inputs are good: nothing is written for bad ones) to
+        the end of the fit: a second run aimed at it, or a resume of a run still going, stops here. A
+        refusal inside the block releases the lock and removes the directories it created (they held
+        nothing but the lock); otherwise ``HoldRunLock`` holds it to the fit's end, however it ends."""
+        if self.trainer.log_dir is None:
+            yield
+            return
+        lock = RunLock(self.trainer.log_dir)
+        try:
+            lock.acquire()
+        except WriteFailed as err:  # a full disk: the one line of any write, and nothing left behind
+            lock.remove_created_directories()
+            raise UserError(f"{err}; {self._last_good_checkpoint()}") from None
+        except BaseException:
+            lock.remove_created_directories()
+            raise
+        self.trainer.callbacks.insert(0, HoldRunLock(lock))
+        try:
+            yield
+        except BaseException:
+            lock.release()
+            lock.remove_created_directories()
+            raise
+
+    # ---- what a run leaves, for its one line -------------------------------------------------------
+
+    def _last_checkpoint(self) -> Optional[str]:
+        """Where ``--ckpt_path last`` looks: the checkpoint callback's directory."""
+        checkpoint = self.trainer.checkpoint_callback
+        if checkpoint is None or self.trainer.log_dir is None:
+            return None
+        directory = checkpoint.dirpath or os.path.join(self.trainer.log_dir, "checkpoints")
+        return os.path.join(directory, f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
+
+    def _write_failure(self, err: OSError) -> str:
+        if isinstance(err, WriteFailed):
+            return str(err)
+        if err.filename:
+            return describe_write_failure(err.filename, err)
+        # TensorBoard's event writer (a thread of its own) does not say which file.
+        directory = self.trainer.log_dir or "."
+        return describe_write_failure(directory, err, what=f"into {directory} (the TensorBoard event file)")
 
     def _interrupted(self, signum: int, saved: bool) -> RunInterrupted:
         err = RunInterrupted(signum, self.trainer.global_step, saved=saved)
@@ -280,9 +263,3 @@ class StyleTransferCLI(BaseCLI):
             f"the last image with a finite loss (after {steps(image.step)}) is in {image.path}: start a new run "
             f"from it with --model.init image --model.init_image {image.path} --trainer.logger.init_args.version NEW_NAME"
         )
-
-    def after_fit(self) -> None:
-        for callback in self.trainer.callbacks:
-            if isinstance(callback, SaveGeneratedImage) and callback.path is not None:
-                for path in callback.paths:
-                    print(f"generated image: {path}")

@@ -2,7 +2,7 @@
 adds what is particular to style transfer.
 
 - ``fit`` is its only subcommand: validate, test and predict need data such a run does not have.
-- Each run gets a directory of its own where the logger names no version (``versions.py``).
+- Each run gets a directory of its own where the logger names no version (``_versions.py``).
 - Its output is a progress bar in steps (``callbacks/progress.py``), this program's lines and real
   warnings; ``--verbose`` adds Lightning's lines about itself and the model summary (``quiet.py``).
 """
@@ -17,17 +17,17 @@ from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from nst_lightning.run.callbacks.checkpoint import StepCheckpoint
-from nst_lightning.run.callbacks.progress import with_step_progress_bar
+from nst_lightning.callbacks.checkpoint import StepCheckpoint
+from nst_lightning.callbacks.progress import with_step_progress_bar
+from nst_lightning.run._versions import NumberedRun, number_the_run
 from nst_lightning.run.quiet import without_lightning_chatter
-from nst_lightning.run.versions import NumberedRun, number_the_run
 
 # Where a run keeps its last checkpoint (StepCheckpoint's default directory): `--ckpt_path last` looks there.
 LAST_CHECKPOINT = os.path.join("checkpoints", StepCheckpoint.CHECKPOINT_NAME_LAST + StepCheckpoint.FILE_EXTENSION)
 
 
 class BaseCLI(LightningCLI):
-    # The version chosen for a run whose logger named none (versions.py).
+    # The version chosen for a run whose logger named none (_versions.py).
     numbered: Optional[NumberedRun] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

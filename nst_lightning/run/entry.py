@@ -22,8 +22,8 @@ from nst_lightning.model.module import StyleTransfer
 from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
 from nst_lightning.run.quiet import NoAdvertisements, disk_errors_quiet_in_threads, hide_expected_warnings
 from nst_lightning.run.rerun import configs_from_images
-from nst_lightning.run.signals import exit_on_signal, hangup_tolerant_output, say, sigterm_like_ctrl_c, stopped_message
 from nst_lightning.utilities.errors import RunInterrupted, UserError, program_name
+from nst_lightning.utilities.signals import exit_on_signal, hangup_tolerant_output, say, sigterm_like_ctrl_c, stopped_message
 
 
 def cli_main(args: Optional[list[str]] = None, exit_on_signals: bool = False) -> StyleTransferCLI:
@@ -59,13 +59,17 @@ def _run(args: Optional[list[str]], ending: Callable[[], None]) -> StyleTransfer
             # one line below.
             parser_kwargs={"prog": program_name(), "exit_on_error": False},
         )
-    except ArgumentError as err:
+    except (ArgumentError, UserError, MisconfigurationException) as err:
         ending()
+        print(refusal_line(err), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def refusal_line(err: Exception) -> str:
+    """The one line a refused run prints: an option jsonargparse refused, with the way to the options
+    (``fit --help``), or a ``UserError`` (as the command line names options) or Lightning's refusal."""
+    if isinstance(err, ArgumentError):
         message = " ".join(line.strip() for line in str(err).splitlines())
-        print(f"nst_lightning: error: {message}; see {program_name()} fit --help", file=sys.stderr)
-        raise SystemExit(2) from None
-    except (UserError, MisconfigurationException) as err:
-        ending()
-        message = err.for_cli() if isinstance(err, UserError) else str(err)
-        print(f"nst_lightning: error: {message.strip().splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return f"nst_lightning: error: {message}; see {program_name()} fit --help"
+    message = err.for_cli() if isinstance(err, UserError) else str(err)
+    return f"nst_lightning: error: {message.strip().splitlines()[0]}"

@@ -19,7 +19,7 @@ from nst_lightning.utilities.files import DISK_ERRNOS
 # the frozen VGG19 is in eval mode on purpose; the "batches" are step indices, so restarting them on
 # resume is exact; a deprecation raised inside Lightning 2.6's own code by torch 2.14 on every run;
 # tiled runs (manual optimization) checkpoint the state after each step, as untiled ones do, on purpose;
-# a run shorter than the logging interval still logs its last step (model/loss_logger.py); a fresh run
+# a run shorter than the logging interval still logs its last step (callbacks/loss_logger.py); a fresh run
 # never starts in a directory that holds a run (it is refused, or gets a version of its own) and a
 # resume continues its own checkpoints; a run on the CPU beside a GPU was asked for (the accelerator
 # is auto unless given), with a hint for the Python API, not for these options; and the CLI hands

@@ -1,6 +1,6 @@
 """``fit --config generated.png``: rerun the run that made a result, from the configuration it carries.
 
-The result's configuration (``run/output.py`` embeds it) is handed to LightningCLI as a configuration
+The result's configuration (``outputs/results.py`` embeds it) is handed to LightningCLI as a configuration
 *string* (jsonargparse's ``--config`` takes a path or YAML text), so no temporary file is written and
 relative paths in it mean what they meant: run the command where the first run was started, with the
 same input files. What a user rerunning a result expects, and so what changes from the recorded
@@ -22,10 +22,10 @@ configuration:
 A result image is something people download from strangers, so its configuration is **data, never
 code**: a YAML file you wrote may name any class (``class_path``, a callback's callables, a logger),
 but an image may set only the options that describe the picture, as plain values
-(``run/picture_options.py``: an allow-list of keys and of what each may hold). Anything else is refused in one line naming the key
+(``run/_picture_options.py``: an allow-list of keys and of what each may hold). Anything else is refused in one line naming the key
 before jsonargparse sees the text: jsonargparse imports the module a ``class_path`` (or an import-path
 string given to a class-typed option) names while parsing, so refusing after parsing is too late. The
-text is bounded first (``config_limits.check_yaml_text``: size, depth, values, valid YAML), then read
+text is bounded first (``_config_limits.check_yaml_text``: size, depth, values, valid YAML), then read
 with ``yaml.safe_load`` and checked; what will run is said in one line.
 """
 
@@ -39,9 +39,9 @@ from typing import Any, Optional, Sequence
 import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from nst_lightning.run.config_limits import check_yaml_text
-from nst_lightning.run.output import read_config
-from nst_lightning.run.picture_options import check_picture_options, shown
+from nst_lightning.outputs.results import read_config
+from nst_lightning.run._config_limits import check_yaml_text
+from nst_lightning.run._picture_options import check_picture_options, shown
 from nst_lightning.utilities.errors import UserError, param
 
 # Results that can carry a configuration (PNG text, TIFF description, JPEG comment).

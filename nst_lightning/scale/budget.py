@@ -120,7 +120,11 @@ def plan(
     if need <= available:
         return None
     ways = []
-    side = largest_long_side(lambda h, w: model.estimate(h, w, crop_of(tile_size, h, w, halo, align) if tile_size else None) <= available, height, width)
+
+    def fits(h: int, w: int) -> bool:
+        return model.estimate(h, w, crop_of(tile_size, h, w, halo, align) if tile_size else None) <= available
+
+    side = largest_long_side(fits, height, width)
     if side:
         ways.append(f"{param('data.image_size')} {side}")
     if bf16_model is not None and bf16_model.estimate(height, width, crop) <= available:

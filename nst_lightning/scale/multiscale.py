@@ -1,6 +1,6 @@
 """Coarse-to-fine (multi-scale) optimisation: which size each step works at, and how the image, its
-average and the optimizer state move from one size to the next (the ``CoarseToFine`` callback, which
-``StyleTransfer.configure_callbacks`` adds when ``stage_steps`` is set).
+average and the optimizer state move from one size to the next (the ``CoarseToFine`` callback,
+``callbacks/coarse_to_fine.py``, does the moving).
 
 Not in Gatys et al. (2015), which optimise at one size. At 1024 px and more, a single-scale run
 spends its steps on fine texture while the large structures of the style never form (VGG19's
@@ -12,9 +12,8 @@ variant) forms the large structures cheaply first, and each later stage only ref
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -65,6 +64,44 @@ def resize_adam_state(state: dict, size: tuple[int, int], pixel_ratio: float) ->
         state["exp_avg_sq"] = sq.clamp_min(0) / pixel_ratio**2
 
 
+@torch.no_grad()
+def resize_run(
+    image: Tensor, average: Any, optimizers: Sequence[torch.optim.Optimizer], size: tuple[int, int],
+    new_optimizer: Callable[[Tensor], torch.optim.Optimizer], resize_state: Callable[..., None],
+) -> list[torch.optim.Optimizer]:
+    """Move a run to ``(H, W)`` ``size``: the image in place (so the optimizer keeps its reference), its
+    average (``iterate_average.IterateAverage``), and the optimizers' state through ``resize_state``
+    (``parameterisation.coordinates``'s, given ``resize_adam_state``: what the optimizer moves is the
+    image or a pyramid's coordinates); returns the optimizers to go on with: the
+    same, or for L-BFGS a new one from ``new_optimizer(image)``."""
+    old_size = tuple(image.shape[-2:])
+    pixel_ratio = (size[0] * size[1]) / (image.shape[-2] * image.shape[-1])
+    # Like crowsonkb's, a new stage starts from the averaged iterate when there is one: the noise of
+    # the last Adam steps would otherwise be upscaled into blobs.
+    start = average.get() if average is not None and average.count.item() > 0 else image
+    image.data = resize_image(start.to(image.dtype), size)
+    if average is not None:
+        average.resize(size)
+    if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in optimizers):
+        # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling. A new one
+        # starts (as each stage of jcjohnson's multires script restarts its L-BFGS), made at the new size;
+        # L-BFGS takes no learning-rate schedule, so there is no scheduler to move to it.
+        return [new_optimizer(image)]
+    # Adam's optimizer persists, its state resized, and so does its learning-rate schedule
+    # (``model/schedules.py``), which runs over the whole run's global step, not per stage: each stage
+    # refines what the last one formed, and the last stage ends at the floor, so the last image is the
+    # settled one.
+    for optimizer in optimizers:
+        resize_state(optimizer, image, old_size, pixel_ratio, resize_adam_state)
+    return list(optimizers)
+
+
+def stage_shape(datamodule: Any, stage_steps: Sequence[int], stage: int) -> tuple[int, int]:
+    """``(H, W)`` of the image at ``stage`` (0: the smallest) of a schedule of ``stage_steps``: the
+    content image's at that stage's long side."""
+    return datamodule.size(stage_sizes(datamodule.image_size, len(stage_steps) + 1)[stage])
+
+
 def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamodule: Any) -> None:
     """Fail early, with one line, on a schedule that would fail mid-run: no steps left for the final
     size, or a stage whose images are too small for VGG19 (``datamodule.size`` checks that)."""
@@ -76,81 +113,6 @@ def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamod
         )
     for long_side in stage_sizes(datamodule.image_size, len(stage_steps) + 1):
         datamodule.size(long_side)
-
-
-class CoarseToFine(pl.Callback):
-    """Moves the optimisation to the next size when its stage's steps are done: upscales the image
-    (in place, so the optimizer keeps its reference), its average and Adam's moments, restarts
-    L-BFGS, and has the module recompute its targets at the new size. It duck-types the module
-    (``image``, ``average``, ``parameterisation``, ``optim.make_optimizer``, ``refresh_targets``).
-
-    The current stage is saved in checkpoints (``nst_stage``, with the schedule ``nst_stage_steps``),
-    so that a resume continues at the right size; a checkpoint made with another schedule is refused.
-    """
-
-    def __init__(self, stage_steps: Sequence[int]) -> None:
-        self.stage_steps = list(stage_steps)
-        self.scale_index = 0  # 0: the smallest size; len(stage_steps): the final one
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        target = stage_of_step(trainer.global_step, self.stage_steps)
-        while self.scale_index < target:
-            self._next_scale(trainer, pl_module)
-        if self.stage_steps:
-            # A host tensor: a float would be copied to the GPU every step (a host-device sync).
-            pl_module.log("train/stage", torch.tensor(float(self.scale_index)))
-
-    @torch.no_grad()
-    def _next_scale(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        self.scale_index += 1
-        size = self.image_shape(trainer.datamodule, self.scale_index)
-        image, average = pl_module.image, pl_module.average
-        old_size = tuple(image.shape[-2:])
-        pixel_ratio = (size[0] * size[1]) / (image.shape[-2] * image.shape[-1])
-        # Like crowsonkb's, a new stage starts from the averaged iterate when there is one: the noise
-        # of the last Adam steps would otherwise be upscaled into blobs.
-        start = average.get() if average is not None and average.count.item() > 0 else image
-        image.data = resize_image(start.to(image.dtype), size)
-        if average is not None:
-            average.resize(size)
-        if any(isinstance(optimizer, torch.optim.LBFGS) for optimizer in trainer.optimizers):
-            # L-BFGS's history is a set of flat vectors of the old size: no meaningful upscaling. A new
-            # one starts (as each stage of jcjohnson's multires script restarts its L-BFGS); L-BFGS
-            # takes no learning-rate schedule, so there is no scheduler to move to it.
-            trainer.optimizers = [pl_module.optim.make_optimizer(pl_module.parameterisation.optimised(image))]
-        # Adam's optimizer persists, its state resized below, and so does its learning-rate schedule
-        # (``model/schedules.py``), which runs over the whole run's global step, not per stage: each
-        # stage refines what the last one formed, and the last stage ends at the floor, so the last
-        # image is the settled one.
-        # What the optimizer moves (the image, or a pyramid's coordinates: ``pl_module.parameterisation``) and its state.
-        for optimizer in trainer.optimizers:
-            pl_module.parameterisation.resize_state(optimizer, image, old_size, pixel_ratio, resize_adam_state)
-        pl_module.refresh_targets()
-
-    def image_shape(self, datamodule: Any, scale_index: int) -> tuple[int, int]:
-        """``(H, W)`` of the image at stage ``scale_index``: the content image's at that long side."""
-        long_side = stage_sizes(datamodule.image_size, len(self.stage_steps) + 1)[scale_index]
-        return datamodule.size(long_side)
-
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        # Top-level keys, as checkpoints made before this callback existed have them.
-        checkpoint["nst_stage"] = self.scale_index
-        # Part of the inputs' fingerprint (the datamodule stores the rest): the stage sizes follow
-        # from it, so a state made for one schedule cannot continue another.
-        checkpoint["nst_stage_steps"] = list(self.stage_steps)
-
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        check_same_schedule(checkpoint, self.stage_steps)
-        scale_index = checkpoint.get("nst_stage", 0)
-        saved = checkpoint["state_dict"].get("image")
-        expected = self.image_shape(trainer.datamodule, scale_index) if scale_index <= len(self.stage_steps) else None
-        if saved is not None and expected != tuple(saved.shape[-2:]):
-            raise UserError(
-                f"the checkpoint's image is {saved.shape[-1]}x{saved.shape[-2]} (stage {scale_index}) but the "
-                f"inputs and {param('model.stage_steps')} give another size; resume with the same data options, "
-                f"or start a new run from its image with {param('model.init')} image {param('model.init_image')} CKPT"
-            )
-        self.scale_index = scale_index
 
 
 def check_same_schedule(checkpoint: dict[str, Any], stage_steps: Sequence[int], name: str = "the checkpoint") -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nst_lightning.utilities.errors import UserError
+from nst_lightning.utilities.signals import sigterm_as_ctrl_c
 
 INSTALL = 'pip install -e ".[ui]"'
 PASSED = ("--model.", "--data.", "--trainer.", "--seed_everything", "--checkpoint.", "--image_logger.")
@@ -185,13 +185,10 @@ def _serve(page: Any) -> int:
     """Until Ctrl-C or SIGTERM; then a run in progress stops at its step boundary and saves, and the server closes."""
     from nst_lightning.ui import live
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        while True:
-            time.sleep(0.5)
+        with sigterm_as_ctrl_c():
+            while True:
+                time.sleep(0.5)
     except KeyboardInterrupt:
         if live.stop_all():  # on the terminal: a run's output (sys.stderr now) goes to its ui.log
             print("nst_lightning: stopping the run at the end of its step, then saving…", file=sys.__stderr__, flush=True)
@@ -199,6 +196,5 @@ def _serve(page: Any) -> int:
         while live.stop_all() and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         page.close()
     return 0

@@ -43,7 +43,9 @@ PRESETS = {
     "Quick preview": Preset(256, 60, METHOD, gives="a first look, small"),
     "Balanced": Preset(512, 250, METHOD, gives="a good picture for a screen"),
     # configs/multiscale.yaml: 256 px up to 1024 px in five sizes, averaged over the last ~20 steps of each.
-    "Best quality": Preset(1024, 330, (*METHOD, "--model.ema_decay", "0.95"), (100, 80, 60, 50), gives="large and fine: the big shapes first, then the detail"),
+    "Best quality": Preset(
+        1024, 330, (*METHOD, "--model.ema_decay", "0.95"), (100, 80, 60, 50), gives="large and fine: the big shapes first, then the detail"
+    ),
     "As in the 2015 paper": Preset(512, 1000, PAPER, gives="the original method: slower, a little noisier"),
 }
 # The names of an earlier version of the page, still taken from API callers: the method they set.
@@ -68,14 +70,20 @@ class Limits:
     def check(self, size: Any = None, steps: Any = None, style_scale: Any = None, steps_name: str = param("trainer.max_steps")) -> None:
         side, scale, count = _value(size), _value(style_scale), _value(steps)
         if side is not None and side > self.size:
-            raise UserError(f"{param('data.image_size')} {number(size)}: over this page's limit of {self.size} px (the server's --max-size); give {self.size} or less")
+            raise UserError(
+                f"{param('data.image_size')} {number(size)}: over this page's limit of {self.size} px (the server's --max-size); "
+                f"give {self.size} or less"
+            )
         if side is not None and scale is not None and side * scale > self.size:
             raise UserError(
                 f"{param('data.style_scale')} {style_scale}: paintings of {side * scale:.0f} px, over this page's limit of {self.size} px "
                 f"(the server's --max-size); give {math.floor(self.size / side * 100) / 100:g} or less"
             )
         if count is not None and count > self.steps:
-            raise UserError(f"{steps_name} {number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); give {self.steps} or less")
+            raise UserError(
+                f"{steps_name} {number(steps)}: over this page's limit of {self.steps} steps a run (the server's --max-steps); "
+                f"give {self.steps} or less"
+            )
 
     def frames(self, size: Any, first: Any, later: Any, frames: Any) -> int:
         """How many frames of a clip one request may style: ``frames`` (0 or none: as many as fit), when its
@@ -85,7 +93,10 @@ class Limits:
         first_, later_ = whole(first, param("trainer.max_steps")), whole(later, "--video.frame_steps")
         wanted = whole(frames if frames not in (None, "") else 0, "--frames 0:N, N")
         if first_ < 1 or later_ < 1 or wanted < 0:
-            raise UserError(f"{param('trainer.max_steps')} {first_}, --video.frame_steps {later_}, {wanted} frames: give 1 step or more, and 0 frames (all) or more")
+            raise UserError(
+                f"{param('trainer.max_steps')} {first_}, --video.frame_steps {later_}, {wanted} frames: "
+                "give 1 step or more, and 0 frames (all) or more"
+            )
         most = 1 + (self.steps - first_) // later_
         if wanted > most:
             total = first_ + (wanted - 1) * later_
@@ -157,7 +168,7 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
     stages = str(stage_steps or "").strip().strip("[]")
     args += ["--model.stage_steps", f"[{stages}]" if stages else "null"]
     args += ["--model.max_memory_gb", str(memory_gb) if memory_gb not in (None, "", 0, 0.0) else "null"]
-    args += ["--result.bit_depth", str(bit_depth or 8)]  # 16: a 16-bit PNG to download (run/output.py)
+    args += ["--result.bit_depth", str(bit_depth or 8)]  # 16: a 16-bit PNG to download (outputs/results.py)
     return args
 
 
@@ -168,7 +179,9 @@ def preview_every(steps: Any) -> int:
         return 1
 
 
-def inputs(photo: Optional[str], builtin_photo: Optional[str], paintings: Optional[Sequence[str]], builtin_paintings: Optional[Sequence[str]]) -> tuple[str, list[str]]:
+def inputs(
+    photo: Optional[str], builtin_photo: Optional[str], paintings: Optional[Sequence[str]], builtin_paintings: Optional[Sequence[str]]
+) -> tuple[str, list[str]]:
     """The photo (an upload, else the built-in one) and the paintings (the uploads, else the built-ins;
     several are blended). An upload wins: a default built-in that stayed ticked is not blended in unasked."""
     chosen = photo or (BUILTIN_PREFIX + _builtin(builtin_photo, "built-in photo") if builtin_photo else None)
@@ -260,7 +273,8 @@ def ending(outcome: Outcome) -> str:
     """The end of a run, as a line for the page (the error line itself when it was refused)."""
     if outcome.error is not None:
         return f"<p><b>{html.escape(outcome.error)}</b></p>"
-    what = f"Stopped after {outcome.steps} steps: the image so far and checkpoints/last.ckpt are saved" if outcome.stopped else f"Done: {outcome.steps} steps"
+    stopped = f"Stopped after {outcome.steps} steps: the image so far and checkpoints/last.ckpt are saved"
+    what = stopped if outcome.stopped else f"Done: {outcome.steps} steps"
     return f"<p>{what}.</p>"
 
 

@@ -8,7 +8,7 @@ callback built by LightningCLI from its class path cannot be handed a queue any 
 channel go the run's progress (step, loss, the image every ``every_n_steps``) and one request back:
 stop. A stop is the seam ``StepCheckpoint`` already handles for Ctrl-C: the callback raises
 ``RunInterrupted`` at the end of a step, so the checkpoint and the image of that step are saved
-(``run/callbacks``), and ``cli_main`` ends with its one line. Signals cannot do it here: their
+(``callbacks/checkpoint.py``), and ``cli_main`` ends with its one line. Signals cannot do it here: their
 handlers are installed by the main thread only, and the page's runs are not in it.
 
 A stop also reaches a session's runs that are still waiting in the queue: each request that will start
@@ -163,7 +163,8 @@ class LivePreview(pl.Callback):
         value = float(loss) if loss is not None else None
         picture = as_array(pl_module.result()) if image else None
         seconds = time.monotonic() - self._started
-        channel.updates.put(Update(trainer.global_step, int(trainer.max_steps or 0), seconds, value if value is None or math.isfinite(value) else None, picture))
+        finite = value if value is None or math.isfinite(value) else None
+        channel.updates.put(Update(trainer.global_step, int(trainer.max_steps or 0), seconds, finite, picture))
 
 
 def as_array(image: Any) -> Any:

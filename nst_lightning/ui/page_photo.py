@@ -79,8 +79,12 @@ def photo_tab(c: Context) -> list[tuple]:
             preset = gr.Radio(_preset_choices(c), value=OWN, label="Quality", elem_id="preset",
                               info="Each sets the size, the steps and the method below; the times are this machine's, for a 4:3 photo")
             gr.Markdown(" · ".join(f"**{name}**: {p.gives}" for name, p in PRESETS.items()), elem_classes="nst-small")
-            size = gr.Slider(16, limits.size, value=d.size, step=1, label="Size of the result", info="Long side in pixels · --data.image_size", elem_id="size")
-            steps = gr.Slider(1, limits.steps, value=d.steps, step=1, label="Steps: more is finer and slower", info="--trainer.max_steps", elem_id="steps")
+            size = gr.Slider(
+                16, limits.size, value=d.size, step=1, label="Size of the result", info="Long side in pixels · --data.image_size", elem_id="size"
+            )
+            steps = gr.Slider(
+                1, limits.steps, value=d.steps, step=1, label="Steps: more is finer and slower", info="--trainer.max_steps", elem_id="steps"
+            )
             strength = gr.Slider(0, max(100.0, d.style_weight), value=d.style_weight, step=0.5, label="How strongly the painting's style shows",
                                  info="--model.style_weight")
             scale = gr.Slider(0.1, 4, value=d.style_scale, step=0.05, label="Brush-stroke size",

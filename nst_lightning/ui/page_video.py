@@ -90,7 +90,8 @@ def video_tab(c: Context) -> list[tuple]:
                 break
             yield _shown(update, _count(first_steps_), _count(later_steps))
         outcome: ClipOutcome = update
-        yield {**_shown(outcome.progress, 1, 1), "status": _ending(outcome), "video": str(outcome.video) if outcome.video else None, "clip": run.directory.name,
+        clip_file = str(outcome.video) if outcome.video else None
+        yield {**_shown(outcome.progress, 1, 1), "status": _ending(outcome), "video": clip_file, "clip": run.directory.name,
                "continue": gr.update(visible=outcome.video is None and outcome.progress.count is not None)}
         if outcome.error is not None:
             raise Refused(without_paths(c.runs, run.directory, outcome.error))
@@ -128,7 +129,8 @@ def video_tab(c: Context) -> list[tuple]:
         yield from for_script(film(lambda: clips.resume(c.runs, clip_run), 1, 1, request), SCRIPT)
 
     page_in = [clip, painting, size, steps, later, frames, strength]
-    both(stylise, script_buttons[0], "stylize_video", (page_clip, page_in, page_out), (stylize_video, [*page_in, builtin_painting], script_out), status)
+    both(stylise, script_buttons[0], "stylize_video", (page_clip, page_in, page_out),
+         (stylize_video, [*page_in, builtin_painting], script_out), status)
     both(go_on, script_buttons[1], "continue_video", (page_continue, [name], page_out), (continue_video, [name], script_out), status)
     stop.click(stopping, None, status, api_visibility="private", concurrency_limit=None)
 

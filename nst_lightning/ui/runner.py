@@ -74,7 +74,8 @@ def execute(run: Run, every_n_steps: int, session: str = "") -> Iterator[Union[U
                 yield channel.updates.get(timeout=0.1)
             except queue.Empty:
                 continue
-        yield done[0] if done else Outcome(1, f"{ERROR_PREFIX}the run ended unexpectedly (traceback in the server's log)", run.start_step, None, run.directory / LOG)
+        unexpected = f"{ERROR_PREFIX}the run ended unexpectedly (traceback in the server's log)"
+        yield done[0] if done else Outcome(1, unexpected, run.start_step, None, run.directory / LOG)
     finally:
         channel.stop.set()
         finished.wait()  # the next queued run starts only when this one has written its files

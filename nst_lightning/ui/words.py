@@ -68,7 +68,8 @@ def method(model: dict) -> str:
     """How the picture is optimised, in words."""
     if model.get("optimizer") == "lbfgs":
         start = {"noise": "from noise", "content": "from the photo"}.get(str(model.get("init")), f"from {model.get('init')}")
-        return f"L-BFGS {start}" + (", average pooling (as in the 2015 paper)" if model.get("pooling") == "avg" and model.get("init") == "noise" else "")
+        as_in_the_paper = model.get("pooling") == "avg" and model.get("init") == "noise"
+        return f"L-BFGS {start}" + (", average pooling (as in the 2015 paper)" if as_in_the_paper else "")
     words = "Adam"
     if model.get("init") == "painting_colors":
         words += " from the photo in the painting's colours"

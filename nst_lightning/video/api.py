@@ -21,7 +21,10 @@ from typing import Any, Optional, Union
 
 from nst_lightning.utilities.errors import UserError
 
-VIDEO_OPTIONS = ("first_frame_steps", "frame_steps", "temporal_weight", "flow_preset", "cut_threshold", "crf", "fps", "preview_every", "flow", "flow_weights", "temporal_frames", "fill")
+VIDEO_OPTIONS = (
+    "first_frame_steps", "frame_steps", "temporal_weight", "flow_preset", "cut_threshold", "crf", "fps", "preview_every", "flow",
+    "flow_weights", "temporal_frames", "fill",
+)
 
 
 def stylize_video(

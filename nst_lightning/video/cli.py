@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from nst_lightning.utilities.errors import RunInterrupted, UserError
 from nst_lightning.utilities.files import WriteFailed
+from nst_lightning.utilities.signals import sigterm_between_runs
 from nst_lightning.video.clip import VideoOptions, run_clip
 
 # Set by the command for each frame: giving them would point every frame at the same run.
@@ -42,7 +42,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     what.add_argument("--frames", default=None, help="A:B, the frames from A to B (0-based, B excluded), e.g. 0:24 for a first try")
     what.add_argument("--out_format", default="mp4", choices=["mp4", "gif"], help="mp4 (H.264, the input's sound) or gif (short loops)")
     run = p.add_argument_group("how the shots run")
-    run.add_argument("--launcher", default="sequential", choices=["sequential", "ray"], help="where shots run: this process, or Ray tasks in parallel")
+    run.add_argument("--launcher", default="sequential", choices=["sequential", "ray"],
+                     help="where shots run: this process, or Ray tasks in parallel")
     run.add_argument("--ray_address", default=None, help="with --launcher ray: auto or HOST:PORT of a running cluster (default: a local one)")
     run.add_argument("--cpus_per_job", type=float, default=None, help="with --launcher ray on CPUs: cores per shot (default: all of this machine's)")
     run.add_argument("--shard", default=None, help="I/N: only the I-th (from 0) of N shares of the shots; slurm: a job array's task")
@@ -63,7 +64,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     flow = p.add_argument_group("optical flow")
     flow.add_argument("--video.flow", dest="flow", default="dis", choices=["dis", "raft"],
                       help="optical flow: OpenCV's DIS (no weights), or torchvision's RAFT with --video.flow_weights")
-    flow.add_argument("--video.flow_weights", dest="flow_weights", default=None, help="with --video.flow raft: a raft_large or raft_small state dict file")
+    flow.add_argument("--video.flow_weights", dest="flow_weights", default=None,
+                      help="with --video.flow raft: a raft_large or raft_small state dict file")
     flow.add_argument("--video.flow_preset", dest="flow_preset", default="medium", choices=["ultrafast", "fast", "medium"],
                       help="OpenCV DIS's preset (medium: the most accurate on Sintel, docs/guide/video.md)")
     written = p.add_argument_group("the clip written")
@@ -122,8 +124,9 @@ def parse(argv: list[str], prog: str) -> VideoOptions:
     out = Path(known.out) if known.out else Path(f"{Path(known.input.rstrip('/')).stem or 'clip'}_styled")
     return VideoOptions(
         input=known.input, style=known.style, out=out.expanduser().absolute(), start=start, stop=stop,
-        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight, temporal_frames=temporal_frames, fill=known.fill,
-        flow=known.flow, flow_weights=known.flow_weights, flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
+        first_frame_steps=known.first_frame_steps, frame_steps=known.frame_steps, temporal_weight=known.temporal_weight,
+        temporal_frames=temporal_frames, fill=known.fill, flow=known.flow, flow_weights=known.flow_weights,
+        flow_preset=known.flow_preset, cut_threshold=known.cut_threshold, out_format=known.out_format, crf=known.crf,
         fps=fps, fit_args=tuple(fit_args), preview_every=known.preview_every, launcher=known.launcher, ray_address=known.ray_address,
         cpus_per_job=known.cpus_per_job, shard=known.shard,
     )
@@ -150,11 +153,9 @@ def video_main(argv: list[str], prog: str) -> int:
     """The ``video`` command: its exit code; every error is one line on stderr."""
     from nst_lightning.run.fit_options import UsageError
 
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)  # between frames: like Ctrl-C
     try:
-        run_video(argv, prog)
+        with sigterm_between_runs():  # between frames: like Ctrl-C
+            run_video(argv, prog)
         return 0
     except UsageError as err:
         print(f"nst_lightning: error: {err}", file=sys.stderr)
@@ -171,10 +172,3 @@ def video_main(argv: list[str], prog: str) -> int:
         signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
         print(f"video: stopped by {signal.Signals(signum).name} between frames; rerun the same command to go on", file=sys.stderr)
         return 128 + signum
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise RunInterrupted(signum, None, saved=False)

@@ -90,7 +90,10 @@ class TemporalLoss(pl.Callback):
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
             previous, mask = saved["previous"], saved["mask"]
         except Exception as err:  # missing, not a torch file, not ours: the same fix
-            raise UserError(f"the previous frame's warped result {self.path} cannot be read ({_first_words(err)}); delete the frame's run directory and rerun") from None
+            raise UserError(
+                f"the previous frame's warped result {self.path} cannot be read ({_first_words(err)}); "
+                "delete the frame's run directory and rerun"
+            ) from None
         if previous.dim() != 4 or mask.dim() != 4 or previous.shape[-2:] != mask.shape[-2:]:
             raise UserError(f"the previous frame's warped result {self.path} is damaged; delete the frame's run directory and rerun")
         # Around the kind already set (the clip's cached style, style_cache.py), else the photo's.

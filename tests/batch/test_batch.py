@@ -41,7 +41,8 @@ def test_sources_take_folders_globs_list_files_and_yaml_lists(collection):
     assert sources("[s1.png, s2.png]", "--styles").images == ["s1.png", "s2.png"]
     assert sources(["s1.png", "s2.png", "s1.png"], "--styles").images == ["s1.png", "s2.png"]  # each once
     (collection / "empty").mkdir()
-    for bad, words in [("empty", "no images found"), ("nowhere/", "no such file"), ("[a.jpg", "no file matches"), ("photos/*.gif", "no file matches")]:
+    refusals = [("empty", "no images found"), ("nowhere/", "no such file"), ("[a.jpg", "no file matches"), ("photos/*.gif", "no file matches")]
+    for bad, words in refusals:
         with pytest.raises(UserError, match=words):
             sources(bad, "--contents")
 
@@ -65,10 +66,12 @@ def test_shards_partition_the_jobs_for_every_count():
         for count in range(1, 8):
             shares = [[job for group in shard(groups, i, count) for job in group] for i in range(count)]
             assert sorted(job.name for share in shares for job in share) == sorted(job.name for job in jobs)
-            assert max(map(len, [shard(groups, i, count) for i in range(count)])) - min(map(len, [shard(groups, i, count) for i in range(count)])) <= 1
+            lengths = [len(shard(groups, i, count)) for i in range(count)]
+            assert max(lengths) - min(lengths) <= 1
             shuffled = list(groups)
             rng.shuffle(shuffled)
-            assert [job.name for job in shard(shuffled, 0, count)[0:1] for job in job] == [job.name for job in shard(groups, 0, count)[0:1] for job in job]
+            first = [job.name for job in shard(groups, 0, count)[0:1] for job in job]
+            assert [job.name for job in shard(shuffled, 0, count)[0:1] for job in job] == first
     assert parse_shard("2/5") == (2, 5)
     assert parse_shard("slurm", {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}) == (2, 4)
     for bad in ["5/5", "x", "1/0"]:
@@ -88,6 +91,7 @@ def test_groups_hold_jobs_of_one_size_and_unreadable_ones_alone():
 # ---- the command ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batch_runs_every_pair_writes_summary_and_contact_sheet_and_a_rerun_does_nothing(collection, capsys):
     assert batch() == 0
     out = collection / "styled"
@@ -112,6 +116,7 @@ def test_batch_runs_every_pair_writes_summary_and_contact_sheet_and_a_rerun_does
     assert len(list(out.rglob("*tfevents*"))) == 6
 
 
+@pytest.mark.slow
 def test_a_bad_photo_fails_its_jobs_alone_and_the_batch_says_which(collection, capsys):
     (collection / "photos" / "broken.jpg").write_text("this is not a JPEG")
     (collection / "photos" / "notes.txt").write_text("left out: not named as an image")
@@ -224,6 +229,13 @@ def _run_batch_process(cwd: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
 
 
+def _one_photo(collection: Path) -> None:
+    """Only p0 (jobs p0__s1, p0__s2): Ctrl-C's test stops the second job and resumes it; the other photos'
+    jobs would only add runs of 40 steps to the rerun."""
+    for name in ("p1.png", "p2.png"):
+        (collection / "photos" / name).unlink()
+
+
 def _wait_for(predicate, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -301,8 +313,9 @@ def test_ray_runs_the_batch_and_retries_a_killed_worker_from_its_checkpoint(coll
     assert (out / "contact_sheet.jpg").is_file()
 
 
+@pytest.mark.slow
 def test_a_job_running_in_another_process_is_left_to_it(collection, capsys):
-    from nst_lightning.run.run_lock import RunLock
+    from nst_lightning.outputs.run_lock import RunLock
 
     lock = RunLock(collection / "styled" / "p1__s2").acquire()  # as a twin batch running that job would hold it
     try:
@@ -323,6 +336,7 @@ def test_without_ray_the_ray_launcher_says_how_to_install_it(collection, capsys,
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_running_job_with_a_checkpoint_then_the_batch(collection):
+    _one_photo(collection)
     steps = ["--trainer.max_steps", "40", "--checkpoint.every_n_train_steps", "1"]
     out = collection / "styled"
     process = _run_batch_process(collection, *steps)

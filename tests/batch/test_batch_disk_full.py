@@ -62,7 +62,8 @@ def test_an_out_with_no_room_at_all_is_refused_before_any_job(collection, disk, 
     capsys.readouterr()
     assert batch(out=str(disk / "styled")) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nst_lightning")]
-    assert len(lines) == 1 and lines[0].startswith(f"nst_lightning: error: could not write into --out {disk / 'styled'}: No space left on device ("), lines
+    said = f"nst_lightning: error: could not write into --out {disk / 'styled'}: No space left on device ("
+    assert len(lines) == 1 and lines[0].startswith(said), lines
     assert list((disk / "styled").iterdir()) == []
 
 

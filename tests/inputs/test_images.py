@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from nst_lightning.inputs import sources as source_io
 from nst_lightning.inputs.images import load_image, open_image
 from nst_lightning.inputs.sources import BUILTIN_IMAGES
-from nst_lightning.run.output import save_image  # the writing side moved to run/output.py
+from nst_lightning.outputs.results import save_image  # the writing side is outputs/results.py
 from nst_lightning.utilities.errors import UserError
 from nst_lightning.utilities.files import atomic_write
 from tests.helpers import make_image

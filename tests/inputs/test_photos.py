@@ -143,7 +143,8 @@ def test_a_cielab_tiff_is_converted_from_lab():
     # Lab TIFFs rely on Pillow's own conversion (no profile needed): pinned against littlecms here.
     lab = ImageCms.profileToProfile(photo(), ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), outputMode="LAB")
     data = saved(lab, "TIFF")
-    reference = ImageCms.profileToProfile(Image.open(io.BytesIO(data)), ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), outputMode="RGB")
+    lab_profile, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+    reference = ImageCms.profileToProfile(Image.open(io.BytesIO(data)), lab_profile, srgb, outputMode="RGB")
     assert np.abs(pixels(data) - np.asarray(reference).astype(int)).max() <= 1
     assert np.abs(pixels(data) - np.asarray(photo()).astype(int)).mean() < 2  # and back to the photo, within Lab's 8 bits
 
@@ -203,7 +204,8 @@ def test_heif_and_avif_decode_upright_and_sized_from_their_headers(image_format)
     data = saved(photo((64, 48), noise=0), image_format, quality=95, exif=exif.tobytes())
     decoded = decode_pixels(data)[0].permute(1, 2, 0).numpy().astype(int)
     assert decoded.shape == (64, 48, 3) and header_size(data) == (64, 48)
-    upright, wrong = (np.asarray(photo((64, 48), noise=0).transpose(turn)).astype(int) for turn in (Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_90))
+    turns = (Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_90)
+    upright, wrong = (np.asarray(photo((64, 48), noise=0).transpose(turn)).astype(int) for turn in turns)
     assert np.abs(decoded - upright).mean() < 3 < np.abs(decoded - wrong).mean() / 5  # lossy codecs
     assert decode_pixels(data, 32).shape == (1, 3, 32, 24)
 

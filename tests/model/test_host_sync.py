@@ -54,6 +54,7 @@ class HostReads:
         return self.count / (self.last - self.first)
 
 
+@pytest.mark.slow
 def test_sync_every_10_reads_the_host_a_tenth_as_often_and_changes_nothing_else(run_cli, run_dir, monkeypatch):
     with monkeypatch.context() as patch:
         every_step = HostReads(patch, first=1, last=21)
@@ -96,7 +97,7 @@ def test_the_logger_writes_each_steps_own_losses_on_its_steps(run_cli, run_dir):
     "options",
     [
         ("--checkpoint.every_n_train_steps", "0"),  # read at step 10 only: 5 steps of NaN before it
-        ("--model.tile_size", "16", "--data.image_size", "64"),  # a step backpropagates once per tile
+        ("--model.tile_size", "32", "--data.image_size", "64"),  # a step backpropagates once per tile (4 here)
         ("--model.stage_steps", "[3]", "--model.ema_decay", "0.9"),  # the buffer changes size at step 3
     ],
     ids=["untiled", "tiled", "coarse-to-fine"],
@@ -122,7 +123,9 @@ def test_a_nan_with_sync_every_10_keeps_the_exact_last_finite_image_and_names_it
     monkeypatch.setattr(TiledLoss, "losses_and_backward", nan_tiles_from_step_5)
     every_step = user_error(run_cli, capsys, "--trainer.max_steps", "12", *options)
     expected = pixels_sha(run_dir / "generated.png")
-    every_10 = user_error(run_cli, capsys, "--trainer.max_steps", "12", *options, "--model.sync_every", "10", "--trainer.logger.init_args.version", "every10")
+    every_10 = user_error(
+        run_cli, capsys, "--trainer.max_steps", "12", *options, "--model.sync_every", "10", "--trainer.logger.init_args.version", "every10"
+    )
     assert every_10 == every_step.replace("lightning_logs/debug/", "lightning_logs/debug/every10/")
     assert "the loss became nan after 5 steps" in every_10 and "the last image with a finite loss (after 4 steps)" in every_10
     assert pixels_sha(run_dir / "every10" / "generated.png") == expected

@@ -77,7 +77,8 @@ def test_one_region_covering_everything_is_exactly_the_unguided_loss(images):
         torch.manual_seed(0)
         model = StyleTransfer(weights="random", style_loss=style_loss)
         plain = StyleTransferData(str(images / "photo.png"), str(images / "s1.png"), image_size=48)
-        guided = StyleTransferData(str(images / "photo.png"), regions=[{"mask": str(images / "all.png"), "style": str(images / "s1.png")}], image_size=48)
+        region = {"mask": str(images / "all.png"), "style": str(images / "s1.png")}
+        guided = StyleTransferData(str(images / "photo.png"), regions=[region], image_size=48)
         content, styles = plain.images(48)
         image = torch.rand_like(content)
         model.compute_targets(content, styles)

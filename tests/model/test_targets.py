@@ -60,7 +60,9 @@ def test_the_tiled_step_takes_the_term_and_its_gradient():
             loss["loss"].backward()
         else:
             assert len(model.tiled_loss.tiles(64, 80)) > 1
-            loss = model.tiled_loss.losses_and_backward(image, model.content_targets, model.style_targets, torch.Tensor.backward, terms=model.target_terms)
+            loss = model.tiled_loss.losses_and_backward(
+                image, model.content_targets, model.style_targets, torch.Tensor.backward, terms=model.target_terms
+            )
         grads.append(image.grad)
         losses.append(loss)
     assert torch.allclose(losses[0]["pull_loss"], losses[1]["pull_loss"]) and torch.allclose(losses[0]["loss"], losses[1]["loss"], rtol=1e-5)
@@ -77,4 +79,5 @@ def test_a_kind_set_on_the_module_is_used_by_a_real_fit_and_its_term_logged(tmp_
                          enable_model_summary=False, log_every_n_steps=1)
     trainer.fit(model, datamodule=data)
     assert float(trainer.callback_metrics["train/pull_loss"]) > 0
-    assert len(model.target_terms) == 1 and isinstance(kind_for(StyleTransferData(str(photo), regions=[{"mask": str(photo), "style": str(painting)}])), Regions)
+    assert len(model.target_terms) == 1
+    assert isinstance(kind_for(StyleTransferData(str(photo), regions=[{"mask": str(photo), "style": str(painting)}])), Regions)

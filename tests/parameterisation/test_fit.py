@@ -54,8 +54,8 @@ def test_a_pyramid_run_resumes_as_it_would_have_gone_on(run_cli, run_dir):
 
 def test_a_tiled_pyramid_run_gives_the_untiled_image(run_cli, run_dir):
     run_cli(*PYRAMID, "--data.image_size", "64")
-    tiled = run_cli(*PYRAMID, "--data.image_size", "64", "--model.tile_size", "16", "--trainer.logger.init_args.version", "tiled")
-    assert not tiled.model.automatic_optimization
+    tiled = run_cli(*PYRAMID, "--data.image_size", "64", "--model.tile_size", "32", "--trainer.logger.init_args.version", "tiled")
+    assert not tiled.model.automatic_optimization and len(tiled.model.tiled_loss.tiles(48, 64)) == 4
     untiled = checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]["image"]
     tiled = checkpoint(run_dir / "tiled" / "checkpoints" / "last.ckpt")["state_dict"]["image"]
     # The tiled gradient is the untiled one up to rounding, and so are the coordinates' (measured: at

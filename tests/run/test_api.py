@@ -14,6 +14,7 @@ from PIL import Image
 
 from nst_lightning import stylize
 from nst_lightning.inputs.images import load_image
+from nst_lightning.model import preflight
 from nst_lightning.run.quiet import NoAdvertisements
 from nst_lightning.utilities.errors import UserError
 from tests.helpers import checkpoint, make_image
@@ -253,3 +254,17 @@ def test_paintings_that_cannot_be_held_at_the_working_size_are_refused_from_thei
         r"the photo, more than the [\d.]+ [GM]B (that max_memory_gb 4 leaves|available); blend fewer paintings, or lower "
         r"image_size or style_scale, or give check_memory=False to try anyway", str(error.value)), str(error.value)
     assert time.monotonic() - started < 30 and sorted(p.name for p in tmp_path.iterdir()) == ["painting.png"]
+
+
+@pytest.mark.parametrize("route", ["cli", "stylize"])
+def test_the_inputs_are_checked_once_a_fit(route, run_cli, monkeypatch, tmp_path):
+    # The preflight reads every input's header and decodes it: the CLI's and stylize()'s check before
+    # anything is written is the fit's one (the module takes its plan), not repeated by setup.
+    calls = []
+    real = preflight.plan_run
+    monkeypatch.setattr(preflight, "plan_run", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    if route == "cli":
+        run_cli("--trainer.max_steps", "1")
+    else:
+        stylize("builtin:tubingen", "builtin:starry_night", **{**TINY, "max_steps": 1})
+    assert len(calls) == 1  # before: 2, the setup checking again

@@ -111,7 +111,9 @@ CASES = {
     "garbage stage": (set_key(top, "nst_stage", "x"), "its nst_stage is a str, not an int"),
     "a stage past the last": (set_key(top, "nst_stage", 3), "its nst_stage is 3, past the last of the 1 stages"),
     "garbage fingerprint": (set_key(top, "StyleTransferData", 5), "its StyleTransferData is an int, not a dict"),
-    "fingerprint without its hashes": (lambda c: c["StyleTransferData"]["fingerprint"].pop("content_sha256"), "its fingerprint of the inputs is not one"),
+    "fingerprint without its hashes": (
+        lambda c: c["StyleTransferData"]["fingerprint"].pop("content_sha256"), "its fingerprint of the inputs is not one"
+    ),
     "garbage Lightning version": (set_key(top, "pytorch-lightning_version", "banana"), "its pytorch-lightning_version 'banana' is no version"),
 }
 
@@ -196,6 +198,7 @@ def _limited_memory() -> None:
 
 @pytest.mark.skipif(not hasattr(resource, "RLIMIT_AS") or sys.platform != "linux", reason="needs Linux's RLIMIT_AS")
 @pytest.mark.parametrize("how", ["init_image", "load_from_checkpoint"])
+@pytest.mark.slow
 def test_a_checkpoint_declaring_a_huge_image_is_refused_before_anything_is_allocated(made, tmp_path, how):
     # Before: torch.nan_to_num (init_image) and torch.empty_like (load_from_checkpoint) allocated
     # the declared 10.8 GB (here: a MemoryError traceback, under the process's 6 GB of address space).

@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from nst_lightning import StyleTransfer
+from nst_lightning.__main__ import dispatch
 from nst_lightning.inputs.images import load_image
 from tests.helpers import CONFIGS, REPO, checkpoint, events, make_image, scalar_steps, user_error
 
@@ -165,14 +166,9 @@ def test_load_from_checkpoint_gives_back_the_image(run_cli, run_dir):
         (["--data.content", "missing.jpg"], "--data.content: file not found: missing.jpg"),
         (["--data.style", "notes.txt"], "--data.style: notes.txt is not a readable image"),
         (["--data.style", "http://127.0.0.1:9/style.jpg"], "--data.style: could not download"),
+        # One refusal of jsonargparse's through the whole CLI; the others: test_options_refused_as_the_command_line_is_read.
         (["--model.style_layers", "[conv1_1,conv9_9]"], 'Parser key "model.style_layers"'),
         (["--model.content_layers", "[conv4_2]", "--model.style_layer_weights", "[1,2]"], "one weight per layer"),
-        (["--data.image_size", "0"], 'Parser key "data.image_size"'),
-        (["--data.image_size", "-5"], 'Parser key "data.image_size"'),
-        (["--model.style_weight", "-1"], 'Parser key "model.style_weight"'),
-        (["--model.tv_weight", "-0.1"], 'Parser key "model.tv_weight"'),
-        (["--model.optimizer", "sgd"], 'Parser key "model.optimizer"'),
-        (["--model.style_loss", "l2"], 'Parser key "model.style_loss"'),
         (["--model.weights", "nowhere.pth"], "--model.weights: no such file"),
         (["--data.image_size", "8"], "below VGG19's minimum"),
         (["--data.image_size", "60000"], "result needs about"),  # refused before it is decoded
@@ -187,6 +183,24 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(run_cli, tmp_path, cap
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data.image_size", "0"], 'Parser key "data.image_size"'),
+        (["--data.image_size", "-5"], 'Parser key "data.image_size"'),
+        (["--model.style_weight", "-1"], 'Parser key "model.style_weight"'),
+        (["--model.tv_weight", "-0.1"], 'Parser key "model.tv_weight"'),
+        (["--model.optimizer", "sgd"], 'Parser key "model.optimizer"'),
+        (["--model.style_loss", "l2"], 'Parser key "model.style_loss"'),
+    ],
+)
+def test_options_refused_as_the_command_line_is_read(parse_refusal, tmp_path, args, message):
+    # The same line the CLI prints (tests/conftest.py's parse_refusal; the CLI's own: the test above).
+    assert message in parse_refusal(*args)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.slow
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--data.content", "gone.png"],
@@ -243,6 +257,7 @@ def test_tensorboard_images_are_previews_no_larger_than_max_side(run_cli, run_di
     assert Image.open(run_dir / "generated.png").size == (48, 36)  # the result itself is full size
 
 
+@pytest.mark.slow
 def test_installed_command_runs_the_cli():
     command = shutil.which("nst-lightning")
     if command is None:
@@ -252,6 +267,7 @@ def test_installed_command_runs_the_cli():
     assert "usage: nst-lightning" in result.stdout and "--model.style_loss" in result.stdout
 
 
+@pytest.mark.slow
 def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
@@ -297,10 +313,13 @@ def test_the_fit_cli_has_no_other_subcommand(run_cli, capsys, tmp_path):
     ("video", ["what to style", "how the shots run", "holding frames together", "optical flow", "the clip written"]),
     ("ui", ["the page", "limits that keep the machine serving everyone"]),
 ])
-def test_each_commands_help_groups_its_options(command, groups):
-    result = subprocess.run([sys.executable, "-m", "nst_lightning", command, "--help"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
-    headings = [line[:-1] for line in result.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")]
+def test_each_commands_help_groups_its_options(command, groups, capsys):
+    # The dispatch that `python -m nst_lightning` runs, in this process: a process of its own would import
+    # torch and Lightning anew for each command (~4.5 CPU s); test_module_entry_point_help starts one.
+    with pytest.raises(SystemExit) as exit:
+        dispatch([command, "--help"])
+    assert exit.value.code == 0
+    headings = [line[:-1] for line in capsys.readouterr().out.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert headings == ["options", *groups]
 
 
@@ -324,6 +343,7 @@ def _fit_output(cwd, *args: str) -> list[str]:
     return [line for line in (result.stdout + result.stderr).replace("\r", "\n").splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_a_run_prints_its_progress_and_its_own_lines_only(tmp_path):
     # No advertisement ("Tip: ... litlogger/litmodels"), no expected-but-wrong warnings, none of
     # Lightning's lines about itself (accelerators available, seed, fit stopped), no model summary: the
@@ -335,6 +355,7 @@ def test_a_run_prints_its_progress_and_its_own_lines_only(tmp_path):
     assert not any("Epoch" in line or "v_num" in line for line in bar), bar
 
 
+@pytest.mark.slow
 def test_verbose_brings_back_lightnings_lines_and_the_model_summary(tmp_path):
     lines = _fit_output(tmp_path, "--trainer.precision", "bf16-mixed", "--trainer.enable_progress_bar", "false", "--verbose")
     for start in ("Seed set to 0", "GPU available:", "TPU available:", "Using bfloat16 Automatic Mixed Precision", "`Trainer.fit` stopped:"):

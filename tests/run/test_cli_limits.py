@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from nst_lightning.run.config_limits import MAX_YAML_NODES, count_nodes
+from nst_lightning.run._config_limits import MAX_YAML_NODES, count_nodes
 from tests.helpers import DEBUG_CONFIG, REPO, info_lines, user_error
 
 # 499 bytes that expand to 490 million values: 17 s and 5 GB in jsonargparse before.
@@ -40,7 +40,8 @@ def test_alias_expansion_is_counted_without_expanding():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seed_everything", "-1"], "--seed_everything must be an integer from 0 to 4294967295 (or true for a random seed, false for none), not -1"),
+        (["--seed_everything", "-1"],
+         "--seed_everything must be an integer from 0 to 4294967295 (or true for a random seed, false for none), not -1"),
         (["--seed_everything", str(2**32)], "--seed_everything must be an integer from 0 to 4294967295"),
         (["--ckpt_path", "best"], "--ckpt_path best names the best checkpoint of an earlier fit in this same process"),
         (["--result.filename", ""], "--result.filename is empty; give a file name such as generated.png"),
@@ -48,7 +49,20 @@ def test_alias_expansion_is_counted_without_expanding():
         (["--result.filename", "images/"], "--result.filename images/ names a directory"),
         (["--result.filename", "run.lock"], "--result.filename run.lock is a name the run uses itself (lightning_logs/debug/run.lock)"),
         (["--result.filename", "checkpoints"], "--result.filename checkpoints is a name the run uses itself"),
+        # One config refused through the whole CLI; the others: test_configs_and_yaml_values_are_bounded_as_the_command_line_is_read.
         (["--config", "latin1.yaml"], "--config latin1.yaml is not UTF-8 text (byte 0xe9 on line 1); save it as UTF-8"),
+    ],
+    ids=lambda value: " ".join(value)[:32] if isinstance(value, list) else "",
+)
+def test_options_lightning_would_fail_on_are_one_line_before_anything_is_written(run_cli, tmp_path, capsys, args, message):
+    write_configs(tmp_path)
+    assert message in user_error(run_cli, capsys, *args)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
         (["--config", "laughs.yaml"], "--config laughs.yaml holds 490,329,064 values once its YAML aliases are expanded, more than the 5,000"),
         (["--config=big.yaml"], "--config big.yaml is 16.8 MB; a config file is at most 1 MB"),
         (["-c", "big.yaml"], "--config big.yaml is 16.8 MB"),
@@ -58,10 +72,9 @@ def test_alias_expansion_is_counted_without_expanding():
     ],
     ids=lambda value: " ".join(value)[:32] if isinstance(value, list) else "",
 )
-def test_options_lightning_would_fail_on_are_one_line_before_anything_is_written(run_cli, tmp_path, capsys, args, message):
+def test_configs_and_yaml_values_are_bounded_as_the_command_line_is_read(parse_refusal, tmp_path, args, message):
     write_configs(tmp_path)
-    assert message in user_error(run_cli, capsys, *args)
-    assert not (tmp_path / "lightning_logs").exists()
+    assert message in parse_refusal(*args)
 
 
 def test_a_directory_existing_under_the_result_name_is_refused_before_training(run_cli, tmp_path, capsys):
@@ -88,6 +101,7 @@ def fit(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProce
     ],
     ids=["fifo", "devices"],
 )
+@pytest.mark.slow
 def test_a_hang_or_a_second_process_is_one_line_instead(tmp_path, args, message):
     os.mkfifo(tmp_path / "waiting.fifo")
     done = fit(tmp_path, *args, timeout=240)
@@ -101,6 +115,7 @@ def test_ckpt_path_last_without_a_run_says_it_starts_a_new_one(run_cli, run_dir)
     with info_lines() as lines, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run_cli("--ckpt_path", "last")
-    assert [line for line in lines if "--ckpt_path last" in line] == ["--ckpt_path last: no checkpoint in lightning_logs/debug/checkpoints yet, so this is a new run"]
+    said = "--ckpt_path last: no checkpoint in lightning_logs/debug/checkpoints yet, so this is a new run"
+    assert [line for line in lines if "--ckpt_path last" in line] == [said]
     assert not [w for w in caught if "no last checkpoint" in str(w.message)]  # Lightning's own, replaced by the line
     assert (run_dir / "generated.png").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()

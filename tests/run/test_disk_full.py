@@ -130,7 +130,8 @@ def test_a_result_image_that_does_not_fit(run_cli, run_dir, capsys, monkeypatch)
         run_cli()
     assert exit_info.value.code == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith(f"nst_lightning: error: could not write {os.path.join('lightning_logs', 'debug', 'generated.png')}: No space left on device")
+    result = os.path.join("lightning_logs", "debug", "generated.png")
+    assert line.startswith(f"nst_lightning: error: could not write {result}: No space left on device")
     assert "the last good checkpoint" in line and "last.ckpt, is intact" in line
     assert not (run_dir / "generated.png").exists() and temporaries(run_dir) == []
 

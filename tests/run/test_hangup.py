@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from nst_lightning.inputs.images import load_image
-from nst_lightning.run.run_lock import LOCK_NAME
+from nst_lightning.outputs.run_lock import LOCK_NAME
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint
 
 FIT = [sys.executable, "-m", "nst_lightning", "fit", "--config", DEBUG_CONFIG]
@@ -60,6 +60,7 @@ def read_until(path: Path, process: subprocess.Popen, master: int, limit_s: floa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pseudo-terminals as on Linux")
+@pytest.mark.slow
 def test_closing_the_terminal_saves_a_checkpoint_and_the_image_and_exits_129(tmp_path):
     run_dir = tmp_path / "lightning_logs" / "debug"
     # The progress bar is on (a terminal): after the hang-up each of its writes would fail with EIO.
@@ -77,6 +78,7 @@ def test_closing_the_terminal_saves_a_checkpoint_and_the_image_and_exits_129(tmp
 
 
 @pytest.mark.skipif(shutil.which("nohup") is None or not sys.platform.startswith("linux"), reason="needs nohup")
+@pytest.mark.slow
 def test_under_nohup_a_closed_terminal_does_not_stop_the_run(tmp_path):
     run_dir = tmp_path / "lightning_logs" / "debug"
     process, master = on_a_terminal(["nohup", *FIT, "--trainer.max_steps", "30"], tmp_path)
@@ -91,7 +93,7 @@ def test_under_nohup_a_closed_terminal_does_not_stop_the_run(tmp_path):
 
 HUNG_UP_WRITES = """
 import os, sys
-from nst_lightning.run.signals import hangup_tolerant_output
+from nst_lightning.utilities.signals import hangup_tolerant_output
 master, slave = os.openpty()
 os.dup2(slave, 2)  # stderr is the terminal
 sys.stderr = os.fdopen(2, "w", buffering=1)

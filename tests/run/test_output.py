@@ -1,4 +1,4 @@
-"""Results as photographers want them (``run/output.py``, ``--result.*``, ``run/rerun.py``): tagged with
+"""Results as photographers want them (``outputs/results.py``, ``--result.*``, ``run/rerun.py``): tagged with
 their colour profile, 8 or 16 bits, carrying the configuration that reruns them."""
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import yaml
 from PIL import Image, ImageCms
 
 from nst_lightning.__main__ import dispatch
-from nst_lightning.run.entry import cli_main
-from nst_lightning.run.output import (
+from nst_lightning.outputs.results import (
     CONFIG_KEY,
     embedded_config,
     profile_problem,
@@ -28,6 +27,7 @@ from nst_lightning.run.output import (
     srgb_profile,
     to_pixels,
 )
+from nst_lightning.run.entry import cli_main
 from tests.helpers import DEBUG_CONFIG, checkpoint, make_image, user_error
 
 
@@ -106,12 +106,15 @@ def test_a_tiff_keeps_a_non_ascii_configuration_as_yaml_escapes(tmp_path):
         (["--result.bit_depth", "16", "--result.filename", "generated.jpg"], "--result.bit_depth 16 writes PNG or TIFF, not JPEG"),
         (["--result.bit_depth", "16", "--result.color_profile", "photo"], "--result.color_profile photo converts 8-bit results only"),
         (["--result.bit_depth", "12"], 'Parser key "result.bit_depth"'),
-        (["--result.color_profile", "adobe"], 'Parser key "result.color_profile"'),
     ],
 )
 def test_result_options_that_cannot_work_are_refused_before_anything_is_written(run_cli, capsys, tmp_path, args, words):
     assert words in user_error(run_cli, capsys, *args)
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_result_option_of_no_known_value_is_refused_as_the_command_line_is_read(parse_refusal):
+    assert 'Parser key "result.color_profile"' in parse_refusal("--result.color_profile", "adobe")
 
 
 def test_color_profile_photo_converts_the_result_to_the_photos_own_profile(run_cli, run_dir, tmp_path):

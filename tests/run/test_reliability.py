@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
+from nst_lightning.callbacks._checkpoint_io import SafeCheckpointIO
 from nst_lightning.inputs.images import load_image
 from nst_lightning.model.module import StyleTransfer
-from nst_lightning.run.checkpoint_io import SafeCheckpointIO
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, user_error
 
 STEPS = 30  # long enough to be killed mid-run: the first checkpoint comes at step 2
@@ -49,6 +49,7 @@ def last_line(stderr: str) -> str:
 # ---- interrupted runs --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_finishes_at_max_steps(run_cli, run_dir, tmp_path):
     process = start(tmp_path, "--trainer.max_steps", str(STEPS))
     wait_for(run_dir / "checkpoints" / "last.ckpt", process)
@@ -66,6 +67,7 @@ def test_sigkill_mid_run_then_resume_finishes_at_max_steps(run_cli, run_dir, tmp
 
 # SIGHUP (exit 129) is tested as a user meets it, a closed terminal: tests/run/test_hangup.py.
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_signal_saves_checkpoint_and_image_then_resume_finishes(run_cli, run_dir, tmp_path, signum, code):
     process = start(tmp_path, "--trainer.max_steps", str(STEPS))
     wait_for(run_dir / "checkpoints" / "last.ckpt", process)
@@ -178,6 +180,7 @@ def test_a_nan_loss_stops_with_a_clear_line_and_keeps_the_last_good_image(run_cl
     assert torch.allclose(load_image(str(run_dir / "generated.png")), last["state_dict"]["image"], atol=1 / 255)
 
 
+@pytest.mark.slow
 def test_lbfgs_with_an_absurd_step_size_diverges_cleanly(tmp_path, run_dir):
     process = start(tmp_path, "--model.optimizer", "lbfgs", "--model.lr", "1e30", "--trainer.max_steps", "20")
     _, stderr = process.communicate(timeout=300)

@@ -17,8 +17,8 @@ import torch
 import yaml
 from PIL import Image
 
+from nst_lightning.outputs.results import embedded_config, read_config, save_image
 from nst_lightning.run.entry import cli_main
-from nst_lightning.run.output import embedded_config, read_config, save_image
 from tests.helpers import DEBUG_CONFIG, REPO, user_error
 
 PLANTED = "planted_marker"  # a module whose import leaves a file: proof that it was (not) imported
@@ -149,6 +149,7 @@ def test_symlinks_and_files_in_the_run_directory_are_not_written_through_or_over
 # --- an image's configuration names no code ---
 
 
+@pytest.mark.slow
 def test_a_class_path_in_an_image_is_refused_before_its_module_is_imported(result_png, tmp_path):
     image, config = result_png
     marker = tmp_path / "imported.txt"
@@ -167,6 +168,7 @@ def test_a_class_path_in_an_image_is_refused_before_its_module_is_imported(resul
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow
 def test_a_callback_calling_a_function_from_an_image_is_refused_and_never_called(result_png, tmp_path):
     image, config = result_png
     callback = {"class_path": "lightning.pytorch.callbacks.LambdaCallback", "init_args": {"on_fit_start": "builtins.print"}}
@@ -182,7 +184,8 @@ def test_a_callback_calling_a_function_from_an_image_is_refused_and_never_called
 @pytest.mark.parametrize(
     "keys, value, said",
     [
-        ("trainer.logger.class_path", f"{PLANTED}.Nope", f"trainer.logger.class_path is '{PLANTED}.Nope', where only lightning.pytorch.loggers.TensorBoardLogger is allowed"),
+        ("trainer.logger.class_path", f"{PLANTED}.Nope",
+         f"trainer.logger.class_path is '{PLANTED}.Nope', where only lightning.pytorch.loggers.TensorBoardLogger is allowed"),
         ("trainer.profiler", f"{PLANTED}.Nope", f"trainer.profiler is '{PLANTED}.Nope', where only null is allowed"),
         ("trainer.strategy", f"{PLANTED}.Nope", f"trainer.strategy is '{PLANTED}.Nope', not a plain name"),
         ("trainer.plugins", [{"class_path": f"{PLANTED}.Nope"}], f"trainer.plugins is a list with class_path '{PLANTED}.Nope'"),
@@ -232,6 +235,7 @@ def test_an_image_does_not_choose_where_outside_this_directory_its_run_writes(re
     assert (tmp_path / "here" / "runs" / "debug" / "generated.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_result_image_reruns_saying_what_it_runs(result_png, tmp_path):
     image, config = result_png
     craft(tmp_path / "shared.png", image, changed(config, "checkpoint.dirpath", "elsewhere"))
@@ -267,13 +271,14 @@ def test_the_sections_an_image_may_set_are_the_parsers_with_plain_types_only():
     parser's options, and each must read its value as a value (a class-typed option would import)."""
     from nst_lightning.inputs.data import StyleTransferData
     from nst_lightning.model.module import StyleTransfer
+    from nst_lightning.run._picture_options import PICTURE_OPTIONS_BY_SECTION
     from nst_lightning.run.cli import TRAINER_DEFAULTS, StyleTransferCLI
-    from nst_lightning.run.picture_options import PICTURE_OPTIONS_BY_SECTION
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["nst_lightning"])
         cli = StyleTransferCLI(
-            StyleTransfer, StyleTransferData, run=False, args=["--config", DEBUG_CONFIG], trainer_defaults=TRAINER_DEFAULTS, auto_configure_optimizers=False
+            StyleTransfer, StyleTransferData, run=False, args=["--config", DEBUG_CONFIG], trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,
         )
     actions = {a.dest: getattr(a, "_typehint", None) for a in cli.parser._actions if not a.dest.endswith(".help")}
     for section, allowed in PICTURE_OPTIONS_BY_SECTION.items():

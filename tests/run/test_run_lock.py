@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_lightning.run.run_lock import LOCK_NAME, RunLock
+from nst_lightning.outputs.run_lock import LOCK_NAME, RunLock
 from nst_lightning.utilities.errors import UserError
 from tests.helpers import DEBUG_CONFIG, checkpoint
 
@@ -73,7 +73,8 @@ def test_a_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_ov
     first.wait(timeout=30)
     assert (run_dir / LOCK_NAME).exists()
     step = checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
-    resumed = subprocess.run([*FIT, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    resume = [*FIT, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2)]
+    resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 2
     assert not (run_dir / LOCK_NAME).exists()
@@ -95,7 +96,8 @@ def test_a_lock_held_on_another_host_is_respected_until_its_heartbeat_is_stale(t
     assert exit_info.value.code == 2
     line = last_line(capsys.readouterr().err)
     # The heartbeat's age is counted when the CLI reads the lock, a second or two after it was set.
-    assert re.search(r"is in use by another run \(pid 12345 on host render-node-7, since 2026-12-01T10:00:00\+00:00, last heartbeat 1\d s ago\)", line), line
+    holder = r"\(pid 12345 on host render-node-7, since 2026-12-01T10:00:00\+00:00, last heartbeat 1\d s ago\)"
+    assert re.search(r"is in use by another run " + holder, line), line
     assert "--trainer.logger.init_args.version NAME" in line
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_NAME]  # nothing written
     # Older than the limit (300 s): that host's run is dead, its lock is taken over.
@@ -115,7 +117,7 @@ def test_a_dead_pid_on_this_host_or_a_reused_one_is_stale(tmp_path):
 
 
 def test_the_heartbeat_keeps_a_lock_fresh(tmp_path, monkeypatch):
-    monkeypatch.setattr("nst_lightning.run.run_lock.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("nst_lightning.outputs.run_lock.HEARTBEAT_S", 0.05)
     lock = RunLock(tmp_path).acquire()
     try:
         then = time.time() - 1000
@@ -132,7 +134,7 @@ RACE = """
 import os, sys, time
 from pathlib import Path
 from nst_lightning.utilities.errors import UserError
-from nst_lightning.run.run_lock import RunLock
+from nst_lightning.outputs.run_lock import RunLock
 directory = Path(sys.argv[1])
 (directory / "ready").mkdir(exist_ok=True)
 (directory / "ready" / str(os.getpid())).touch()
@@ -219,13 +221,13 @@ def test_a_fifo_or_a_directory_named_run_lock_is_refused_without_hanging_and_nev
 def test_a_lock_write_that_fails_leaves_no_lock_and_no_temporary(tmp_path, monkeypatch):
     # The record is written into a temporary file and linked into place: a write cut short by a full
     # disk leaves nothing (before, an empty run.lock that blocked the directory).
-    from nst_lightning.run import lock_file
+    from nst_lightning.outputs import _lock_file
     from nst_lightning.utilities.files import WriteFailed
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(lock_file.os, "fsync", no_space)
+    monkeypatch.setattr(_lock_file.os, "fsync", no_space)
     with pytest.raises(WriteFailed, match=rf"^could not write {re.escape(str(tmp_path / LOCK_NAME))}: No space left on device \("):
         RunLock(tmp_path).acquire()
     assert list(tmp_path.iterdir()) == []
@@ -240,6 +242,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_taking_the_lock_is_one_line_and_leaves_nothing(tmp_path):
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "64k"):
@@ -268,7 +271,7 @@ def test_a_lock_temporary_removed_by_the_holders_start_is_a_busy_lock_not_a_cras
     # The race CI once hit: the run holding the lock starts, and removes hidden temporaries from its
     # directory (a killed write's leftovers) just as a second run has made its lock's temporary and not
     # yet linked it. The second must then see the holder, not fail with FileNotFoundError.
-    from nst_lightning.run import lock_file
+    from nst_lightning.outputs import _lock_file
 
     real_chmod = os.chmod
 
@@ -276,6 +279,6 @@ def test_a_lock_temporary_removed_by_the_holders_start_is_a_busy_lock_not_a_cras
         Path(path).unlink()
         return real_chmod(path, mode)
 
-    monkeypatch.setattr(lock_file.os, "chmod", chmod_after_the_holder_cleaned_up)
-    assert lock_file.create(tmp_path / "run.lock", {"pid": 1}) is False
+    monkeypatch.setattr(_lock_file.os, "chmod", chmod_after_the_holder_cleaned_up)
+    assert _lock_file.create(tmp_path / "run.lock", {"pid": 1}) is False
     assert not list(tmp_path.iterdir())  # and nothing is left

@@ -1,4 +1,4 @@
-"""Each run of a config in a version directory of its own (run/versions.py), through the real CLI:
+"""Each run of a config in a version directory of its own (run/_versions.py), through the real CLI:
 the README's quick start run twice, resumed with --ckpt_path last, rerun from its result; and the
 claims of runs started at the same instant (real processes)."""
 
@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from nst_lightning.run.versions import ClaimedVersion
+from nst_lightning.run._versions import ClaimedVersion
 from tests.helpers import CONFIGS, checkpoint, info_lines, user_error
 
 # configs/quick.yaml as the README runs it, at the tests' size and with untrained weights.
@@ -24,6 +25,7 @@ def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nst_lightning", *args], cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_the_quick_start_runs_twice_and_last_resumes_the_latest_run(tmp_path):
     runs = tmp_path / "lightning_logs" / "quick"
     for n in range(2):
@@ -34,7 +36,8 @@ def test_the_quick_start_runs_twice_and_last_resumes_the_latest_run(tmp_path):
     assert yaml.safe_load((runs / "version_1" / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] is None
     result = fit(tmp_path, *QUICK, "--trainer.max_steps", "3", "--ckpt_path", "last")
     assert result.returncode == 0, result.stderr
-    said = f"--ckpt_path last: continuing {Path('lightning_logs/quick/version_1')}, the latest run in {Path('lightning_logs/quick')} with a checkpoint"
+    latest, config_runs = Path("lightning_logs/quick/version_1"), Path("lightning_logs/quick")
+    said = f"--ckpt_path last: continuing {latest}, the latest run in {config_runs} with a checkpoint"
     assert said in result.stderr.splitlines()
     assert checkpoint(runs / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 3
     assert checkpoint(runs / "version_0" / "checkpoints" / "last.ckpt")["global_step"] == 2
@@ -54,6 +57,7 @@ def _claim(base: str, start: multiprocessing.Event, numbers: multiprocessing.Que
     numbers.put(ClaimedVersion(Path(base)).number)
 
 
+@pytest.mark.slow
 def test_claims_made_at_the_same_instant_never_share_a_number(tmp_path):
     context = multiprocessing.get_context("spawn")
     start, numbers = context.Event(), context.Queue()

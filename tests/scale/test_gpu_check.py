@@ -20,7 +20,8 @@ def test_gpu_check_runs_with_tiny_sizes_and_prints_each_section():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    for heading in ("## Trainer.fit at 32 px", "## Host syncs per training step", "## One tiled step at 64 px", "## Trainer.fit against the plain loop"):
+    headings = ("## Trainer.fit at 32 px", "## Host syncs per training step", "## One tiled step at 64 px", "## Trainer.fit against the plain loop")
+    for heading in headings:
         assert heading in out, out
     rows = [line for line in out.splitlines() if line.startswith("| 1 | 32 |") or line.startswith("| 2 | 32 |")]
     assert [row.split(" | ")[2] for row in rows] == ["1x3x24x32", "2x3x24x32"]  # K photos as one [K, 3, H, W] image

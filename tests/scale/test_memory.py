@@ -111,6 +111,7 @@ def test_crop_of_is_the_largest_crop_of_the_tile_grid():
 
 
 @pytest.mark.parametrize("size", ["100000000000", "1000000000"])
+@pytest.mark.slow
 def test_a_size_far_too_large_is_refused_at_once_through_the_cli(tmp_path, size):
     # The refusal searches tile sizes (for a --model.max_memory_gb to suggest): a linear walk over
     # them took over a minute at 10^9 px and hours at 10^11. The refusal itself now takes
@@ -231,7 +232,9 @@ def test_available_memory_counts_a_cgroup_limit_without_its_page_cache(tmp_path)
     assert available_bytes(CPU, cgroup=str(tmp_path), meminfo=str(tmp_path / "meminfo")) == 50_000_000 * 1024
 
 
-@pytest.mark.parametrize(("n", "text"), [(350e6, "350 MB"), (54.6e9, "54.6 GB"), (999e9, "999.0 GB"), (16575e12, "16,575 TB"), (1.66e25, "1.7e+13 TB")])
+@pytest.mark.parametrize(
+    ("n", "text"), [(350e6, "350 MB"), (54.6e9, "54.6 GB"), (999e9, "999.0 GB"), (16575e12, "16,575 TB"), (1.66e25, "1.7e+13 TB")]
+)
 def test_sizes_read_as_a_person_writes_them(n, text):
     # An impossible print's refusal once read "16575000000000000.0 GB".
     assert gb(n) == text

@@ -81,7 +81,7 @@ def relative_error(expected: torch.Tensor, got: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("statistic", ["gram", "wasserstein"])
-@pytest.mark.parametrize("tile", [16, 40, 1000])  # many tiles, a size off the 16 px grid, one tile
+@pytest.mark.parametrize("tile", [pytest.param(16, marks=pytest.mark.slow), 40, 1000])  # many tiles, a size off the 16 px grid, one tile
 def test_tiled_gradient_is_the_untiled_one(statistic, tile):
     expected, got, untiled, tiled = gradients(statistic, tile=tile)
     assert relative_error(expected, got) < TOLERANCE[statistic]
@@ -173,8 +173,8 @@ def test_targets_measured_in_tiles_are_the_untiled_ones(statistic):
 
 @pytest.mark.parametrize(
     "statistic_name, method",
-    [("gram", "downsample"), ("gram", "propagate"), ("wasserstein", "downsample"), ("sliced_wasserstein", "propagate"),
-     ("nearest_neighbour", "downsample")],
+    [("gram", "downsample"), ("gram", "propagate"), pytest.param("wasserstein", "downsample", marks=pytest.mark.slow),
+     pytest.param("sliced_wasserstein", "propagate", marks=pytest.mark.slow), ("nearest_neighbour", "downsample")],
 )  # fmt: skip
 def test_tiled_gradient_with_regions_is_the_untiled_one(statistic_name, method):
     """Two soft regions (guided targets, masks at each layer's resolution): tiles give the untiled
@@ -219,5 +219,7 @@ def test_tiled_gradient_with_regions_is_the_untiled_one(statistic_name, method):
         if statistic_name in ("sliced_wasserstein", "nearest_neighbour"):
             assert_same_sample(measured[n], expected_target)
             continue
-        got, want = (measured[n]["second_moment"], expected_target["second_moment"]) if statistic_name == "wasserstein" else (measured[n], expected_target)
+        got, want = measured[n], expected_target
+        if statistic_name == "wasserstein":
+            got, want = got["second_moment"], want["second_moment"]
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-6 * want.abs().max().item()), n

@@ -309,8 +309,9 @@ def main() -> int:
     deadline = started + 60 * options.max_minutes if options.max_minutes else float("inf")
     with ThreadPoolExecutor(options.jobs) as pool:
         futures = [
-            pool.submit(soak_one, run, options.out, random.Random(seed), options.kill_share, options.max_kills, options.twin_share, options.disk_share,
-                        {"server": server, "lock_share": options.lock_share, "batch": run.index in batches, "deadline": deadline})
+            pool.submit(soak_one, run, options.out, random.Random(seed), options.kill_share, options.max_kills, options.twin_share,
+                        options.disk_share, {"server": server, "lock_share": options.lock_share, "batch": run.index in batches,
+                                             "deadline": deadline})
             for run, seed in zip(runs, seeds)
         ]
         for future in futures:

@@ -54,6 +54,7 @@ def test_a_deleted_runs_served_picture_goes_with_it(tmp_path):
     assert runs.earlier() == [] and not picture.exists() and runs.storage() == 0
 
 
+@pytest.mark.slow
 def test_a_runs_settings_file_makes_the_same_picture_with_fit_config(tmp_path):
     runs = Runs(tmp_path / "runs", ["--config", DEBUG_CONFIG])
     photo = make_image(tmp_path / "mine.png", (48, 36))

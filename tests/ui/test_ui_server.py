@@ -17,6 +17,9 @@ import av  # noqa: E402  (the video extra: the clips' tests)
 import httpx  # noqa: E402  (gradio_client's own dependency)
 from gradio_client import handle_file  # noqa: E402
 
+# Every test here talks to a real server process of the page (gradio's import and a run's: tens of seconds).
+pytestmark = pytest.mark.slow
+
 
 def test_a_run_streams_previews_and_returns_the_result(server, tmp_path):
     job = client(server, tmp_path).submit(

@@ -18,6 +18,9 @@ pytest.importorskip("gradio_client", reason='the ui extra is not installed: pip 
 import httpx  # noqa: E402  (gradio_client's own dependency)
 from gradio_client import handle_file  # noqa: E402
 
+# Every test here talks to a real server process of the page (gradio's import and a run's: tens of seconds).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
@@ -115,9 +118,11 @@ def test_a_clips_refusals_are_one_line_in_the_log_and_to_the_client(limited, tmp
     offset, before = len(limited.log.read_text()), run_directories(limited.runs)
     calls = [
         (lambda: session.predict(clip, painting, "abc", 4, 2, 0, 10.0, api_name="/stylize_video"), "--data.image_size 'abc': give a whole number"),
-        (lambda: session.predict(clip, painting, 65, 4, 2, 0, 10.0, api_name="/stylize_video"), "--data.image_size 65: over this page's limit of 64 px"),
+        (lambda: session.predict(clip, painting, 65, 4, 2, 0, 10.0, api_name="/stylize_video"),
+         "--data.image_size 65: over this page's limit of 64 px"),
         # 4 steps for the first frame and 2 for each later one: 5 frames are 12 steps, over the server's 10.
-        (lambda: session.predict(clip, painting, 48, 4, 2, 5, 10.0, api_name="/stylize_video"), "--frames 0:5: 5 frames of 4 + 4 x 2 steps are 12 steps"),
+        (lambda: session.predict(clip, painting, 48, 4, 2, 5, 10.0, api_name="/stylize_video"),
+         "--frames 0:5: 5 frames of 4 + 4 x 2 steps are 12 steps"),
         (lambda: session.predict(None, painting, 48, 4, 2, 0, 10.0, api_name="/stylize_video"), "give a clip (upload one)"),
         (lambda: session.predict("/etc", api_name="/continue_video"), "no clip named '/etc'"),
     ]

@@ -46,6 +46,7 @@ def test_the_temporal_loss_is_logged_with_its_hand_computed_value(run_cli, frame
         assert not cli.model.automatic_optimization  # it did run in tiles
 
 
+@pytest.mark.slow
 def test_the_temporal_loss_holds_the_trusted_pixels_to_the_previous_result(run_cli, frame, tmp_path):
     _, previous, mask = frame
     held = _fit(run_cli, "--trainer.callbacks.weight", "1e5", "--trainer.max_steps", "30", "--model.lr", "0.05",

@@ -50,6 +50,7 @@ def clip(tmp_path, monkeypatch) -> Path:
     return make_pan_clip(tmp_path / "pan.mp4", count=5)
 
 
+@pytest.mark.slow
 def test_a_clip_becomes_frames_and_a_video_with_its_timing_and_sound(clip, tmp_path):
     assert video("--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "2", "--video.preview_every", "2") == 0
     out = tmp_path / "styled"
@@ -90,6 +91,7 @@ def test_the_video_is_written_with_the_permissions_of_every_other_output(clip, t
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o644" for p in written}
 
 
+@pytest.mark.slow
 def test_each_frames_trainer_and_model_are_freed_when_the_frame_ends(clip, tmp_path):
     import gc
 
@@ -113,6 +115,7 @@ def test_each_frames_trainer_and_model_are_freed_when_the_frame_ends(clip, tmp_p
     assert alive["StyleTransfer"] <= 1 and alive["Trainer"] <= 1, alive
 
 
+@pytest.mark.slow
 def test_later_frames_follow_the_pan_and_a_cut_starts_a_new_shot(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["nst_lightning"])
@@ -129,6 +132,7 @@ def test_later_frames_follow_the_pan_and_a_cut_starts_a_new_shot(tmp_path, monke
         assert gif.n_frames == 5
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_frames_and_more_frames_are_refused(clip, tmp_path, capsys):
     args = ["--input", "pan.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1", "--frames", "0:3"]
     assert video(*args) == 0
@@ -191,6 +195,7 @@ def test_a_stopped_clip_resumes_to_the_same_frames_as_an_uninterrupted_one(clip,
         assert pixels_sha(tmp_path / "stopped" / "frames" / f"{n:06d}.png") == pixels_sha(tmp_path / "whole" / "frames" / f"{n:06d}.png"), n
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_a_frames_first_checkpoint_says_that_nothing_of_it_was_saved(clip, tmp_path):
     process = _video_process(tmp_path, "early")
     run = tmp_path / "early" / "runs" / "frame_000001"
@@ -256,6 +261,7 @@ def _peak_of(command: list[str], cwd: Path) -> tuple[int, str, float]:
 
 @pytest.mark.parametrize("make", [lambda path: declared_size_gif(path / "bomb.gif", 16000, 12000),
                                   lambda path: png_clip(path / "bomb.mov", [(16000, 12000)] * 2)], ids=["gif-85-bytes", "png-in-mov-47-kB"])
+@pytest.mark.slow
 def test_a_clip_declaring_a_huge_picture_is_refused_before_it_is_decoded(clip, tmp_path, make):
     bomb = make(tmp_path)
     _text_file(tmp_path)
@@ -299,6 +305,7 @@ def test_an_out_folder_holding_other_files_is_refused(clip, tmp_path, capsys):
     assert "--out" in error_line(capsys) and sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["holiday.jpg"]
 
 
+@pytest.mark.slow
 def test_a_folder_of_frames_at_its_own_rate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["nst_lightning"])
@@ -327,6 +334,7 @@ def test_stylize_video_is_the_command_in_one_call(clip, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow
 def test_raft_flow_from_a_weights_file(clip, tmp_path, capsys):
     import torch
     from torchvision.models.optical_flow import raft_small
@@ -351,6 +359,7 @@ def two_shots(tmp_path, monkeypatch) -> Path:
     return make_pan_clip(tmp_path / "cut.mp4", count=4, cut_at=2)
 
 
+@pytest.mark.slow
 def test_shots_in_shares_and_the_last_share_writes_the_video(two_shots, tmp_path, capsys):
     args = ["--input", "cut.mp4", "--style", "style.png", "--out", "styled", "--video.frame_steps", "1"]
     assert video(*args, "--shard", "1/2") == 0  # the second shot: frames 3 and 4
@@ -377,6 +386,7 @@ def test_shots_run_in_parallel_on_ray(two_shots, tmp_path):
     assert (out / "cut.mp4").is_file()
 
 
+@pytest.mark.slow
 def test_long_term_consistency_holds_each_pixel_to_its_nearest_earlier_frame(clip, tmp_path):
     import torch
 
@@ -397,6 +407,7 @@ def test_long_term_consistency_holds_each_pixel_to_its_nearest_earlier_frame(cli
     assert saved["mask"][0].mean() > 0.9
 
 
+@pytest.mark.slow
 def test_the_paintings_style_targets_are_computed_once_for_the_clip(clip, tmp_path):
     import torch
 
@@ -413,6 +424,7 @@ def test_the_paintings_style_targets_are_computed_once_for_the_clip(clip, tmp_pa
     assert json.loads((out / "runs" / "frame_000002" / "frame.json").read_text())["style_loss"] != pytest.approx(second, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_frames_run_in_tiles_with_the_temporal_loss(clip, tmp_path):
     # The path a 4K clip takes (tiles, chosen here by --model.tile_size; --model.max_memory_gb chooses them
     # the same way): the temporal term is per pixel, on the whole image, as total variation is.

@@ -4,7 +4,7 @@ Two runs writing into one directory interleave their checkpoints and event files
 whichever finished last. So a run takes ``run.lock`` in its directory before it writes anything and
 holds it to the end. The lock must hold on a filesystem shared by several machines (NFS), where
 ``fcntl`` locks are not dependable, so it is a file that appears atomically, whole or not at all
-(``lock_file.py``: written into a temporary file, then hard-linked to its name, which fails if the
+(``_lock_file.py``: written into a temporary file, then hard-linked to its name, which fails if the
 name exists, atomically on local filesystems and NFSv3 and later), holding its owner (host, pid, the
 pid's start time, when); its modification time is a heartbeat, renewed every ``HEARTBEAT_S`` by a thread.
 
@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from nst_lightning.run import lock_file
+from nst_lightning.outputs import _lock_file
 from nst_lightning.utilities.errors import UserError
 
 LOCK_NAME = "run.lock"
@@ -104,14 +104,14 @@ class RunLock:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise lock_file.write_failed(err, self.directory) from None
+            raise _lock_file.write_failed(err, self.directory) from None
         holder: Optional[dict[str, Any]] = None
         for _ in range(20):
-            if lock_file.create(self.path, self.record):
+            if _lock_file.create(self.path, self.record):
                 self._heartbeat = threading.Thread(target=self._beat, name="nst-run-lock", daemon=True)
                 self._heartbeat.start()
                 return self
-            holder = lock_file.read(self.path)
+            holder = _lock_file.read(self.path)
             if holder is None:  # given back or taken over this instant: look again
                 continue
             why_stale = self.stale_reason(holder)
@@ -134,7 +134,7 @@ class RunLock:
         self._stop.set()
         self._heartbeat.join(timeout=5)
         self._heartbeat = None
-        holder = lock_file.read(self.path)
+        holder = _lock_file.read(self.path)
         if holder is not None and holder.get("token") == self.record["token"]:
             self.path.unlink(missing_ok=True)
 
@@ -178,7 +178,7 @@ class RunLock:
             fd = os.open(takeover, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except OSError as err:
             if not isinstance(err, FileExistsError):
-                raise lock_file.write_failed(err, takeover) from None
+                raise _lock_file.write_failed(err, takeover) from None
             try:
                 if time.time() - takeover.stat().st_mtime > TAKEOVER_STALE_S:
                     takeover.unlink(missing_ok=True)  # left by a process killed mid-takeover
@@ -188,8 +188,8 @@ class RunLock:
             return
         try:
             os.close(fd)
-            now = lock_file.read(self.path)
-            if now is not None and lock_file.same(now, stale):
+            now = _lock_file.read(self.path)
+            if now is not None and _lock_file.same(now, stale):
                 self.path.unlink(missing_ok=True)
         finally:
             takeover.unlink(missing_ok=True)

@@ -20,8 +20,8 @@ from PIL import Image
 from torch import Tensor
 
 from nst_lightning.inputs.images import MAX_DECODED_PIXELS
-from nst_lightning.run.api_arguments import ArgumentTypeError, a_noun
-from nst_lightning.run.output import to_pil
+from nst_lightning.outputs.results import to_pil
+from nst_lightning.run._api_arguments import ArgumentTypeError, a_noun
 from nst_lightning.scale.memory import gb
 from nst_lightning.utilities.errors import UserError, param
 

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 
-from nst_lightning.model.options import sync_interval
+from nst_lightning.callbacks._sync import sync_interval
 
 
 def logger_writes_this_step(trainer: pl.Trainer) -> bool:

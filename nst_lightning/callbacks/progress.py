@@ -40,7 +40,7 @@ class StepProgressBar(TQDMProgressBar):
         bar.refresh()
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Union[int, str, float, dict[str, float]]]:
-        # The loss alone (model/loss_logger.py puts the last logged one there): not the logger's version.
+        # The loss alone (loss_logger.py puts the last logged one there): not the logger's version.
         loss = trainer.progress_bar_metrics.get("train/loss")
         return {} if loss is None else {"loss": float(loss)}
 

@@ -1,6 +1,6 @@
 """The result file: ``SaveGeneratedImage`` (``--result.*``) writes ``generated.png`` at the end, on a
 signal, or after a divergence the last image whose loss was finite: 8 or 16 bits, tagged sRGB or
-converted to the photo's profile, with the run's configuration embedded (``run/output.py``).
+converted to the photo's profile, with the run's configuration embedded (``outputs/results.py``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from nst_lightning.model.divergence import DivergenceGuard, image_is_finite
-from nst_lightning.run.output import (
+from nst_lightning.callbacks.checkpoint import is_graceful_stop
+from nst_lightning.callbacks.divergence import DivergenceGuard, image_is_finite
+from nst_lightning.outputs.results import (
     SIXTEEN_BIT_FORMATS,
     embedded_config,
     embedded_profile,
@@ -22,7 +23,6 @@ from nst_lightning.run.output import (
     profile_problem,
     save_image,
 )
-from nst_lightning.run.signals import is_graceful_stop
 from nst_lightning.utilities.errors import NonFiniteLossError, UserError, param
 from nst_lightning.utilities.files import remove_stale_temporaries
 
@@ -34,7 +34,7 @@ def find_callback(trainer: pl.Trainer, kind: type) -> Optional[Any]:
 class SaveGeneratedImage(pl.Callback):
     """Writes the image into the run's log directory when training ends or is stopped by a signal;
     when the loss became non-finite, writes the last image whose loss was finite instead. The file
-    carries its colour profile and the run's configuration (``run/output.py``)."""
+    carries its colour profile and the run's configuration (``outputs/results.py``)."""
 
     def __init__(
         self,

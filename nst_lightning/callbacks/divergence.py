@@ -9,7 +9,7 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 
-from nst_lightning.model.options import sync_interval
+from nst_lightning.callbacks._sync import sync_interval
 from nst_lightning.utilities.errors import NonFiniteLossError, param
 
 

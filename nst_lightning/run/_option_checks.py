@@ -5,16 +5,15 @@ CLI before anything is written: each becomes one line naming the option (``UserE
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
 import yaml
 
-from nst_lightning.run.callbacks.result import SaveGeneratedImage, member_filename
-from nst_lightning.run.config_limits import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, file_kind, yaml_shape
-from nst_lightning.run.run_lock import LOCK_NAME
+from nst_lightning.callbacks.result import SaveGeneratedImage, member_filename
+from nst_lightning.outputs.run_lock import LOCK_NAME
+from nst_lightning.run._config_limits import MAX_CONFIG_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, yaml_shape
 from nst_lightning.utilities.errors import UserError, param
 
 # numpy's seed range, which Lightning's seed_everything enforces with a traceback.
@@ -29,26 +28,6 @@ def check_seed(seed: Any) -> None:
             f"{param('seed_everything')} must be an integer from 0 to {MAX_SEED} (or true for a random seed, "
             f"false for none), not {seed}"
         )
-
-
-def check_checkpoint_path(ckpt_path: Optional[str]) -> None:
-    """``best`` (which a new process never has), and a path that is not a plain file, refused unopened:
-    opening a FIFO waits for a writer forever, a device never ends."""
-    if ckpt_path == "best":
-        raise UserError(
-            f"{param('ckpt_path')} best names the best checkpoint of an earlier fit in this same process, which a new "
-            f"run does not have; give {param('ckpt_path')} last (the run's latest checkpoint) or a checkpoint file"
-        )
-    if not ckpt_path or ckpt_path in ("last", "hpc") or str(ckpt_path).startswith("registry"):
-        return
-    try:
-        info = os.stat(ckpt_path)
-    except (OSError, ValueError):
-        return  # missing: said when it is read
-    if stat.S_ISDIR(info.st_mode):
-        raise UserError(f"{param('ckpt_path')}: {ckpt_path} is a directory; give a .ckpt file")
-    if not stat.S_ISREG(info.st_mode):
-        raise UserError(f"{param('ckpt_path')}: {ckpt_path} is not a regular file ({file_kind(info.st_mode)}); give a .ckpt file")
 
 
 def check_one_device(trainer: pl.Trainer, asked: Any) -> None:

@@ -16,12 +16,12 @@ import inspect
 import re
 from typing import Any, Callable, Optional
 
+from nst_lightning.callbacks.checkpoint import StepCheckpoint
+from nst_lightning.callbacks.image_logger import ImageLogger
+from nst_lightning.callbacks.result import SaveGeneratedImage
 from nst_lightning.inputs.data import StyleTransferData
 from nst_lightning.inputs.masks import Region
 from nst_lightning.model.module import StyleTransfer
-from nst_lightning.run.callbacks.checkpoint import StepCheckpoint
-from nst_lightning.run.callbacks.image_logger import ImageLogger
-from nst_lightning.run.callbacks.result import SaveGeneratedImage
 from nst_lightning.utilities.errors import UserError, param
 
 # What a result image's configuration may hold. Each option is allowed by name, with what its value

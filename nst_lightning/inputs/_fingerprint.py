@@ -2,7 +2,7 @@
 resume one made for other inputs.
 
 A resume with other images, other blend weights, other regions or another size would silently
-optimise a different problem from a state made for this one, so ``check_resume`` refuses, naming the
+optimise a different problem from a state made for this one, so ``check_same_inputs`` refuses, naming the
 option and the way on. Of the bytes, not of the decoded pixels: stable across Pillow versions, and
 the same for a URL and a downloaded copy of it. Plain types only, so that checkpoints load with
 ``torch.load(weights_only=True)``.
@@ -54,7 +54,7 @@ def _regions_fingerprint(data: Any) -> list[dict[str, Any]]:
     ]
 
 
-def check_resume(data: Any, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None:
+def check_same_inputs(data: Any, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None:
     """Refuse to resume from a checkpoint made with other inputs; ``saved`` is its fingerprint
     (``None`` for checkpoints older than fingerprints: the module still checks the image size)."""
     if not saved or "styles_sha256" not in saved:

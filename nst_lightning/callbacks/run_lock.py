@@ -1,11 +1,11 @@
-"""``HoldRunLock``: a fit holds its directory's ``run.lock`` (``run/run_lock.py``) to its end, however
+"""``HoldRunLock``: a fit holds its directory's ``run.lock`` (``outputs/run_lock.py``) to its end, however
 it ends (finished, stopped by a signal, failed)."""
 
 from __future__ import annotations
 
 import lightning.pytorch as pl
 
-from nst_lightning.run.run_lock import RunLock
+from nst_lightning.outputs.run_lock import RunLock
 
 
 class HoldRunLock(pl.Callback):

@@ -5,7 +5,7 @@ the Trainer's ``accelerator`` and ``precision``, and ``stylize``'s own annotatio
 bad value is refused with the rule it breaks, as ``--model.lr -1`` is. Python values are not strings to
 parse: a string jsonargparse would read as a number or a bool (``max_steps="3"``), or a number it would
 read as a string (``log_dir=3``), is refused with the value to write instead. Errors are ``UserError``s
-naming the Python argument (``lr``, not ``--model.lr``). In-memory images are ``api_images.py``'s.
+naming the Python argument (``lr``, not ``--model.lr``). In-memory images are ``_api_images.py``'s.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from nst_lightning.model.divergence import check_losses
+from nst_lightning.callbacks.divergence import check_losses
 
 
 def _tensorboard(trainer: pl.Trainer) -> Optional[Any]:

@@ -4,19 +4,18 @@ saves at the end and on a signal, atomically.
 
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Any, Optional
 
 import lightning.pytorch as pl
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from nst_lightning.run.checkpoint_io import SafeCheckpointIO
-from nst_lightning.run.signals import is_graceful_stop, leave_dead_terminal, stop_signals
+from nst_lightning.callbacks._checkpoint_io import SafeCheckpointIO
 from nst_lightning.utilities.errors import RunInterrupted
 from nst_lightning.utilities.files import remove_stale_temporaries
+from nst_lightning.utilities.signals import StepBoundaryStop
 
 # StepCheckpoint's settings in a run of the CLI (its --checkpoint.* defaults) and of stylize(log_dir=...).
 CHECKPOINT_DEFAULTS = {
@@ -31,6 +30,15 @@ CHECKPOINT_DEFAULTS = {
     # Ctrl-C, SIGTERM and SIGHUP save a checkpoint (never an error: see StepCheckpoint).
     "save_on_exception": True,
 }
+
+
+def is_graceful_stop(exception: BaseException) -> bool:
+    """A stop at a step boundary after which the state is consistent and worth saving."""
+    if isinstance(exception, RunInterrupted):
+        return exception.saved
+    # Lightning's own SIGTERM handling (outside the window where StepCheckpoint handles the signal)
+    # also stops at a step boundary.
+    return isinstance(exception, SIGTERMException)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -54,9 +62,8 @@ class StepCheckpoint(ModelCheckpoint):
 
     # Per-run state, set in on_train_start (no __init__ override: the CLI reads ModelCheckpoint's).
     _trainer: Optional[pl.Trainer] = None
-    _stop_signal: Optional[int] = None
+    _stop: Optional[StepBoundaryStop] = None  # SIGINT, SIGTERM, SIGHUP in training (utilities/signals.py)
     _flush_next_step = False
-    _previous_handlers: dict[int, Any] = {}  # replaced, never mutated in place
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -67,28 +74,15 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._trainer, self._stop_signal = trainer, None
+        self._trainer = trainer
         # After Lightning's own SIGTERM handler (registered just before training starts), which
         # only stops runs on SLURM or, elsewhere, at its own pace and with exit code 0.
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handlers = {signum: signal.signal(signum, self._on_signal) for signum in stop_signals()}
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        leave_dead_terminal(signum)  # SIGHUP: the terminal is gone, and writing to it would fail
-        step = self._trainer.global_step if self._trainer is not None else 0
-        if self._stop_signal is not None:  # asked twice: the user wants out now
-            self._restore_signal_handlers()
-            raise RunInterrupted(signum, step, saved=False)
-        self._stop_signal = signum
-        rank_zero_info(
-            f"\n{signal.Signals(signum).name} received: stopping after step {step + 1}, then saving a "
-            "checkpoint and the image (send it again to stop at once, without saving)"
-        )
+        self._stop = StepBoundaryStop(lambda: self._trainer.global_step if self._trainer is not None else 0, rank_zero_info)
+        self._stop.install()
 
     def _restore_signal_handlers(self) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        self._previous_handlers = {}
+        if self._stop is not None:
+            self._stop.restore()
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         # The points logged before a checkpoint reach the event file before it does (``Logger.save``
@@ -112,8 +106,8 @@ class StepCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-        if self._stop_signal is not None and trainer.global_step < (trainer.max_steps or 0):
-            raise RunInterrupted(self._stop_signal, trainer.global_step)
+        if self._stop is not None and self._stop.requested is not None and trainer.global_step < (trainer.max_steps or 0):
+            raise RunInterrupted(self._stop.requested, trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_signal_handlers()

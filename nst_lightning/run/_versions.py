@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from nst_lightning.run import lock_file
-from nst_lightning.run.run_lock import _first_missing
+from nst_lightning.outputs import _lock_file
+from nst_lightning.outputs.run_lock import _first_missing
 from nst_lightning.utilities.errors import UserError, param
 from nst_lightning.utilities.files import WriteFailed
 
@@ -54,7 +54,7 @@ class ClaimedVersion:
         try:
             base.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise lock_file.write_failed(err, base) from None
+            raise _lock_file.write_failed(err, base) from None
         numbers = versions(base)
         self.number = numbers[-1] + 1 if numbers else 0
         while True:
@@ -64,7 +64,7 @@ class ClaimedVersion:
             except FileExistsError:  # claimed by another run this instant (or a file of that name)
                 self.number += 1
             except OSError as err:
-                raise lock_file.write_failed(err, self.path) from None
+                raise _lock_file.write_failed(err, self.path) from None
 
     @property
     def path(self) -> Path:
