@@ -13,9 +13,11 @@ result's style distance should fall well below, at a content distance above 0.
         --out docs/lab/evaluation/defaults
     python benchmarks/evaluate.py --weights W --regions configs/regions.yaml --out docs/lab/evaluation/regions
 
-Writes ``OUT/scores.csv`` (one row per result), ``OUT/table.md`` (means per option set) and
+Writes ``OUT/scores.csv`` (one row per result, with a colour distance to the painting that no loss
+optimises, and the run's CPU seconds), ``OUT/table.md`` (means per option set) and
 ``OUT/tradeoff.png`` (style distance against content distance, each option set's mean and its
-results), and prints the table. A rerun skips the runs that are done (``batch`` is idempotent).
+results), with ``--sheets`` ``OUT/sheet_<photo>__<painting>.jpg`` (the photo, the painting, each option
+set's result), and prints the table. A rerun skips the runs that are done (``batch`` is idempotent).
 
 Speed against a reference, on a machine others share: ``--interleave`` runs every option set on one
 pair before the next pair (so that a change of load falls on all of them alike), ``--precision 32``
