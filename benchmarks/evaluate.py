@@ -13,9 +13,11 @@ result's style distance should fall well below, at a content distance above 0.
         --out docs/lab/evaluation/defaults
     python benchmarks/evaluate.py --weights W --regions configs/regions.yaml --out docs/lab/evaluation/regions
 
-Writes ``OUT/scores.csv`` (one row per result), ``OUT/table.md`` (means per option set) and
+Writes ``OUT/scores.csv`` (one row per result, with a colour distance to the painting that no loss
+optimises, and the run's CPU seconds), ``OUT/table.md`` (means per option set) and
 ``OUT/tradeoff.png`` (style distance against content distance, each option set's mean and its
-results), and prints the table. A rerun skips the runs that are done (``batch`` is idempotent).
+results), with ``--sheets`` ``OUT/sheet_<photo>__<painting>.jpg`` (the photo, the painting, each option
+set's result), and prints the table. A rerun skips the runs that are done (``batch`` is idempotent).
 
 Speed against a reference, on a machine others share: ``--interleave`` runs every option set on one
 pair before the next pair (so that a change of load falls on all of them alike), ``--precision 32``
@@ -63,6 +65,7 @@ PYRAMID_90_LR_03 = ["--trainer.max_steps", "90", "--model.parameterisation", "la
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],
+    "gram": [],  # the defaults, named for the comparison of style losses
     "style_weight 5": ["--model.style_weight", "5"],
     "style_weight 20": ["--model.style_weight", "20"],
     "style_weight 40": ["--model.style_weight", "40"],
@@ -89,6 +92,10 @@ OPTION_SETS = {
     "pyramid 40+65 coarse-to-fine style_weight 8": ["--trainer.max_steps", "105", "--model.parameterisation", "laplacian_pyramid",
                                                     "--model.stage_steps", "[40]", "--model.style_weight", "8"],
     "pixels 90": ["--trainer.max_steps", "90"],
+    # The losses on whole distributions, each through its overlay config (its style weight chosen so that
+    # the content distance is Gram's within 5%: docs/lab/quality.md).
+    "sliced wasserstein": ["--config", "configs/sliced_wasserstein.yaml"],
+    "nearest neighbour": ["--config", "configs/nearest_neighbour.yaml"],
 }
 # How --precision forces every run's precision, whatever --precision_policy would choose.
 PRECISION = {"as_set": [], "32": ["--precision_policy", "as_set", "--trainer.precision", "32-true"],
@@ -98,6 +105,27 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
 
 def load(source: str, long_side: int | None = None):
     return decode_image(read_source(source, "image"), long_side, source, "image")
+
+
+def colour_distance(result, painting, bins: int = 8) -> float:
+    """The Hellinger distance (0: the same, 1: disjoint) between the joint RGB histograms (``bins`` per
+    channel) of the result's and the painting's pixels: a statistic that no style loss optimises
+    (they all compare VGG19 features), so it judges them alike."""
+    import torch
+
+    def histogram(image):
+        codes = (image.clamp(0, 1) * (bins - 1e-6)).long().flatten(2)[0]  # [3, pixels]
+        index = (codes[0] * bins + codes[1]) * bins + codes[2]
+        return torch.bincount(index, minlength=bins**3).double() / index.numel()
+
+    return float((1 - (histogram(result) * histogram(painting)).sqrt().sum()).clamp_min(0).sqrt())
+
+
+def cpu_seconds() -> float:
+    """The CPU seconds (user and system, every thread) of this process's finished children: a run's
+    cost that another process's load on the same cores changes much less than its wall seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
@@ -113,39 +141,36 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
             *OPTION_SETS[name], *args.fit_args,
         ]
         print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
-        cpu_seconds = child_cpu_seconds()
+        done_before = {path.parent.name for path in out.glob("*/cpu_seconds.txt")}
+        used = cpu_seconds()
         subprocess.run(command, check=True, cwd=REPO)
-        cpu_seconds = child_cpu_seconds() - cpu_seconds
+        used = cpu_seconds() - used
         with open(out / "summary.csv", newline="") as handle:
             jobs = list(csv.DictReader(handle))
-            for job in jobs:
-                result = load(job["path"])
-                photo, painting = load(job["content"]), load(job["style"])
-                rows.append({
-                    "options": name, "photo": Path(job["content"]).stem, "painting": Path(job["style"]).stem,
-                    "content_distance": scorer.content_distance(result, photo),
-                    "style_distance": scorer.style_distance(result, painting),
-                    "seconds": float(job["seconds"]), "path": job["path"],
-                    # The batch process's CPU seconds (user + sys, its start and the targets included): other
-                    # processes' load on the same cores changes them much less than the wall seconds. Only
-                    # where the process ran this one result (--interleave), and 0 where it ran none (done before).
-                    "cpu_seconds": cpu_seconds if len(jobs) == 1 else float("nan"),
-                })
+        ran = [job for job in jobs if job["status"] == "done" and job["job"] not in done_before]
+        for job in ran:  # this call's CPU seconds (every thread, user and system), shared by the jobs it ran
+            (out / job["job"] / "cpu_seconds.txt").write_text(f"{used / len(ran):.1f}\n")
+        for job in jobs:
+            cpu = out / job["job"] / "cpu_seconds.txt"
+            result = load(job["path"])
+            photo, painting = load(job["content"]), load(job["style"])
+            rows.append({
+                "options": name, "photo": Path(job["content"]).stem, "painting": Path(job["style"]).stem,
+                "content_distance": scorer.content_distance(result, photo),
+                "style_distance": scorer.style_distance(result, painting),
+                "colour_distance": colour_distance(result, painting),
+                "seconds": float(job["seconds"]), "cpu_seconds": float(cpu.read_text()) if cpu.is_file() else float("nan"),
+                "path": job["path"], "content": job["content"], "style": job["style"],
+            })
     for photo_source in args.photos:
         photo = load(photo_source, max(load(rows[0]["path"]).shape[-2:]) if rows else 256)
         for painting_source in args.paintings:
             rows.append({
                 "options": "photo itself", "photo": Path(photo_source).stem, "painting": Path(painting_source).stem,
                 "content_distance": 0.0, "style_distance": scorer.style_distance(photo, load(painting_source)),
-                "seconds": 0.0, "path": photo_source,
+                "colour_distance": colour_distance(photo, load(painting_source)), "seconds": 0.0, "path": photo_source,
             })
     return rows
-
-
-def child_cpu_seconds() -> float:
-    """User + system CPU seconds of the finished child processes so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_regions(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
@@ -189,13 +214,19 @@ def run_regions(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| options | results | content distance | style distance | seconds |", "| --- | --- | --- | --- | --- |"]
+    colour = any("colour_distance" in row for row in rows)
+    cpu = any("cpu_seconds" in row for row in rows)
+    lines = ["| options | results | content distance | style distance |" + (" colour distance |" if colour else "") + " seconds |"
+             + (" CPU seconds |" if cpu else "")]
+    lines.append("| --- " * (5 + colour + cpu) + "|")
     for name in dict.fromkeys(row["options"] for row in rows):
         mine = [row for row in rows if row["options"] == name]
         content = statistics.mean(row["content_distance"] for row in mine)
         style = statistics.mean(row["style_distance"] for row in mine)
         seconds = statistics.mean(row["seconds"] for row in mine)
-        lines.append(f"| {name} | {len(mine)} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
+        colours = f" {statistics.mean(row['colour_distance'] for row in mine):.3f} |" if colour else ""
+        cpus = f" {statistics.mean(row.get('cpu_seconds', 0.0) for row in mine):.0f} |" if cpu else ""
+        lines.append(f"| {name} | {len(mine)} | {content:.3f} | {style:.3f} |{colours} {seconds:.0f} |{cpus}")
     return "\n".join(lines)
 
 
@@ -283,6 +314,31 @@ def results_grid(rows: list[dict], path: Path, cell: int = 192) -> None:
     sheet.save(path, quality=88)
 
 
+def pair_sheets(rows: list[dict], out: Path, cell: int = 256) -> list[Path]:
+    """One sheet per photo x painting: the photo, the painting, then each option set's result, side by
+    side at ``cell`` px high, each labelled (``OUT/sheet_<photo>__<painting>.jpg``)."""
+    done = [row for row in rows if row["options"] != "photo itself" and row.get("own", True)]
+    paths = []
+    for photo, painting in dict.fromkeys((row["photo"], row["painting"]) for row in done):
+        mine = [row for row in done if (row["photo"], row["painting"]) == (photo, painting)]
+        sources = [(photo, mine[0]["content"]), (painting, mine[0]["style"])] + [(row["options"], row["path"]) for row in mine]
+        images = []
+        for _, source in sources:
+            with Image.open(source) as image:
+                image = image.convert("RGB")
+                images.append(image.resize((max(1, round(image.width * cell / image.height)), cell), Image.LANCZOS))
+        sheet = Image.new("RGB", (sum(image.width for image in images) + 4 * (len(images) - 1), cell + 18), "white")
+        draw, x = ImageDraw.Draw(sheet), 0
+        for (label, _), image in zip(sources, images):
+            sheet.paste(image, (x, 18))
+            draw.text((x + 2, 3), label, fill="black")
+            x += image.width + 4
+        path = out / f"sheet_{photo}__{painting}.jpg"
+        sheet.save(path, quality=85)
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="VGG19 weights for the runs and the scores (--model.weights)")
@@ -296,6 +352,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=list(PRECISION), default="as_set", help="force every run's precision (32: fp32 on any machine)")
     parser.add_argument("--out", type=Path, required=True, help="scores.csv, table.md, tradeoff.png, results.jpg")
     parser.add_argument("--work", type=Path, help="the runs (checkpoints, results); default OUT/runs")
+    parser.add_argument("--sheets", action="store_true", help="also OUT/sheet_<photo>__<painting>.jpg: photo, painting, each option set")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
     args.base = [] if args.today else QUICK_200_CONSTANT_FP32
@@ -320,6 +377,8 @@ def main() -> None:
         text += "\n\n" + ratios(rows)
     figure(rows, args.out / "tradeoff.png")
     results_grid(rows, args.out / "results.jpg")
+    if args.sheets:
+        pair_sheets(rows, args.out)
     print(text)
     print(json.dumps({"scores": str(args.out / "scores.csv"), "figure": str(args.out / "tradeoff.png")}))
 

@@ -28,30 +28,57 @@ PAPER = ("--model.optimizer", "lbfgs", "--model.lr", "1.0", "--model.init", "noi
 
 
 @dataclass(frozen=True)
+class StyleLoss:
+    """A style loss as the page offers it. ``strength``: its ``--model.style_weight`` for each unit of the
+    page's style strength, which is on Gram's scale, so that changing the loss keeps as much of the photo
+    (its config's weight over quick.yaml's 10: docs/lab/quality.md); ``cost``: its step's time against
+    Gram's, for the page's estimates; ``options``: what else its config (configs/<name>.yaml) sets."""
+
+    strength: float = 1.0
+    cost: float = 1.0
+    options: tuple[str, ...] = ()
+
+
+STYLE_LOSSES = {
+    "gram": StyleLoss(),
+    "wasserstein": StyleLoss(cost=1.15),
+    "sliced_wasserstein": StyleLoss(strength=4.5, cost=3.5),
+    "nearest_neighbour": StyleLoss(strength=0.9, cost=1.5, options=("--model.style_layers", "[conv3_1, conv4_1, conv5_1]",
+                                                                    "--model.init_color_strength", "1.0")),
+}
+# The loss the best-looking results came from, measured side by side on the example pairs (docs/lab/quality.md).
+BEST_LOSS = "sliced_wasserstein"
+
+
+@dataclass(frozen=True)
 class Preset:
     """What a preset gives: the size and steps it puts in the page's fields, coarse-to-fine stages (its
-    "steps at each smaller size" field), and the method's options it adds to a run over the server's config."""
+    "steps at each smaller size" field), the method's options it adds to a run over the server's config,
+    and the style loss it uses (None: the page's choice)."""
 
     size: int
     steps: int
     options: tuple[str, ...]
     stages: tuple[int, ...] = ()
     gives: str = ""
+    style_loss: Optional[str] = None
+
+    @property
+    def cost(self) -> float:
+        return STYLE_LOSSES[self.style_loss].cost if self.style_loss else 1.0
 
 
 PRESETS = {
     "Quick preview": Preset(256, 60, METHOD, gives="a first look, small"),
     "Balanced": Preset(512, 250, METHOD, gives="a good picture for a screen"),
     # configs/multiscale.yaml: 256 px up to 1024 px in five sizes, averaged over the last ~20 steps of each.
-    "Best quality": Preset(
-        1024, 330, (*METHOD, "--model.ema_decay", "0.95"), (100, 80, 60, 50), gives="large and fine: the big shapes first, then the detail"
-    ),
+    "Best quality": Preset(1024, 330, (*METHOD, "--model.ema_decay", "0.95"), (100, 80, 60, 50), style_loss=BEST_LOSS,
+                           gives="large and fine: the big shapes first, then the detail, the painting's whole texture"),
     "As in the 2015 paper": Preset(512, 1000, PAPER, gives="the original method: slower, a little noisier"),
 }
 # The names of an earlier version of the page, still taken from API callers: the method they set.
 OLD_PRESETS = {"as configured": (), "smooth (averaged iterates)": ("--model.ema_decay", "0.95"), "paper (L-BFGS)": ("--model.optimizer", "lbfgs")}
 COLOURS = ("none", "luminance", "histogram")  # --model.preserve_colors
-STYLE_LOSSES = ("gram", "wasserstein")
 OPTIMIZERS = ("from the preset", "adam", "lbfgs")
 PREVIEW_SIDE = 256  # a preview smaller than this is shown enlarged
 PREVIEWS = 40  # about this many pictures a run; each is a copy from the device and an image in the browser
@@ -137,7 +164,8 @@ class Defaults:
             paintings=builtins(config.get("data.style")) or ["starry_night"],
             size=int(config.get("data.image_size")),
             steps=int(config.get("trainer.max_steps")),
-            style_weight=float(config.get("model.style_weight")),
+            # On Gram's scale, as the page's strength is (a server whose config chose another loss shows its weight so)
+            style_weight=float(config.get("model.style_weight")) / _strength_of(config.get("model.style_loss")),
             style_scale=float(config.get("data.style_scale")),
             colours=str(config.get("model.preserve_colors")),
             style_loss=str(config.get("model.style_loss")),
@@ -153,11 +181,18 @@ def options(size: Any, steps: Any, strength: Any, scale: Any, colours: Any, pres
     """The controls as ``fit`` options; their values are checked by the run, which names the option.
     ``preset`` None or "": the server's config's method; ``weights``: the paintings' blend weights (text
     or a list: "2, 1"), None or "" for equal."""
-    args = ["--data.image_size", number(size), "--trainer.max_steps", number(steps), "--model.style_weight", str(strength)]
-    args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(style_loss)]
     if preset not in (None, "") and not (isinstance(preset, str) and (preset in PRESETS or preset in OLD_PRESETS)):
         raise UserError(f"quality preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    args += list(PRESETS[preset].options if preset in PRESETS else OLD_PRESETS.get(preset or "as configured", ()))
+    chosen = PRESETS[preset] if preset in PRESETS else None
+    loss = chosen.style_loss if chosen and chosen.style_loss else style_loss
+    own = STYLE_LOSSES.get(loss) if isinstance(loss, str) else None  # another value goes to the run, which refuses it
+    weight = _value(strength)
+    if own and own.strength != 1 and weight is not None:
+        strength = round(weight * own.strength, 6)  # not a number: the run refuses it, naming the option
+    args = ["--data.image_size", number(size), "--trainer.max_steps", number(steps), "--model.style_weight", str(strength)]
+    args += ["--data.style_scale", str(scale), "--model.preserve_colors", str(colours), "--model.style_loss", str(loss)]
+    args += list(chosen.options if chosen else OLD_PRESETS.get(preset or "as configured", ()))
+    args += list(own.options if own else ())
     blend = ", ".join(number(w) for w in weights) if isinstance(weights, (list, tuple)) else str(weights or "").strip().strip("[]")
     if blend:
         args += ["--data.style_weights", f"[{blend}]"]
@@ -204,6 +239,11 @@ def _builtin(name: Any, what: str) -> str:
     if name not in BUILTIN_IMAGES:
         raise UserError(f"{what} {name!r}: choose one of {', '.join(BUILTIN_IMAGES)}")
     return name
+
+
+def _strength_of(loss: Any) -> float:
+    own = STYLE_LOSSES.get(loss) if isinstance(loss, str) else None
+    return own.strength if own else 1.0
 
 
 def _value(value: Any) -> Optional[float]:

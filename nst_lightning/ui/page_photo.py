@@ -32,7 +32,9 @@ MAX_PAINTINGS = 3
 COLOUR_WORDS = [("No: the painting's colours", "none"), ("Yes, exactly: the style in light and dark only", "luminance"),
                 ("Yes, roughly: the photo's palette", "histogram")]
 assert [value for _, value in COLOUR_WORDS] == list(COLOURS)
-LOSS_WORDS = [("Gram matrices (as in the paper)", "gram"), ("Wasserstein (truer colours, 1.15x the time)", "wasserstein")]
+LOSS_WORDS = [("Gram matrices (as in the paper)", "gram"), ("Wasserstein (truer colours, 1.15x the time)", "wasserstein"),
+              ("Sliced Wasserstein (the painting's whole texture, 3.5x the time)", "sliced_wasserstein"),
+              ("Nearest neighbour (each place like one of the painting's, 1.5x the time)", "nearest_neighbour")]
 assert [value for _, value in LOSS_WORDS] == list(STYLE_LOSSES)
 OWN = "as configured"  # the preset that adds nothing: the server's config and the fields below
 METHOD_WORDS = [("As the quality choice says", "from the preset"), ("Adam", "adam"), ("L-BFGS (the paper's)", "lbfgs")]
@@ -239,31 +241,32 @@ def photo_tab(c: Context) -> list[tuple]:
     def apply_preset(name: str) -> list:
         p = PRESETS.get(name)
         if p is None:
-            return [gr.skip()] * 4
-        return [min(p.size, limits.size), min(p.steps, limits.steps), ", ".join(map(str, p.stages)), "from the preset"]
+            return [gr.skip()] * 5
+        return [min(p.size, limits.size), min(p.steps, limits.steps), ", ".join(map(str, p.stages)), "from the preset", p.style_loss or gr.skip()]
 
-    preset.input(apply_preset, preset, [size, steps, stages, optimizer], **quick)
+    preset.input(apply_preset, preset, [size, steps, stages, optimizer, style_loss], **quick)
 
-    def timing(size_: Any, steps_: Any, stage_steps: Any) -> str:
+    def timing(size_: Any, steps_: Any, stage_steps: Any, loss: Any) -> str:
         try:
             side, count = int(float(size_)), int(float(steps_))
             staged = [int(s) for s in str(stage_steps or "").replace("[", "").replace("]", "").split(",") if s.strip()]
         except (TypeError, ValueError):
             return ""
-        return f"This run: **{c.speed.estimate(side, count, staged)}**" + (" on this machine" if c.speed.measured else "")
+        cost = STYLE_LOSSES[loss].cost if loss in STYLE_LOSSES else 1.0
+        return f"This run: **{c.speed.estimate(side, count, staged, cost)}**" + (" on this machine" if c.speed.measured else "")
 
-    for field in (size, steps, stages):
-        field.change(timing, [size, steps, stages], estimate, **quick, trigger_mode="always_last")
+    for field in (size, steps, stages, style_loss):
+        field.change(timing, [size, steps, stages, style_loss], estimate, **quick, trigger_mode="always_last")
 
-    def refreshed(size_: Any, steps_: Any, stage_steps: Any) -> list:
-        return [gr.update(choices=_preset_choices(c)), timing(size_, steps_, stage_steps)]
+    def refreshed(size_: Any, steps_: Any, stage_steps: Any, loss: Any) -> list:
+        return [gr.update(choices=_preset_choices(c)), timing(size_, steps_, stage_steps, loss)]
 
     def choose(evt: gr.SelectData) -> list:
         shown = page_runs.choose(c.runs, evt.index)
         return [shown.get(name, gr.skip()) for name in ("compare", "preview", "about", "settings", "chosen", "result")]
 
     gallery.select(choose, None, [compare, preview, about, settings, chosen, result], **quick)
-    return [(lambda: page_runs.gallery(c.runs), None, gallery, False), (refreshed, [size, steps, stages], [preset, estimate], True)]
+    return [(lambda: page_runs.gallery(c.runs), None, gallery, False), (refreshed, [size, steps, stages, style_loss], [preset, estimate], True)]
 
 
 def choices(c: Context, names: tuple[str, ...], label: str, elem_id: str) -> gr.Gallery:
@@ -291,7 +294,7 @@ def _preset_choices(c: Context) -> list[tuple[str, str]]:
     choices = []
     for name, p in PRESETS.items():
         side, steps = min(p.size, c.limits.size), min(p.steps, c.limits.steps)
-        time = c.speed.estimate(side, steps, p.stages)
+        time = c.speed.estimate(side, steps, p.stages, p.cost)
         choices.append((f"{name} · {side} px · {time}", name))
     return [*choices, ("Your own: as set below", OWN)]
 

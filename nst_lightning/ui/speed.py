@@ -60,9 +60,10 @@ class Speed:
             nearest = min(self._rates, key=lambda measured: abs(math.log(measured / max(side, 1))))
             return self._rates[nearest]
 
-    def seconds(self, side: int, steps: int, stages: Sequence[int] = ()) -> Optional[float]:
+    def seconds(self, side: int, steps: int, stages: Sequence[int] = (), cost: float = 1.0) -> Optional[float]:
         """A run's seconds: ``steps`` steps with the long side ``side`` px, ``stages`` steps at each smaller
-        size first (coarse to fine, ``--model.stage_steps``); None before anything is measured."""
+        size first (coarse to fine, ``--model.stage_steps``), each ``cost`` times the measured step's (a
+        style loss slower than Gram's); None before anything is measured."""
         if self.rate(side) is None or side < 1 or steps < 1:
             return None
         sizes, left, total = stage_sizes(side, len(stages) + 1), steps, 0.0
@@ -70,11 +71,11 @@ class Speed:
             count = min(count, left) if size != sizes[-1] else left
             total += count * (self.rate(size) or 0.0) * megapixels(size)
             left -= count
-        return total
+        return total * cost
 
-    def estimate(self, side: int, steps: int, stages: Sequence[int] = ()) -> str:
+    def estimate(self, side: int, steps: int, stages: Sequence[int] = (), cost: float = 1.0) -> str:
         """``about 2 min`` for the page; or why there is no figure yet."""
-        seconds = self.seconds(side, steps, stages)
+        seconds = self.seconds(side, steps, stages, cost)
         if seconds is None:
             return "time unknown (this machine's speed could not be measured)" if self.failed else "time being measured…"
         return f"about {duration(seconds)}"

@@ -85,22 +85,28 @@ def test_regions_blends_and_stages(run_cli, run_dir, name):
     assert torch.isfinite(result(run_dir)).all()
 
 
-def test_batch_and_stylize_take_both(tmp_path, monkeypatch):
+# Each loss with its own option, as the Python API takes them.
+API_OPTIONS = {"sliced_wasserstein": {"sw_directions": 8}, "nearest_neighbour": {"nn_refresh": 2}}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_batch_and_stylize_take_each(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["nst_lightning"])
     make_image(tmp_path / "photo.png", (40, 30))
     make_image(tmp_path / "painting.png", (30, 40), color=(10, 200, 200))
     with pytest.raises(SystemExit) as done:
         dispatch(["batch", "--config", DEBUG_CONFIG, "--contents", "photo.png", "--styles", "painting.png", "--out", "styled",
-                  *LOSSES["nearest_neighbour"]])  # fmt: skip
+                  *LOSSES[name]])  # fmt: skip
     assert done.value.code == 0
-    assert "style_loss: nearest_neighbour" in (tmp_path / "styled" / "photo__painting" / "config.yaml").read_text()
+    assert f"style_loss: {name}" in (tmp_path / "styled" / "photo__painting" / "config.yaml").read_text()
     image = stylize("photo.png", "painting.png", image_size=48, max_steps=3, weights="random", progress_bar=False,
-                    style_loss="sliced_wasserstein", sw_directions=8)  # fmt: skip
+                    style_loss=name, **API_OPTIONS[name])  # fmt: skip
     assert image.size == (48, 36)
 
 
-def test_video_frames_keep_the_temporal_loss(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_video_frames_keep_the_temporal_loss(tmp_path, monkeypatch, name):
     from tests.video.clips import make_pan_clip
 
     monkeypatch.chdir(tmp_path)
@@ -109,7 +115,7 @@ def test_video_frames_keep_the_temporal_loss(tmp_path, monkeypatch):
     make_pan_clip(tmp_path / "pan.mp4", count=3)
     with pytest.raises(SystemExit) as done:
         dispatch(["video", "--config", DEBUG_CONFIG, "--data.image_size", "64", "--input", "pan.mp4", "--style", "style.png",
-                  "--out", "styled", "--frames", "0:2", "--video.frame_steps", "2", *LOSSES["sliced_wasserstein"]])  # fmt: skip
+                  "--out", "styled", "--frames", "0:2", "--video.frame_steps", "2", *LOSSES[name]])  # fmt: skip
     assert done.value.code == 0
     second = json.loads((tmp_path / "styled" / "runs" / "frame_000002" / "frame.json").read_text())
     assert second["temporal_loss"] > 0 and second["style_loss"] > 0

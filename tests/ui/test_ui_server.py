@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from tests.ui.conftest import client, run_directories, run_folder, start_server
@@ -112,6 +113,21 @@ def test_continue_and_start_from_a_result(server, tmp_path):
     assert args[args.index("--model.init_image") + 1] == str(first / "generated.png")
     with pytest.raises(Exception, match="no run named '/etc'"):  # only the server's names, never a path
         session.predict("/etc", 3, api_name="/continue")
+
+
+@pytest.mark.parametrize(
+    "choice, loss, weight",
+    [({"style_loss": "nearest_neighbour"}, "nearest_neighbour", 9.0), ({"preset": "Best quality"}, "sliced_wasserstein", 45.0)],
+)
+def test_each_style_loss_and_the_best_quality_preset_run_from_the_page(server, tmp_path, choice, loss, weight):
+    # The page's strength is on Gram's scale: 10 gives each loss its own config's weight, and the loss's
+    # config options go with it (nearest neighbour's layers and start).
+    result = client(server, tmp_path).predict(None, [handle_file(server.images / "painting.png")], 48, 2, 10.0, **choice, api_name="/stylize")
+    config = yaml.safe_load((run_folder(result) / "config.yaml").read_text())
+    assert "Done: 2 steps" in result[2]
+    assert (config["model"]["style_loss"], config["model"]["style_weight"]) == (loss, weight)
+    if loss == "nearest_neighbour":
+        assert config["model"]["style_layers"] == ["conv3_1", "conv4_1", "conv5_1"] and config["model"]["init_color_strength"] == 1.0
 
 
 def test_stop_keeps_a_queued_run_from_starting(server, tmp_path):
