@@ -82,7 +82,8 @@ def estimate_now(options: dict) -> dict:
 
     data = StyleTransferData(image_size=options["image_size"])
     data.load()
-    return estimate_of(StyleTransfer(weights="random", tile_size=options.get("tile_size")), data, options.get("precision", "32"))
+    module = StyleTransfer(weights="random", tile_size=options.get("tile_size"), style_loss=options.get("style_loss", "gram"))
+    return estimate_of(module, data, options.get("precision", "32"))
 
 
 def measure(options: dict, env: Optional[dict] = None, timeout: Optional[float] = None) -> dict:

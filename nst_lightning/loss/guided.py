@@ -76,6 +76,10 @@ class GuidedStatistic:
 
     def __init__(self, statistic: Any) -> None:
         self.statistic = statistic
+        self.fixed_working_bytes = statistic.fixed_working_bytes
+
+    def working_bytes(self, channels: int) -> float:
+        return self.statistic.working_bytes(channels)
 
     def target(self, features: Tensor, weights: Optional[Tensor] = None) -> Any:
         return self.statistic.target(features, weights)

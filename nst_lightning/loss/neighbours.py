@@ -34,8 +34,16 @@ class NearestNeighbourStatistic(SampleTargets):
 
     CANDIDATES = 1 << 14  # a painting's conv3_1 at 512 x 512, whole
 
+    # Measured (docs/lab/performance.md, "The style losses' memory"): 8-11.3 bytes per channel of a
+    # position (its centred, normalised row and its match's), and 62-97 MB besides (the candidates, a
+    # block of cosines).
+    fixed_working_bytes = 150e6
+
     def __init__(self, refresh: int = 1) -> None:
         self.refresh = refresh
+
+    def working_bytes(self, channels: int) -> float:
+        return 12.0 * channels
 
     def blend(self, targets: Sequence[dict], blend_weights: Sequence[float]) -> dict:
         total = sum(blend_weights)

@@ -67,8 +67,16 @@ class SlicedWassersteinStatistic(SampleTargets):
     # read at the result's levels by interpolation, and each step sorts them anew (the directions change).
     SAMPLES = 1 << 16
 
+    # Measured (docs/lab/performance.md, "The style losses' memory"): 20-22.5 bytes per projection of a
+    # position (fp32 and bf16-mixed, 256 and 512 px), its value, a transposed copy, the sort's value and
+    # int64 index, its goal; and 36-114 MB besides (the painting's samples and their sorted projections).
+    fixed_working_bytes = 150e6
+
     def __init__(self, directions: Optional[int] = None) -> None:
         self.directions = directions
+
+    def working_bytes(self, channels: int) -> float:
+        return 24.0 * (self.directions or channels)
 
     def blend(self, targets: Sequence[dict], blend_weights: Sequence[float]) -> dict:
         mixed = subsample(mix_samples(targets, blend_weights), self.SAMPLES)

@@ -12,6 +12,9 @@ A ``StyleStatistic`` is what a style loss is, so that a new one is one class plu
 - ``loss(features, target, weights, evaluation)``: the dimensionless loss of the result's features
   against a blended target; 0 at the target. ``evaluation`` (``samples.Evaluation``) says which step
   it is, for a loss that draws at random or keeps matches between steps.
+- ``working_bytes(channels)`` and ``fixed_working_bytes``: what the loss holds at a step beyond VGG19's
+  own working set, in bytes per position of a layer of ``channels`` and a fixed part (the memory model,
+  ``scale/memory.py``, adds them; measured, docs/lab/performance.md).
 - ``part``, ``settle``, ``surrogate``: the same loss in tiles (``scale/tiling.py``). ``part`` is what a
   first pass keeps of a tile's positions, ``settle`` turns every tile's parts into the loss and one
   guide per tile, and ``surrogate`` (differentiated, in a second pass) is a function of the tile's
@@ -61,6 +64,10 @@ class StyleStatistic(Protocol):
 
     def surrogate(self, features: Tensor, target: Target, weights: Optional[Tensor], guide: Any, evaluation: Evaluation) -> Tensor: ...
 
+    fixed_working_bytes: float
+
+    def working_bytes(self, channels: int) -> float: ...
+
 
 def mix(statistics: Sequence[Target], weights: Sequence[float]) -> Target:
     """The weighted sum of statistics (tensors, or dicts of tensors): for averages over positions, the
@@ -84,6 +91,12 @@ class AverageStatistic:
 
     def mix(self, targets: Sequence[Target], fractions: Sequence[float]) -> Target:
         return mix(targets, fractions)
+
+    # A C x C statistic per layer: nothing that grows with the image beyond VGG19's own working set.
+    fixed_working_bytes = 0.0
+
+    def working_bytes(self, channels: int) -> float:
+        return 0.0
 
     def loss(self, features: Tensor, target: Target, weights: Optional[Tensor] = None, evaluation: Evaluation = Evaluation()) -> Tensor:
         return self.distance(self.target(features, weights), target)

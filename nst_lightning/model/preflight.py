@@ -19,7 +19,7 @@ from torch import Tensor
 from nst_lightning.inputs.checkpoints import load_start_image
 from nst_lightning.model.targets import InputData
 from nst_lightning.scale.budget import MemoryBudget, plan_run
-from nst_lightning.scale.memory import MemoryModel, available_bytes, memory_model
+from nst_lightning.scale.memory import MemoryModel, available_bytes, layer_channels, memory_model
 from nst_lightning.scale.multiscale import check_schedule
 from nst_lightning.scale.tiles import vgg_halo_and_alignment
 
@@ -59,7 +59,11 @@ def check_inputs(module: Any, datamodule: InputData, max_steps: Optional[int], d
 def memory_model_of(module: Any, datamodule: InputData, precision: str) -> MemoryModel:
     """``scale/memory.py``'s estimate for a ``StyleTransfer``'s options and inputs under ``precision``."""
     content, styles = datamodule.header_sizes(datamodule.image_size)
-    optim, vgg = module.optim, module.vgg
+    optim, vgg, statistic = module.optim, module.vgg, module.loss_statistic
+    per_pixel = 0.0
+    for name in module.loss_weights.style_layers:
+        channels, stride = layer_channels(vgg.features, vgg.layer_index(name))
+        per_pixel += statistic.working_bytes(channels) / stride**2
     return memory_model(
         vgg.features,
         [vgg.layer_index(n) for n in module.loss_weights.content_layers],
@@ -70,4 +74,5 @@ def memory_model_of(module: Any, datamodule: InputData, precision: str) -> Memor
         precision=precision,
         activation_checkpointing=module.compute.activation_checkpointing,
         style_pixel_ratio=sum(map(math.prod, styles)) / math.prod(content),
+        style_loss_bytes=(per_pixel, statistic.fixed_working_bytes if per_pixel else 0.0),
     )

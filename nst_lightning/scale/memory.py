@@ -181,22 +181,25 @@ def memory_model(
     precision: str,
     activation_checkpointing: bool,
     style_pixel_ratio: float,
+    style_loss_bytes: tuple[float, float] = (0.0, 0.0),
 ) -> MemoryModel:
     """The model for a run of these options; ``style_pixel_ratio`` is the style images' pixels (all
-    of them) per result pixel."""
+    of them) per result pixel; ``style_loss_bytes`` what the style loss holds beyond VGG19's working set,
+    per pixel of the result and fixed (``StyleStatistic.working_bytes``: the whole image's, also in tiles,
+    whose first pass keeps every position's projections or matches)."""
     optimizer_state = 24 * lbfgs_history + 36 if optimizer == "lbfgs" else 24
     content_targets = 0.0
     for index in content_layer_indices:
         channels, stride = layer_channels(features, index)
         content_targets += 4 * channels / stride**2
     state = 12 + 12 + optimizer_state + (12 if ema else 0) + 12 + content_targets + 3 * (1 + style_pixel_ratio)
-    state += 12 if luminance else 0
+    state += (12 if luminance else 0) + style_loss_bytes[0]
     working, fixed, retained = WORKING_BYTES_PER_CHANNEL * activation_channels(features), FIXED_BYTES, TILED_RETAINED_RATIO
     if "16" in precision:  # bf16-mixed, 16-mixed
         working, fixed, retained = working * BF16_WORKING_RATIO, FIXED_BYTES_BF16, TILED_RETAINED_RATIO_BF16
     if activation_checkpointing:
         working *= CHECKPOINTING_WORKING_RATIO
-    return MemoryModel(state, working, fixed, retained, TILED_RETAINED_MAX, TILED_RETAINED_MAX_RATIO)
+    return MemoryModel(state, working, fixed + style_loss_bytes[1], retained, TILED_RETAINED_MAX, TILED_RETAINED_MAX_RATIO)
 
 
 def available_bytes(device: torch.device, cgroup: str = "/sys/fs/cgroup", meminfo: str = "/proc/meminfo") -> Optional[float]:
