@@ -109,6 +109,8 @@ def test_a_file_that_is_not_a_picture_is_one_message_and_nothing_else_is_an_erro
     assert page.evaluate(ERROR_STATE) == []
     screenshot(page, tmp_path, "refused-text-file")
     page.locator('[data-testid="toast-close"]').click()
+    # Closed, it fades out: gone before the next upload, so a toast at the end is a new one.
+    wait_for(lambda: toast.count() == 0, "the refusal did not close", 30, page)
     # A text file named .png passes the browser; the run refuses it: one line in the status, nothing else red.
     fake = tmp_path / "holiday.png"
     fake.write_text("not a picture\n")
