@@ -290,6 +290,9 @@ def test_an_unreachable_ray_address_is_one_line_within_seconds(collection, capsy
 @pytest.mark.slow
 def test_ray_runs_the_batch_and_retries_a_killed_worker_from_its_checkpoint(collection):
     pytest.importorskip("ray")
+    # One photo's two jobs: Ray runs one job at a time here (each takes the machine's cores), and the other
+    # photos' four only added runs to wait for (26 s alone, ~190 s beside the suite's other tests).
+    _one_photo(collection)
     steps = ["--trainer.max_steps", "16", "--checkpoint.every_n_train_steps", "1", "--image_logger.every_n_steps", "100"]
     out = collection / "styled"
     process = _run_batch_process(collection, "--launcher", "ray", *steps)
