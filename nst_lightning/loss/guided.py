@@ -76,7 +76,10 @@ class GuidedStatistic:
 
     def __init__(self, statistic: Any) -> None:
         self.statistic = statistic
-        self.fixed_working_bytes = statistic.fixed_working_bytes
+
+    @property
+    def fixed_working_bytes(self) -> float:
+        return self.statistic.fixed_working_bytes
 
     def working_bytes(self, channels: int) -> float:
         return self.statistic.working_bytes(channels)

@@ -34,7 +34,7 @@ from torch import nn
 # Bytes of working set per activation channel and pixel (fp32, no checkpointing), fitted to peak
 # RSS on a CPU at 512 and 1024 px (docs/lab/performance.md): about 1.65 x the 4 bytes an activation
 # takes, for the backward's gradients and the convolutions' temporaries. It was 8.8 before the Gram
-# matrix's own backward (issue 20), which copies no feature map and adds no strided gradient.
+# matrix's own backward, which copies no feature map and adds no strided gradient.
 WORKING_BYTES_PER_CHANNEL = 6.6
 # Under bf16-mixed the activations are bfloat16 but the backward's temporaries are not all halved:
 # measured 0.8 (the slope 1.78 instead of 2.17 GB/Mpx, 768 to 1024 px).

@@ -83,7 +83,7 @@ def checkpoint_callback(ckpt: dict) -> dict:
 
 # (what is changed, what the one line says): every case was a traceback, or a silent resume, before.
 CASES = {
-    # issue 19, defect 8: 120 KB declaring a 10.8 GB image (stride 0), allocated by empty_like
+    # 120 KB declaring a 10.8 GB image (stride 0), allocated by empty_like
     "image of stride 0": (set_key(images, "image", torch.zeros(1).expand(1, 3, 30000, 30000)),
                           "its state_dict['image'] declares 1x3x30000x30000 (10,800,000,000 bytes) over 4 bytes of data"),
     "int64 image": (set_key(images, "image", torch.zeros(1, 3, 36, 48, dtype=torch.int64)), "its image is int64, not float32"),
