@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import lightning.pytorch as pl
 import torch
 
+from nst_lightning.inputs.data import InputData, datamodule_of
 from nst_lightning.scale.multiscale import check_same_schedule, stage_of_step, stage_shape
 from nst_lightning.utilities.errors import UserError, param
 
@@ -37,9 +38,9 @@ class CoarseToFine(pl.Callback):
 
     def _next_scale(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.scale_index += 1
-        pl_module.change_size(self.image_shape(trainer.datamodule, self.scale_index))
+        pl_module.change_size(self.image_shape(datamodule_of(trainer), self.scale_index))
 
-    def image_shape(self, datamodule: Any, scale_index: int) -> tuple[int, int]:
+    def image_shape(self, datamodule: InputData, scale_index: int) -> tuple[int, int]:
         """``(H, W)`` of the image at stage ``scale_index``: the content image's at that long side."""
         return stage_shape(datamodule, self.stage_steps, scale_index)
 
@@ -54,7 +55,7 @@ class CoarseToFine(pl.Callback):
         check_same_schedule(checkpoint, self.stage_steps)
         scale_index = checkpoint.get("nst_stage", 0)
         saved = checkpoint["state_dict"].get("image")
-        expected = self.image_shape(trainer.datamodule, scale_index) if scale_index <= len(self.stage_steps) else None
+        expected = self.image_shape(datamodule_of(trainer), scale_index) if scale_index <= len(self.stage_steps) else None
         if saved is not None and expected != tuple(saved.shape[-2:]):
             raise UserError(
                 f"the checkpoint's image is {saved.shape[-1]}x{saved.shape[-2]} (stage {scale_index}) but the "

@@ -12,6 +12,7 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from nst_lightning.callbacks.divergence import check_losses
+from nst_lightning.inputs.data import datamodule_of
 
 
 def _tensorboard(trainer: pl.Trainer) -> Optional[Any]:
@@ -41,12 +42,12 @@ class ImageLogger(pl.Callback):
         writer = _tensorboard(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run logged these already
             return
-        datamodule = trainer.datamodule
+        datamodule = datamodule_of(trainer)
         writer.add_image("input/content", self.preview(datamodule.content_image), 0)
         styles = datamodule.style_images
         for number, style in enumerate(styles, start=1):  # every style of a blend, each at its own size
             writer.add_image("input/style" if len(styles) == 1 else f"input/style/{number}", self.preview(style), 0)
-        if getattr(datamodule, "regions", None) is not None:  # where each styled region is, as the loss sees it
+        if datamodule.regions is not None:  # where each styled region is, as the loss sees it
             for number, region in enumerate(datamodule.region_inputs(datamodule.image_size), start=1):
                 mask = region["mask"] if region["mask"] is not None else torch.ones_like(datamodule.content_image[:, :1])
                 writer.add_image(f"input/region/{number}", self.preview(mask.expand(-1, 3, -1, -1)), 0)

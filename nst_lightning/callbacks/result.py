@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from nst_lightning.callbacks.checkpoint import is_graceful_stop
 from nst_lightning.callbacks.divergence import DivergenceGuard, image_is_finite
+from nst_lightning.inputs.data import InputData
 from nst_lightning.outputs.results import (
     SIXTEEN_BIT_FORMATS,
     embedded_config,
@@ -119,7 +120,7 @@ class SaveGeneratedImage(pl.Callback):
         """The ICC profile to convert the k-th result to (``None``: sRGB): with ``photo``, the k-th
         photo's own, when it has a usable one."""
         datamodule = getattr(trainer, "datamodule", None)
-        if self.color_profile != "photo" or not hasattr(datamodule, "contents"):
+        if self.color_profile != "photo" or not isinstance(datamodule, InputData):
             return None
         source = datamodule.contents[k]
         icc = embedded_profile(datamodule.source_bytes(source, param("data.content")))

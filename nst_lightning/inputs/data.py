@@ -13,7 +13,7 @@ this one, so it is refused.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import lightning.pytorch as pl
 import torch
@@ -30,6 +30,48 @@ from nst_lightning.utilities.option_types import FiniteNonNegativeFloat, FiniteP
 
 # Four 2x poolings precede conv5_x: an image's short side must leave at least a 1x1 map there.
 MIN_SHORT_SIDE = 16
+
+
+@runtime_checkable
+class InputData(Protocol):
+    """The datamodule as the rest of the program reads it: the inputs at any size. ``StyleTransferData``
+    below is the one there is; the core, its preflight and the callbacks type their datamodule as this, and
+    ``datamodule_of`` refuses a fit without one."""
+
+    image_size: int  # the long side of the result
+    contents: list[str]  # the photos: one, or K optimised together
+    style_weights: list[float]  # one photo's paintings' blend weights, summing to 1
+    regions: Optional[list[Any]]  # Gatys et al. (2017)'s regions, each with its paintings; None: no regions
+
+    def load(self) -> None: ...  # decode and check every input at image_size (once)
+
+    def size(self, long_side: int) -> tuple[int, int]: ...  # (H, W) of the result at long_side
+
+    def header_sizes(self, long_side: int) -> tuple[tuple[int, int], list[tuple[int, int]]]: ...  # before decoding
+
+    def images(self, long_side: int) -> tuple[Tensor, list[Tensor]]: ...  # the photo(s) [K, 3, H, W], the paintings
+
+    def members(self, long_side: int) -> list[tuple[Tensor, list[Tensor], list[float]]]: ...  # per photo
+
+    def region_inputs(self, long_side: int) -> list[dict[str, Any]]: ...  # with regions: each one's masks and paintings
+
+    def check_same_inputs(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None: ...
+
+    def source_bytes(self, source: str, option: str) -> bytes: ...  # a photo's file, for its colour profile
+
+    @property
+    def content_image(self) -> Optional[Tensor]: ...  # the photo at image_size, once loaded (previews)
+
+    @property
+    def style_images(self) -> list[Tensor]: ...  # the paintings at image_size, once loaded (previews)
+
+
+def datamodule_of(trainer: Any) -> InputData:
+    """The trainer's datamodule, which must serve the inputs."""
+    datamodule = getattr(trainer, "datamodule", None)
+    if not isinstance(datamodule, InputData):
+        raise UserError("StyleTransfer needs a StyleTransferData datamodule: trainer.fit(model, datamodule=...)")
+    return datamodule
 
 
 class StyleTransferData(pl.LightningDataModule):

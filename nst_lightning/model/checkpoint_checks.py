@@ -34,9 +34,9 @@ from nst_lightning.inputs.checkpoints import (
     kind,
     not_ours,
 )
+from nst_lightning.inputs.data import InputData
 from nst_lightning.model.options import check_same_optimizer
 from nst_lightning.model.schedules import check_schedule_state, schedule_state
-from nst_lightning.model.targets import InputData
 from nst_lightning.scale.iterate_average import IterateAverage
 from nst_lightning.scale.multiscale import check_same_schedule, stage_shape
 from nst_lightning.utilities.errors import new_run_hint

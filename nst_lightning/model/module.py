@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from nst_lightning.callbacks import CoarseToFine, DivergenceGuard, LossLogger
 from nst_lightning.inputs.color import ColorMode
+from nst_lightning.inputs.data import datamodule_of
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
 from nst_lightning.loss.samples import Evaluation
 from nst_lightning.loss.statistics import StyleLossName
@@ -31,7 +32,7 @@ from nst_lightning.model.options import DEFAULT_STYLE_LAYERS, grouped
 from nst_lightning.model.preflight import Plan, check_inputs
 from nst_lightning.model.schedules import Configured
 from nst_lightning.model.start import initial_image, start_of
-from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, datamodule_of, kind_for
+from nst_lightning.model.targets import Measure, Photos, Targets, add_terms, kind_for
 from nst_lightning.model.vgg import LayerName, PoolingName, VGG19Features
 from nst_lightning.scale.iterate_average import IterateAverage
 from nst_lightning.scale.multiscale import resize_run, stage_sizes

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from nst_lightning.inputs.checkpoints import load_start_image
-from nst_lightning.model.targets import InputData
+from nst_lightning.inputs.data import InputData
 from nst_lightning.scale.budget import MemoryBudget, plan_run
 from nst_lightning.scale.memory import MemoryModel, available_bytes, layer_channels, memory_model
 from nst_lightning.scale.multiscale import check_schedule
@@ -41,8 +41,9 @@ def check_inputs(module: Any, datamodule: InputData, max_steps: Optional[int], d
     optim.check_steps(max_steps)  # a learning-rate schedule's warm-up must fit in the run
     # First, from the images' headers: a size that cannot fit is refused before it is decoded.
     halo, align = vgg_halo_and_alignment(module.vgg, module.vgg.layers)  # also untiled: a refusal may suggest tiles
+    (height, width), _ = datamodule.header_sizes(datamodule.image_size)
     budget = plan_run(
-        functools.partial(memory_model_of, module, datamodule), datamodule, device, precision, halo=halo, align=align,
+        functools.partial(memory_model_of, module, datamodule), (height * len(datamodule.contents), width), device, precision, halo=halo, align=align,
         tile_size=compute.tile_size, max_memory_gb=compute.max_memory_gb, check=compute.check_memory,
     )
     datamodule.load()

@@ -16,42 +16,17 @@ one interface, ``TargetKind.compute(measure, datamodule, long_side)``:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, NamedTuple, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from nst_lightning.inputs.data import InputData
 from nst_lightning.loss.guided import GuidedTarget, layer_masks
 from nst_lightning.loss.total import LossWeights
 from nst_lightning.model.options import ControlOptions
-from nst_lightning.utilities.errors import UserError
 
 FeatureTargets = tuple[dict[str, Tensor], dict[str, Any]]  # one image's content features and style targets
-
-
-@runtime_checkable
-class InputData(Protocol):
-    """The datamodule as the core reads it: the inputs at any size (``inputs/data.StyleTransferData`` is the
-    one there is). ``datamodule_of`` refuses a fit without one."""
-
-    image_size: int  # the long side of the result
-    contents: list[str]  # the photos: one, or K optimised together
-    style_weights: list[float]  # one photo's paintings' blend weights, summing to 1
-    regions: Optional[list[Any]]  # Gatys et al. (2017)'s regions, each with its paintings; None: no regions
-
-    def load(self) -> None: ...  # decode and check every input at image_size (once)
-
-    def size(self, long_side: int) -> tuple[int, int]: ...  # (H, W) of the result at long_side
-
-    def header_sizes(self, long_side: int) -> tuple[tuple[int, int], list[tuple[int, int]]]: ...  # before decoding
-
-    def images(self, long_side: int) -> tuple[Tensor, list[Tensor]]: ...  # the photo(s) [K, 3, H, W], the paintings
-
-    def members(self, long_side: int) -> list[tuple[Tensor, list[Tensor], list[float]]]: ...  # per photo
-
-    def region_inputs(self, long_side: int) -> list[dict[str, Any]]: ...  # with regions: each one's masks and paintings
-
-    def check_same_inputs(self, saved: Optional[dict[str, Any]], checkpoint: str = "the checkpoint") -> None: ...
 
 
 class Term(Protocol):
@@ -162,14 +137,6 @@ class Regions:
                     parts[name][1].append(masks[name])
                     parts[name][2].append(region["share"])
         return Targets([(content_targets, {name: GuidedTarget(*parts[name]) for name in style_layers})], measure.colors(content))
-
-
-def datamodule_of(trainer: Any) -> InputData:
-    """The trainer's datamodule, which must serve the inputs (``inputs/data.py``)."""
-    datamodule = getattr(trainer, "datamodule", None)
-    if not isinstance(datamodule, InputData):
-        raise UserError("StyleTransfer needs a StyleTransferData datamodule: trainer.fit(model, datamodule=...)")
-    return datamodule
 
 
 def kind_for(datamodule: InputData, region_masks: str = "downsample") -> TargetKind:

@@ -37,7 +37,7 @@ class MemoryBudget:
 
 def plan_run(
     estimate: Callable[[str], MemoryModel],
-    datamodule: Any,
+    size: tuple[int, int],
     device: torch.device,
     precision: str,
     *,
@@ -47,11 +47,10 @@ def plan_run(
     max_memory_gb: Optional[float],
     check: bool,
 ) -> Optional[MemoryBudget]:
-    """``plan`` for a run: its size from the datamodule's image headers (K photos optimised together:
-    K times the pixels), ``estimate(precision)`` the memory model of its options. The budget with
+    """``plan`` for a run of ``size`` (H, W: the result's, from the images' headers; K photos optimised
+    together count as one image K times as tall), ``estimate(precision)`` the memory model of its options. The budget with
     ``max_memory_gb``, else None; raises ``UserError`` for a run that cannot fit."""
-    (height, width), _ = datamodule.header_sizes(datamodule.image_size)
-    height *= len(getattr(datamodule, "contents", [None]))
+    height, width = size
     model = estimate(precision)
     limit = plan(
         model, height, width, device, halo=halo, align=align, tile_size=tile_size, max_memory_gb=max_memory_gb,

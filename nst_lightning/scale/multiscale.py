@@ -12,7 +12,7 @@ variant) forms the large structures cheaply first, and each later stage only ref
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,15 @@ from torch import Tensor
 from nst_lightning.utilities.errors import UserError, param
 
 SCALE_FACTOR = math.sqrt(2)
+
+
+class Sizes(Protocol):
+    """What a schedule reads of the inputs (``inputs.data.InputData`` serves it): the result's final long
+    side, and its ``(H, W)`` at any long side (refusing one too small for VGG19)."""
+
+    image_size: int
+
+    def size(self, long_side: int) -> tuple[int, int]: ...
 
 
 def stage_sizes(final_size: int, stages: int) -> list[int]:
@@ -96,13 +105,13 @@ def resize_run(
     return list(optimizers)
 
 
-def stage_shape(datamodule: Any, stage_steps: Sequence[int], stage: int) -> tuple[int, int]:
+def stage_shape(datamodule: Sizes, stage_steps: Sequence[int], stage: int) -> tuple[int, int]:
     """``(H, W)`` of the image at ``stage`` (0: the smallest) of a schedule of ``stage_steps``: the
     content image's at that stage's long side."""
     return datamodule.size(stage_sizes(datamodule.image_size, len(stage_steps) + 1)[stage])
 
 
-def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamodule: Any) -> None:
+def check_schedule(stage_steps: Sequence[int], max_steps: Optional[int], datamodule: Sizes) -> None:
     """Fail early, with one line, on a schedule that would fail mid-run: no steps left for the final
     size, or a stage whose images are too small for VGG19 (``datamodule.size`` checks that)."""
     if max_steps is not None and max_steps >= 0 and sum(stage_steps) >= max_steps:
