@@ -69,19 +69,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def vgg19_features_architecture() -> nn.Sequential:
-    """torchvision's ``vgg19().features`` without building the 120M-parameter classifier."""
-    return make_layers(cfgs["E"], batch_norm=False)
+    """torchvision's ``vgg19().features`` without building the 120M-parameter classifier, its parameters
+    allocated but not initialised: every caller overwrites them (a state dict, or ``_random_features``),
+    and PyTorch's default initialisation of 20M parameters, thrown away at once, was half of building it."""
+    with torch.device("meta"):
+        features = make_layers(cfgs["E"], batch_norm=False)
+    return features.to_empty(device="cpu")
 
 
-def load_vgg19_features(weights: str, option: str = "--model.weights") -> nn.Sequential:
-    """Build torchvision's ``vgg19().features`` with ``weights``.
+def load_vgg19_features(weights: str, option: str = "--model.weights", deepest: int | None = None) -> nn.Sequential:
+    """Build torchvision's ``vgg19().features`` with ``weights``, cut after the module ``deepest`` (an
+    index, as ``LAYER_INDEX`` gives; None: all of it).
 
     ``weights`` is ``"IMAGENET1K_V1"`` (torchvision's weights API; downloaded once into the torch hub
     cache), ``"random"`` (untrained but deterministic, for offline smoke runs and tests), or the path
     of a ``.pth`` state dict of a whole ``vgg19`` or of ``vgg19().features`` alone. Errors name ``option``.
     """
     if weights == "random":
-        return _random_features()
+        return _random_features(deepest)
     if weights == "IMAGENET1K_V1":
         try:
             state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
@@ -92,15 +97,20 @@ def load_vgg19_features(weights: str, option: str = "--model.weights") -> nn.Seq
                 f"give a local file instead with {option} PATH.pth "
                 "(a vgg19 or vgg19().features state dict)"
             ) from None
-        return _features_from_state(state, "IMAGENET1K_V1", option)
-    return _features_from_file(weights, option)
+        features = _features_from_state(state, "IMAGENET1K_V1", option)
+    else:
+        features = _features_from_file(weights, option)
+    return features if deepest is None else features[: deepest + 1]
 
 
-def _random_features() -> nn.Sequential:
+def _random_features(deepest: int | None = None) -> nn.Sequential:
     """torchvision's initialisation of VGG's convolutions, from a fixed seed of its own: the same
     "random" network in every run and on resume (VGG weights are not checkpointed), without touching
-    the global RNG that seeds the image's noise."""
+    the global RNG that seeds the image's noise. The convolutions are drawn in order, so a network cut
+    after ``deepest`` has the same weights as the whole one's first layers, without drawing the rest."""
     features = vgg19_features_architecture()
+    if deepest is not None:
+        features = features[: deepest + 1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         for module in features:
@@ -180,7 +190,7 @@ class VGG19Features(nn.Module):
             raise UserError(f"unknown VGG19 layer(s) {unknown}; known names: {', '.join(LAYER_INDEX)}")
         self.layers = list(dict.fromkeys(layers))
         deepest = max(LAYER_INDEX[name] for name in self.layers)
-        self.features = load_vgg19_features(weights, option)[: deepest + 1]
+        self.features = load_vgg19_features(weights, option, deepest)
         if pooling == "avg":
             for index, module in enumerate(self.features):
                 if isinstance(module, nn.MaxPool2d):

@@ -56,6 +56,20 @@ def test_random_weights_are_deterministic():
     assert torch.equal(a[0].weight, b[0].weight)
 
 
+@pytest.mark.parametrize("weights", ["random", "file"])
+def test_a_network_cut_early_has_the_whole_ones_first_weights(weights, tmp_path):
+    # Only the layers in use are drawn (or kept): the cut network is the whole one's beginning, so a run
+    # that uses conv3_1 at most sees the same "random" VGG19 as one that goes to conv5_1.
+    if weights == "file":
+        torch.save(load_vgg19_features("random").state_dict(), tmp_path / "vgg.pth")
+        weights = str(tmp_path / "vgg.pth")
+    whole = load_vgg19_features(weights)
+    cut = load_vgg19_features(weights, deepest=LAYER_INDEX["conv3_1"])
+    assert len(cut) == LAYER_INDEX["conv3_1"] + 1
+    for name, tensor in cut.state_dict().items():
+        assert torch.equal(tensor, whole.state_dict()[name]) and torch.isfinite(tensor).all(), name
+
+
 @pytest.mark.parametrize("prefix", ["", "features."])
 def test_weights_from_file_features_or_whole_network(tmp_path, prefix):
     network = vgg19()
