@@ -18,6 +18,7 @@ import lightning.pytorch as pl
 import torch
 
 from nst_lightning.model.targets import Measure, Photos, Targets
+from nst_lightning.utilities.files import atomic_write
 
 
 class CachedStyle:
@@ -43,10 +44,10 @@ class CachedStyle:
 
     @staticmethod
     def _save(path: Path, style: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{torch.randint(1 << 30, ()).item()}.partial")
-        torch.save(style, partial)
-        partial.replace(path)
+        # Through a temporary file of a name no other process has (parallel shots' frames may write at
+        # once), never from torch's RNG: Ray's workers are seeded alike, so two drew the same name and
+        # one renamed the other's file away (FileNotFoundError); and a draw moved the run's own noise.
+        atomic_write(path, lambda handle: torch.save(style, handle))
 
 
 class ClipStyle(pl.Callback):
