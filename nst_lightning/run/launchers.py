@@ -70,10 +70,20 @@ def ray(
             for ref in ready:
                 finished(_reraise(ray_module.get(ref)))
     except ray_module.exceptions.RayError as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"a Ray task failed for good after {RAY_RETRIES} retries: {message}; rerun the same command to go on") from None
+        raise UserError(f"a Ray task failed for good after {RAY_RETRIES} retries: {_ray_failure(err)}; rerun the same command to go on") from None
     finally:
         ray_module.shutdown()
+
+
+def _ray_failure(err: BaseException) -> str:
+    """What went wrong in one line: the task's own exception where it raised one (a ``RayTaskError``'s
+    first line only names the task and its process), else Ray's first line (a worker that died)."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        text = str(cause).strip()
+        return f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def call(task: Callable[..., Any], *arguments: Any) -> Any:
