@@ -21,6 +21,12 @@ pytest_plugins = ["tests.hostile_server"]
 # threads, 12 s with one (benchmarks/tier_times.py, docs/lab/performance.md).
 os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+# Ray starts its workers at niceness 15, beneath every other process. The runs of a Ray test happen in
+# those workers, so beside the other pytest workers' processes (niceness 0) they got ~5% of a core
+# (measured: a shot's worker 4 CPU s in 80 s), and a Ray test took minutes or timed out under
+# `pytest -n`, when it takes ~25 s alone. The tests' Ray workers compete as equals (Ray reads RAY_*
+# settings from the environment of the processes it starts: the raylet's).
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 def pytest_collection_modifyitems(config, items):
