@@ -47,6 +47,8 @@ class LossOptions:
     style_layer_weights: Optional[tuple[float, ...]] = None
     content_weight: float = 1.0
     style_weight: float = 10.0
+    style_weight_start: Optional[float] = None
+    style_weight_ramp: float = 0.5
     tv_weight: float = 0.0
     style_loss: str = "gram"
     sw_directions: Optional[int] = None
@@ -65,6 +67,11 @@ class LossOptions:
         return LossWeights.from_options(
             self.content_layers, self.style_layers, self.style_layer_weights, self.content_weight, self.style_weight, self.tv_weight
         )
+
+    def check_steps(self, max_steps: Optional[int]) -> None:
+        """A style weight's ramp takes a part of the run: it needs the run's length."""
+        if self.style_weight_start is not None and (max_steps is None or max_steps < 1):
+            raise UserError(f"{param('model.style_weight_start')} needs {param('trainer.max_steps')}, the run's length")
 
     @property
     def layers(self) -> list[str]:
