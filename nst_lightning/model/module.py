@@ -79,6 +79,7 @@ class StyleTransfer(pl.LightningModule):
         region_masks: MaskMethod = "downsample",
         parameterisation: Literal["pixels", "laplacian_pyramid"] = "pixels",
         pyramid_levels: PositiveInt = 5,
+        pyramid_band_gain: FinitePositiveFloat = 1.0,
     ) -> None:
         """
         Args:
@@ -131,6 +132,8 @@ class StyleTransfer(pl.LightningModule):
             parameterisation: What the optimizer moves: the image's ``pixels``, or its ``laplacian_pyramid``'s
                 coordinates, whose coarse bands move the large shapes in few steps (``parameterisation/``).
             pyramid_levels: With ``laplacian_pyramid``: its bands, each coarser one half the last's sides.
+            pyramid_band_gain: With ``laplacian_pyramid``: each coarser band's step as a multiple of the next finer
+                band's (1: every band moves by ``lr``; 2: the next coarser twice as far).
         """
         super().__init__()
         self.save_hyperparameters()

@@ -96,6 +96,7 @@ class OptimOptions:
     ema_decay: Optional[float] = None
     parameterisation: str = "pixels"
     pyramid_levels: int = 5
+    pyramid_band_gain: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.init == "image") != (self.init_image is not None):
@@ -151,7 +152,7 @@ class OptimOptions:
 
     def parameterised(self) -> Parameterisation:
         """What the optimizer moves: the image's pixels, or its Laplacian pyramid's coordinates."""
-        return make_parameterisation(self.parameterisation, self.pyramid_levels)
+        return make_parameterisation(self.parameterisation, self.pyramid_levels, self.pyramid_band_gain)
 
     def make_optimizer(self, optimised: Tensor) -> torch.optim.Optimizer:
         """The optimizer of ``optimised``: the image, or its parameterisation's coordinates (``optimised``)."""
