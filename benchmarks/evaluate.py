@@ -62,6 +62,9 @@ QUICK_200_CONSTANT_FP32 = ["--trainer.max_steps", "200", "--model.lr_schedule", 
                            "--precision_policy", "as_set", "--model.ema_decay", "null"]
 PYRAMID_90_LR_03 = ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.lr", "0.03",
                     "--model.lr_floor", "0.3", "--model.style_weight", "9"]
+PYRAMID_95_GAIN_08 = ["--trainer.max_steps", "95", "--model.parameterisation", "laplacian_pyramid", "--model.lr", "0.02",
+                      "--model.lr_floor", "0.3", "--model.init_color_strength", "0.25", "--model.pyramid_band_gain", "0.8",
+                      "--model.style_weight", "9.25"]
 # name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
 OPTION_SETS = {
     "defaults": [],
@@ -91,6 +94,9 @@ OPTION_SETS = {
     # Coarse-to-fine: 40 steps at 181 px (each ~1/2 of a 256 px step), then 65 at 256 px: ~85 steps' cost.
     "pyramid 40+65 coarse-to-fine style_weight 8": ["--trainer.max_steps", "105", "--model.parameterisation", "laplacian_pyramid",
                                                     "--model.stage_steps", "[40]", "--model.style_weight", "8"],
+    # The lab's third round: a smaller step (0.02), each coarser band's step 0.8 times the next finer one's, 95 steps.
+    "pyramid 95 gain 0.8 colours 0.25 style_weight 9.25": PYRAMID_95_GAIN_08,
+    "pyramid 95 gain 0.8 colours 0.25 style_weight 9.25 bf16": [*PYRAMID_95_GAIN_08, "--trainer.precision", "bf16-mixed"],
     "pixels 90": ["--trainer.max_steps", "90"],
     # The losses on whole distributions, each through its overlay config (its style weight chosen so that
     # the content distance is Gram's within 5%: docs/lab/quality.md).
