@@ -56,13 +56,22 @@ from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
 from nst_lightning.run.precision import cpu_flags  # noqa: E402
 
+# The configs/quick.yaml of before the pyramid (150 Adam steps on the pixels, style weight 10, from the photo half
+# way to the painting's colours, the last third decayed to 10%): what today's changes, put back. The earlier rounds'
+# option sets were measured over it.
+QUICK_ON_PIXELS = ["--trainer.max_steps", "150", "--model.parameterisation", "pixels", "--model.pyramid_band_gain", "1",
+                   "--model.style_weight", "10", "--model.init_color_strength", "0.5", "--model.lr_floor", "0.1"]
 # The published grid (docs/lab/quality.md) was scored over the earlier configs/quick.yaml: 200 constant Adam
 # steps from the photo, in fp32, the last iterate. These put it back; --today scores over today's quick.yaml.
-QUICK_200_CONSTANT_FP32 = ["--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
+QUICK_200_CONSTANT_FP32 = [*QUICK_ON_PIXELS, "--trainer.max_steps", "200", "--model.lr_schedule", "constant", "--model.init", "content",
                            "--precision_policy", "as_set", "--model.ema_decay", "null"]
+PYRAMID_ON_PIXELS = [*QUICK_ON_PIXELS, "--model.parameterisation", "laplacian_pyramid"]  # the earlier rounds' pyramid
 PYRAMID_90_LR_03 = ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.lr", "0.03",
                     "--model.lr_floor", "0.3", "--model.style_weight", "9"]
-# name -> extra fit options, over --config (configs/quick.yaml: 256 px, style_weight 10).
+PYRAMID_95_GAIN_08 = ["--trainer.max_steps", "95", "--model.parameterisation", "laplacian_pyramid", "--model.lr", "0.02",
+                      "--model.lr_floor", "0.3", "--model.init_color_strength", "0.25", "--model.pyramid_band_gain", "0.8",
+                      "--model.style_weight", "9.25"]
+# name -> extra fit options, over --config (configs/quick.yaml: 256 px); the earlier rounds' over QUICK_ON_PIXELS.
 OPTION_SETS = {
     "defaults": [],
     "gram": [],  # the defaults, named for the comparison of style losses
@@ -73,29 +82,32 @@ OPTION_SETS = {
     "coarse-to-fine": ["--model.stage_steps", "[80, 60]"],
     # With --today: the earlier quick.yaml put back, the reference that speed claims are ratios to.
     "quick before": QUICK_200_CONSTANT_FP32,
-    # With --today: today's quick.yaml's method (the photo half way to the painting's colours, the last third
+    # With --today: the pixels' quick.yaml method (the photo half way to the painting's colours, the last third
     # decayed, averaged) in fewer steps, optimising the image's Laplacian pyramid or its pixels.
-    "pyramid 90": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.pyramid_levels", "5"],
-    "pyramid 90 style_weight 9": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
-    "pyramid 110 style_weight 9": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9"],
-    "pyramid 110 style_weight 9 bf16": ["--trainer.max_steps", "110", "--model.parameterisation", "laplacian_pyramid", "--model.style_weight", "9",
+    "pyramid 90": [*PYRAMID_ON_PIXELS, "--trainer.max_steps", "90", "--model.pyramid_levels", "5"],
+    "pyramid 90 style_weight 9": [*PYRAMID_ON_PIXELS, "--trainer.max_steps", "90", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9": [*PYRAMID_ON_PIXELS, "--trainer.max_steps", "110", "--model.style_weight", "9"],
+    "pyramid 110 style_weight 9 bf16": [*PYRAMID_ON_PIXELS, "--trainer.max_steps", "110", "--model.style_weight", "9",
                                         "--trainer.precision", "bf16-mixed"],
-    "pyramid 90 bf16": ["--trainer.max_steps", "90", "--model.parameterisation", "laplacian_pyramid", "--trainer.precision", "bf16-mixed"],
+    "pyramid 90 bf16": [*PYRAMID_ON_PIXELS, "--trainer.max_steps", "90", "--trainer.precision", "bf16-mixed"],
     # The best of the lab's second round on The Scream: a larger step, a higher floor of its decay.
-    "pyramid 90 lr 0.03 floor 0.3 style_weight 9": PYRAMID_90_LR_03,
-    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 bf16": [*PYRAMID_90_LR_03, "--trainer.precision", "bf16-mixed"],
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9": [*QUICK_ON_PIXELS, *PYRAMID_90_LR_03],
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 bf16": [*QUICK_ON_PIXELS, *PYRAMID_90_LR_03, "--trainer.precision", "bf16-mixed"],
     # The lab's third round: less of the painting's colours at the start (0.25) keeps more of The Scream's content.
-    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 colours 0.25": [*PYRAMID_90_LR_03, "--model.init_color_strength", "0.25"],
-    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 colours 0.25 bf16": [*PYRAMID_90_LR_03, "--model.init_color_strength", "0.25",
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 colours 0.25": [*QUICK_ON_PIXELS, *PYRAMID_90_LR_03, "--model.init_color_strength", "0.25"],
+    "pyramid 90 lr 0.03 floor 0.3 style_weight 9 colours 0.25 bf16": [*QUICK_ON_PIXELS, *PYRAMID_90_LR_03, "--model.init_color_strength", "0.25",
                                                                      "--trainer.precision", "bf16-mixed"],
     # Coarse-to-fine: 40 steps at 181 px (each ~1/2 of a 256 px step), then 65 at 256 px: ~85 steps' cost.
-    "pyramid 40+65 coarse-to-fine style_weight 8": ["--trainer.max_steps", "105", "--model.parameterisation", "laplacian_pyramid",
+    "pyramid 40+65 coarse-to-fine style_weight 8": [*QUICK_ON_PIXELS, "--trainer.max_steps", "105", "--model.parameterisation", "laplacian_pyramid",
                                                     "--model.stage_steps", "[40]", "--model.style_weight", "8"],
-    "pixels 90": ["--trainer.max_steps", "90"],
+    # The lab's third round: a smaller step (0.02), each coarser band's step 0.8 times the next finer one's, 95 steps.
+    "pyramid 95 gain 0.8 colours 0.25 style_weight 9.25": PYRAMID_95_GAIN_08,
+    "pyramid 95 gain 0.8 colours 0.25 style_weight 9.25 bf16": [*PYRAMID_95_GAIN_08, "--trainer.precision", "bf16-mixed"],
+    "pixels 90": [*QUICK_ON_PIXELS, "--trainer.max_steps", "90"],
     # The losses on whole distributions, each through its overlay config (its style weight chosen so that
     # the content distance is Gram's within 5%: docs/lab/quality.md).
-    "sliced wasserstein": ["--config", "configs/sliced_wasserstein.yaml"],
-    "nearest neighbour": ["--config", "configs/nearest_neighbour.yaml"],
+    "sliced wasserstein": [*QUICK_ON_PIXELS, "--config", "configs/sliced_wasserstein.yaml"],
+    "nearest neighbour": [*QUICK_ON_PIXELS, "--config", "configs/nearest_neighbour.yaml"],
 }
 # How --precision forces every run's precision, whatever --precision_policy would choose.
 PRECISION = {"as_set": [], "32": ["--precision_policy", "as_set", "--trainer.precision", "32-true"],

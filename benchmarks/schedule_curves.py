@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.evaluate import QUICK_200_CONSTANT_FP32  # noqa: E402  (the earlier quick.yaml, one definition)
+from benchmarks.evaluate import QUICK_200_CONSTANT_FP32, QUICK_ON_PIXELS  # noqa: E402  (the earlier quick.yamls, one definition)
 from nst_lightning.evaluation.scorer import Scorer  # noqa: E402
 from nst_lightning.inputs.images import decode_image  # noqa: E402
 from nst_lightning.inputs.sources import read_source  # noqa: E402
@@ -55,7 +55,7 @@ DEFAULT_500_DECAYED_AVERAGED = ["--trainer.max_steps", "500", "--model.init", "p
                                 "--model.ema_decay", "0.9"]
 
 # The lab's fourth-round configs/quick.yaml, over today's: no average of the iterates, one stage.
-NO_AVERAGE_ONE_STAGE = ["--model.ema_decay", "null", "--model.stage_steps", "null"]
+NO_AVERAGE_ONE_STAGE = [*QUICK_ON_PIXELS, "--model.ema_decay", "null", "--model.stage_steps", "null"]
 
 # name -> fit options over --config. "quick before" is the earlier configs/quick.yaml (200 constant fp32 steps). The
 # rows from "constant 100" to "lbfgs 60" were measured over that old quick.yaml (rounds one to three):
@@ -72,8 +72,8 @@ SETTINGS = {
     "quick after 150 decay 0.2": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--model.lr_decay_fraction", "0.2"],
     "quick after 150 lr 0.025": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--model.lr", "0.025"],
     # The fifth round's configs/quick.yaml: the 150 steps above, output averaged (ema_decay 0.9).
-    "quick after 150 ema 0.9": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9"],
-    "quick after 150 ema 0.9 fp32": ["--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9",
+    "quick after 150 ema 0.9": [*QUICK_ON_PIXELS, "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9"],
+    "quick after 150 ema 0.9 fp32": [*QUICK_ON_PIXELS, "--model.stage_steps", "null", "--trainer.max_steps", "150", "--model.ema_decay", "0.9",
                                      "--precision_policy", "as_set"],
     "quick after 150 fp32": [*NO_AVERAGE_ONE_STAGE, "--trainer.max_steps", "150", "--precision_policy", "as_set"],
     # Over --config configs/default.yaml (512 px): the old default (1000 constant Adam steps from the photo,

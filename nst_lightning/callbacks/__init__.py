@@ -1,8 +1,9 @@
 """The callbacks of a run, one per file, each re-exported here.
 
-Every ``StyleTransfer`` adds three itself (its ``configure_callbacks``): ``DivergenceGuard`` (stops
-at the first non-finite loss, ``divergence``), ``LossLogger`` (the loss and its parts, ``loss_logger``)
-and ``CoarseToFine`` (the stages of ``--model.stage_steps``, ``coarse_to_fine``). A run of the CLI or
+Every ``StyleTransfer`` adds four itself (its ``configure_callbacks``): ``DivergenceGuard`` (stops
+at the first non-finite loss, ``divergence``), ``LossLogger`` (the loss and its parts, ``loss_logger``),
+``CoarseToFine`` (the stages of ``--model.stage_steps``, ``coarse_to_fine``) and ``StyleWeightRamp``
+(the style weight over the run, ``--model.style_weight_start``, ``style_weight``). A run of the CLI or
 of ``stylize()`` adds those that write its files: ``StepCheckpoint`` (``--checkpoint.*``,
 ``checkpoint``), ``SaveGeneratedImage`` (``--result.*``, ``result``), ``ImageLogger``
 (``--image_logger.*``, ``image_logger``), ``HoldRunLock`` (the run directory's lock, held to the
@@ -22,6 +23,7 @@ from nst_lightning.callbacks.loss_logger import LossLogger
 from nst_lightning.callbacks.progress import StepProgressBar
 from nst_lightning.callbacks.result import SaveGeneratedImage
 from nst_lightning.callbacks.run_lock import HoldRunLock
+from nst_lightning.callbacks.style_weight import StyleWeightRamp
 
 __all__ = [
     "CoarseToFine",
@@ -32,4 +34,5 @@ __all__ = [
     "SaveGeneratedImage",
     "StepCheckpoint",
     "StepProgressBar",
+    "StyleWeightRamp",
 ]

@@ -13,6 +13,7 @@ One training step is one forward/backward pass, for Adam and for L-BFGS alike (`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal, Optional
 
 import lightning.pytorch as pl
@@ -20,7 +21,7 @@ import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch import Tensor, nn
 
-from nst_lightning.callbacks import CoarseToFine, DivergenceGuard, LossLogger
+from nst_lightning.callbacks import CoarseToFine, DivergenceGuard, LossLogger, StyleWeightRamp
 from nst_lightning.inputs.color import ColorMode
 from nst_lightning.inputs.data import datamodule_of
 from nst_lightning.loss.guided import GuidedStatistic, MaskMethod
@@ -50,6 +51,8 @@ class StyleTransfer(pl.LightningModule):
         style_layer_weights: Optional[list[FiniteNonNegativeFloat]] = None,
         content_weight: FiniteNonNegativeFloat = 1.0,
         style_weight: FiniteNonNegativeFloat = 10.0,
+        style_weight_start: Optional[FiniteNonNegativeFloat] = None,
+        style_weight_ramp: PositiveFraction = 0.5,
         tv_weight: FiniteNonNegativeFloat = 0.0,
         style_loss: StyleLossName = "gram",
         sw_directions: Optional[PositiveInt] = None,
@@ -77,6 +80,7 @@ class StyleTransfer(pl.LightningModule):
         region_masks: MaskMethod = "downsample",
         parameterisation: Literal["pixels", "laplacian_pyramid"] = "pixels",
         pyramid_levels: PositiveInt = 5,
+        pyramid_band_gain: FinitePositiveFloat = 1.0,
     ) -> None:
         """
         Args:
@@ -87,6 +91,10 @@ class StyleTransfer(pl.LightningModule):
             style_layer_weights: One weight per style layer, normalised to sum to 1 (default: equal, as in the paper).
             content_weight: Weight of the content loss (the paper's alpha).
             style_weight: Weight of the style loss (the paper's beta); losses are normalised, so style/content is comparable.
+            style_weight_start: The style weight at the first step as a fraction of ``style_weight``, moving linearly
+                to ``style_weight`` over the first ``style_weight_ramp`` of the run (``callbacks/style_weight.py``);
+                None: ``style_weight`` throughout.
+            style_weight_ramp: With ``style_weight_start``: the part of ``trainer.max_steps`` the move takes.
             tv_weight: Weight of the total-variation (smoothness) loss; 0 disables it.
             style_loss: ``gram`` (the paper's Gram matrices), ``wasserstein`` (mean and covariance, as crowsonkb's),
                 ``sliced_wasserstein`` (whole feature distributions along random directions, Heitz et al. 2021) or
@@ -125,6 +133,8 @@ class StyleTransfer(pl.LightningModule):
             parameterisation: What the optimizer moves: the image's ``pixels``, or its ``laplacian_pyramid``'s
                 coordinates, whose coarse bands move the large shapes in few steps (``parameterisation/``).
             pyramid_levels: With ``laplacian_pyramid``: its bands, each coarser one half the last's sides.
+            pyramid_band_gain: With ``laplacian_pyramid``: each coarser band's step as a multiple of the next finer
+                band's (1: every band moves by ``lr``; 2: the next coarser twice as far).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -154,7 +164,8 @@ class StyleTransfer(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         sync_every = self.compute.sync_every
-        return [DivergenceGuard(sync_every), LossLogger(sync_every), CoarseToFine(self.optim.stages)]
+        ramp = StyleWeightRamp(self.loss_options.style_weight_start, self.loss_options.style_weight_ramp)
+        return [DivergenceGuard(sync_every), LossLogger(sync_every), CoarseToFine(self.optim.stages), ramp]
 
     def take_plan(self, plan: Plan) -> None:
         """What the preflight decided for the next fit (the CLI and ``stylize()`` check before the Trainer
@@ -203,6 +214,12 @@ class StyleTransfer(pl.LightningModule):
         if optimizers != self.trainer.optimizers:  # L-BFGS: a new one, of the new size
             self.trainer.optimizers = optimizers
         self.refresh_targets()
+
+    def weigh_style(self, factor: float) -> None:
+        """The style loss weighs ``factor`` times ``style_weight`` from the next step on (``StyleWeightRamp``)."""
+        self.loss_weights = replace(self.loss_weights, style=self.loss_options.style_weight * factor)
+        if self.tiled_loss is not None:
+            self.tiled_loss.weights = self.loss_weights
 
     def compute_targets(self, content: Tensor, style: Tensor | list[Tensor], blend_weights: Optional[list[float]] = None) -> None:
         """The targets of one photo ``[1, 3, H, W]`` and its painting(s), without a datamodule."""

@@ -47,6 +47,8 @@ class LossOptions:
     style_layer_weights: Optional[tuple[float, ...]] = None
     content_weight: float = 1.0
     style_weight: float = 10.0
+    style_weight_start: Optional[float] = None
+    style_weight_ramp: float = 0.5
     tv_weight: float = 0.0
     style_loss: str = "gram"
     sw_directions: Optional[int] = None
@@ -65,6 +67,11 @@ class LossOptions:
         return LossWeights.from_options(
             self.content_layers, self.style_layers, self.style_layer_weights, self.content_weight, self.style_weight, self.tv_weight
         )
+
+    def check_steps(self, max_steps: Optional[int]) -> None:
+        """A style weight's ramp takes a part of the run: it needs the run's length."""
+        if self.style_weight_start is not None and (max_steps is None or max_steps < 1):
+            raise UserError(f"{param('model.style_weight_start')} needs {param('trainer.max_steps')}, the run's length")
 
     @property
     def layers(self) -> list[str]:
@@ -89,6 +96,7 @@ class OptimOptions:
     ema_decay: Optional[float] = None
     parameterisation: str = "pixels"
     pyramid_levels: int = 5
+    pyramid_band_gain: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.init == "image") != (self.init_image is not None):
@@ -144,7 +152,7 @@ class OptimOptions:
 
     def parameterised(self) -> Parameterisation:
         """What the optimizer moves: the image's pixels, or its Laplacian pyramid's coordinates."""
-        return make_parameterisation(self.parameterisation, self.pyramid_levels)
+        return make_parameterisation(self.parameterisation, self.pyramid_levels, self.pyramid_band_gain)
 
     def make_optimizer(self, optimised: Tensor) -> torch.optim.Optimizer:
         """The optimizer of ``optimised``: the image, or its parameterisation's coordinates (``optimised``)."""

@@ -34,11 +34,12 @@ class Plan:
 
 def check_inputs(module: Any, datamodule: InputData, max_steps: Optional[int], device: torch.device, precision: str) -> Plan:
     """Fail early, with one line, on what would fail mid-run: K photos with L-BFGS or tiles, a warm-up
-    as long as the run, a size that does not fit on ``device`` (or, with ``max_memory_gb``, the
+    as long as the run, a style weight's ramp without a run's length, a size that does not fit on ``device`` (or, with ``max_memory_gb``, the
     budget's plan), unreadable images, a bad stage schedule, an unreadable ``init_image``."""
     optim, compute = module.optim, module.compute
     optim.check_images(len(datamodule.contents), module.tiled_loss is not None)
     optim.check_steps(max_steps)  # a learning-rate schedule's warm-up must fit in the run
+    module.loss_options.check_steps(max_steps)  # a style weight's ramp is a part of the run
     # First, from the images' headers: a size that cannot fit is refused before it is decoded.
     halo, align = vgg_halo_and_alignment(module.vgg, module.vgg.layers)  # also untiled: a refusal may suggest tiles
     (height, width), _ = datamodule.header_sizes(datamodule.image_size)

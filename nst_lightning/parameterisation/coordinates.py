@@ -62,11 +62,19 @@ class Pixels:
 
 
 class LaplacianPyramid:
-    """The image's steps in the coordinates of a Laplacian pyramid of ``levels`` bands."""
+    """The image's steps in the coordinates of a Laplacian pyramid of ``levels`` bands; with ``gain``, band
+    ``k``'s coordinates stand for ``gain^k`` times its blobs, so that Adam, which moves every coordinate by
+    about its step size, moves band ``k`` ``gain^k`` times as far as the finest (1: every band alike)."""
 
-    def __init__(self, levels: int) -> None:
-        self.levels = levels
+    def __init__(self, levels: int, gain: float = 1.0) -> None:
+        self.levels, self.gain = levels, gain
         self.coordinates: Optional[nn.Parameter] = None
+
+    def _gained(self, packed: Tensor, size: tuple[int, int]) -> Tensor:
+        """``packed`` with band ``k`` times ``gain^k``: the synthesis's scale, and (it is diagonal) its adjoint's."""
+        if self.gain == 1.0:
+            return packed
+        return pack([band * self.gain**k for k, band in enumerate(bands(packed, size, self.levels))])
 
     def optimised(self, image: Tensor) -> nn.Parameter:
         self.coordinates = nn.Parameter(image.new_zeros(self.state_shape(image.shape)))
@@ -80,7 +88,7 @@ class LaplacianPyramid:
         """``image.grad`` to the coordinates' gradient (then none left on the image, which no optimizer zeroes)."""
         if image.grad is None:
             return
-        gradient = adjoint(image.grad.float(), self.levels)
+        gradient = self._gained(adjoint(image.grad.float(), self.levels), tuple(image.shape[-2:]))
         grad = self.coordinates.grad
         self.coordinates.grad = gradient if grad is None else grad + gradient
         image.grad = None
@@ -111,7 +119,8 @@ class LaplacianPyramid:
         """Add the step the optimizer took to the image (``clamp``: then back to valid pixels, [0, 1],
         which is the projection of the bands too: the clamp's change is the finest band's), and start
         the next step from zero."""
-        image += synthesis(self.coordinates, tuple(image.shape[-2:]), self.levels).to(image.dtype)
+        size = tuple(image.shape[-2:])
+        image += synthesis(self._gained(self.coordinates, size), size, self.levels).to(image.dtype)
         self.coordinates.zero_()
         if clamp:
             image.clamp_(0, 1)
@@ -120,6 +129,7 @@ class LaplacianPyramid:
 Parameterisation = Union[Pixels, LaplacianPyramid]
 
 
-def make_parameterisation(name: str, levels: int) -> Parameterisation:
-    """``--model.parameterisation``'s ``pixels`` or ``laplacian_pyramid`` (of ``levels`` bands)."""
-    return LaplacianPyramid(levels) if name == "laplacian_pyramid" else Pixels()
+def make_parameterisation(name: str, levels: int, gain: float = 1.0) -> Parameterisation:
+    """``--model.parameterisation``'s ``pixels`` or ``laplacian_pyramid`` (of ``levels`` bands, each ``gain``
+    times the next finer one's step)."""
+    return LaplacianPyramid(levels, gain) if name == "laplacian_pyramid" else Pixels()

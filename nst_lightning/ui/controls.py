@@ -16,11 +16,12 @@ from nst_lightning.ui.live import Update
 from nst_lightning.ui.runner import Outcome
 from nst_lightning.utilities.errors import UserError, param
 
-# How the page's presets paint: configs/quick.yaml's method (docs/lab/quality.md: the quality of 200 plain Adam
-# steps in half the time), set in full so that a preset gives the same picture whatever the server's --config.
+# How the page's presets paint: configs/quick.yaml's method on the pixels (docs/lab/quality.md: the quality of 200 plain
+# Adam steps in half the time; its coarse-to-fine and 512 px presets were measured on the pixels), set in full so that a
+# preset gives the same picture whatever the server's --config.
 METHOD = ("--model.optimizer", "adam", "--model.lr", "null", "--model.init", "painting_colors", "--model.init_color_strength", "0.5",
           "--model.lr_schedule", "linear", "--model.lr_floor", "0.1", "--model.lr_decay_fraction", "0.33", "--model.ema_decay", "0.9",
-          "--model.pooling", "max")
+          "--model.pooling", "max", "--model.parameterisation", "pixels")
 # Gatys, Ecker & Bethge (2015) as configs/gatys2015.yaml runs them: L-BFGS from noise, average pooling, no smoothing.
 PAPER = ("--model.optimizer", "lbfgs", "--model.lr", "1.0", "--model.init", "noise", "--model.pooling", "avg", "--model.tv_weight", "0",
          "--model.lr_schedule", "constant", "--model.ema_decay", "null", "--model.content_layers", "[conv4_2]",

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from nst_lightning import CoarseToFine, DivergenceGuard, LossLogger, StyleTransfer, StyleTransferData
+from nst_lightning.callbacks import StyleWeightRamp
 from nst_lightning.inputs.images import load_image
 from nst_lightning.loss.functional import content_loss, gram_matrix, relative_squared_error
 from nst_lightning.loss.statistics import WassersteinStatistic
@@ -63,7 +64,7 @@ def test_the_image_is_the_only_parameter_and_the_checkpoint_holds_no_vgg_weights
     assert [name for name, p in model.named_parameters() if p.requires_grad] == ["image"]
     assert set(model.state_dict()) == {"image"}
     assert model.strict_loading is False
-    assert {type(c) for c in model.configure_callbacks()} == {DivergenceGuard, LossLogger, CoarseToFine}
+    assert {type(c) for c in model.configure_callbacks()} == {DivergenceGuard, LossLogger, CoarseToFine, StyleWeightRamp}
 
 
 def test_forward_is_the_weighted_sum_of_hand_computed_losses():

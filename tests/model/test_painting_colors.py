@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from nst_lightning.inputs.color import blended_color_statistics, recolor
-from tests.helpers import CONFIGS, DEBUG_CONFIG, user_error
+from tests.helpers import CONFIGS, DEBUG_CONFIG, checkpoint, user_error
 
 REGIONS_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "regions.yaml")
 
@@ -92,7 +92,22 @@ def test_fast_yaml_over_quick_yaml_runs_lbfgs_from_the_paintings_colours(run_cli
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 1.0  # quick.yaml leaves lr to the optimizer's default
     assert cli.model.optim.init == "painting_colors" and cli.trainer.global_step == 3
     assert cli.model.optim.ema_decay is None and cli.model.average is None  # L-BFGS: the last iterate
+    # Its measured setting whatever quick.yaml optimises: the pixels, at style weight 10.
+    assert cli.model.optim.parameterisation == "pixels" and cli.model.loss_options.style_weight == 10.0
     assert (run_dir / "generated.png").exists()
+
+
+def test_quick_yaml_steps_a_laplacian_pyramid_of_the_image(run_cli, run_dir):
+    # quick.yaml's measured setting: the pyramid's coordinates are what Adam moves (at its default 0.02), each
+    # coarser band 0.8 times as far, from a quarter of the way to the painting's colours, style weight 9.25.
+    cli = run_cli("--config", str(CONFIGS / "quick.yaml"), "--config", DEBUG_CONFIG, "--trainer.max_steps", "2",
+                  "--model.weights", "random")
+    optimizer = cli.trainer.optimizers[0]
+    assert optimizer.param_groups[0]["params"] == [cli.model.parameterisation.coordinates]
+    assert cli.model.parameterisation.levels == 5 and cli.model.parameterisation.gain == 0.8
+    saved = checkpoint(run_dir / "checkpoints" / "last.ckpt")["hyper_parameters"]
+    assert saved["parameterisation"] == "laplacian_pyramid" and saved["lr"] is None
+    assert (saved["style_weight"], saved["init_color_strength"], saved["lr_floor"]) == (9.25, 0.25, 0.3)
 
 
 def test_quick_yaml_outputs_the_average_of_its_iterates(run_cli, run_dir):

@@ -33,6 +33,18 @@ def test_a_pyramid_run_moves_smooth_blobs_and_checkpoints_the_image_alone(run_cl
     assert _coarse_share(by_pyramid) > 2 * _coarse_share(by_pixels)
 
 
+def test_a_band_gain_moves_the_coarse_bands_further(run_cli, run_dir):
+    # One Adam step moves every coordinate by about lr whatever the gain; with a gain of 2 the coarser
+    # bands' coordinates stand for 2 and 4 times their blobs, so the step to the image is smoother.
+    run_cli(*PYRAMID, "--trainer.max_steps", "1", "--trainer.logger.init_args.version", "even")
+    gained = run_cli(*PYRAMID, "--trainer.max_steps", "1", "--model.pyramid_band_gain", "2")
+    saved = checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    assert saved["hyper_parameters"]["pyramid_band_gain"] == 2.0
+    start = gained.datamodule.images(gained.datamodule.image_size)[0]
+    even = checkpoint(run_dir / "even" / "checkpoints" / "last.ckpt")["state_dict"]["image"] - start
+    assert _coarse_share(saved["state_dict"]["image"] - start) > 1.3 * _coarse_share(even)  # measured: 0.82 against 0.55
+
+
 @pytest.mark.parametrize("options", [[], ["--model.optimizer", "lbfgs"]], ids=["adam", "lbfgs"])
 def test_one_level_is_the_pixels_run(run_cli, run_dir, options):
     run_cli(*options, "--trainer.logger.init_args.version", "pixels")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nst_lightning.parameterisation.coordinates import LaplacianPyramid, Pixels
-from nst_lightning.parameterisation.pyramid import adjoint, band_sizes, bands, packed_length, synthesis
+from nst_lightning.parameterisation.pyramid import adjoint, band_sizes, bands, pack, packed_length, synthesis
 
 
 def test_band_sizes_halve_each_side_rounding_up():
@@ -71,3 +71,26 @@ def test_pixels_are_the_image_itself():
     image = torch.nn.Parameter(torch.rand(1, 3, 4, 4))
     pixels = Pixels()
     assert pixels.optimised(image) is image and pixels.state_shape(image.shape) == (1, 3, 4, 4)
+
+
+def test_a_band_gain_scales_each_bands_gradient_and_step_by_its_power():
+    # Band k stands for gain^k times its blobs: its gradient and its step to the image carry gain^k alike
+    # (the synthesis scaled, and its adjoint), so Adam's step of about lr moves band k gain^k as far.
+    torch.manual_seed(0)
+    image = torch.nn.Parameter(torch.rand(1, 3, 10, 12))
+    pyramid = LaplacianPyramid(3, gain=2.0)
+    coordinates = pyramid.optimised(image)
+    (image * torch.arange(120.0).view(1, 1, 10, 12)).sum().backward()
+    ramp = image.grad.clone()
+    pyramid.gradient_done(image)
+
+    def gained(packed):
+        return pack([band * 2.0**k for k, band in enumerate(bands(packed, (10, 12), 3))])
+
+    assert torch.allclose(coordinates.grad, gained(adjoint(ramp, 3)))
+    before = image.detach().clone()
+    step = torch.randn_like(coordinates)
+    with torch.no_grad():
+        coordinates.copy_(step)
+    pyramid.step_done(image, clamp=False)
+    assert torch.allclose(image.detach(), before + synthesis(gained(step), (10, 12), 3), atol=1e-6)

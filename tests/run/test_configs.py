@@ -53,12 +53,12 @@ def test_the_gpu_overlay_reads_the_host_every_50_steps_in_bf16_where_native(caps
 
 @pytest.mark.parametrize("name", ["sliced_wasserstein", "nearest_neighbour"])
 def test_the_page_gives_each_style_loss_what_its_config_sets(name, capsys):
-    # The page's strength is on Gram's scale: at quick.yaml's weight it must give the loss its config's weight
-    # and options, or the page and the configs would paint differently.
+    # The page's strength is on Gram's scale: at Gram's 10, the weight each loss's weight was chosen against, it
+    # must give the loss its config's weight and options, or the page and the configs would paint differently.
     from nst_lightning.ui.controls import STYLE_LOSSES, options
 
     base, config = printed_config(capsys, CONFIGS / "quick.yaml"), printed_config(capsys, CONFIGS / "quick.yaml", CONFIGS / f"{name}.yaml")
-    args = options(256, 150, base["model"]["style_weight"], 1.0, "none", None, None, name, 0, "", 0)
+    args = options(256, 150, 10.0, 1.0, "none", None, None, name, 0, "", 0)
     given = dict(zip(args[::2], args[1::2]))
     assert float(given["--model.style_weight"]) == config["model"]["style_weight"] and given["--model.style_loss"] == name
     own = dict(zip(STYLE_LOSSES[name].options[::2], STYLE_LOSSES[name].options[1::2]))
