@@ -202,12 +202,13 @@ def test_batch_size_3_gives_the_results_of_three_separate_runs(collection):
     assert len(list((out / "groups").iterdir())) == 2  # 3 photos of one size, in each of 2 styles
     for row in summary(out):
         assert row["status"] == "done" and row["steps"] == "6"
-        grouped = np.asarray(Image.open(out / row["job"] / "generated.png"), dtype=np.float64) / 255
-        alone = np.asarray(Image.open(collection / "separate" / row["job"] / "generated.png"), dtype=np.float64) / 255
+        grouped = np.asarray(Image.open(out / row["job"] / "generated.png"), dtype=np.int64)
+        alone = np.asarray(Image.open(collection / "separate" / row["job"] / "generated.png"), dtype=np.int64)
         # The gradients agree to float rounding; Adam's normalised steps can turn a rounding
-        # difference in a near-zero gradient into a full step on a few pixels, hence a quantile.
-        difference = np.abs(grouped - alone)
-        assert difference.mean() < 2e-3 and np.quantile(difference, 0.99) <= 2 / 255, (row["job"], difference.mean())
+        # difference in a near-zero gradient into a full step on a few pixels, hence a quantile. In
+        # 8-bit levels, whole numbers: a quantile of exactly 2 levels once failed "<= 2 / 255" by 1e-17.
+        levels = np.abs(grouped - alone)
+        assert levels.mean() < 0.51 and np.quantile(levels, 0.99) <= 2, (row["job"], levels.mean())
 
 
 def test_photos_of_different_sizes_are_not_optimised_together(tmp_path):

@@ -134,8 +134,17 @@ def assert_same_sample(got: dict, want: dict) -> None:
         weights = sample["weights"] if sample["weights"] is not None else torch.full((len(order),), 1.0 / len(order))
         return sample["features"][order], weights[order]
 
-    for a, b in zip(ordered(got), ordered(want)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * b.abs().max().item())
+    (features, weights), (want_features, want_weights) = ordered(got), ordered(want)
+    torch.testing.assert_close(weights.sum(), want_weights.sum())
+    rows = torch.cat([features, weights[:, None]], 1)
+    want_rows = torch.cat([want_features, want_weights[:, None]], 1)
+    tolerance = 1e-4 * want_rows.abs() + 1e-6 * want_rows.abs().max()
+    close = ((rows - want_rows).abs() <= tolerance).all(1)
+    # Two vectors whose keys differ by less than the tiles' rounding may sort either way round: a row
+    # out of place must be one of its few neighbours there (one of six seeds swapped one or two rows).
+    for i in (~close).nonzero().flatten().tolist():
+        near = slice(max(0, i - 3), i + 4)
+        assert ((rows[i] - want_rows[near]).abs() <= tolerance[near]).all(1).any(), f"row {i} of {len(rows)} has no match"
 
 
 @pytest.mark.parametrize("statistic", ["sliced_wasserstein", "nearest_neighbour"])
