@@ -107,7 +107,7 @@ OPTION_SETS = {
 PRECISION = {"as_set": [], "32": ["--precision_policy", "as_set", "--trainer.precision", "32-true"],
              "bf16": ["--precision_policy", "as_set", "--trainer.precision", "bf16-mixed"]}
 # --match-content: each option set's content distance within 5% of the reference set's on every pair, in at most
-# two reruns. Before a pair gives two tries to take a secant through, the content distance is taken to grow as the
+# two reruns (--match-reruns). Before a pair gives two tries to take a secant through, the content distance is taken to grow as the
 # 0.45th power of the style weight (sliced Wasserstein 25 to 40, nearest neighbour 8 to 25 at 256 px:
 # docs/lab/quality.md).
 MATCH_TOLERANCE = 0.05
@@ -214,13 +214,13 @@ def next_weight(tries: list[tuple[float, float]], target: float, slope: float = 
 
 def match_content(args: argparse.Namespace, scorer: Scorer, name: str, row: dict, reference: dict) -> dict:
     """Option set ``name``'s result on one pair (``row``), rerun with a scaled style weight until its content
-    distance is within MATCH_TOLERANCE of the reference set's on that pair (at most MATCH_RERUNS reruns),
+    distance is within MATCH_TOLERANCE of the reference set's on that pair (at most ``--match-reruns`` reruns),
     each rerun into its own folder (``<option set>__style_weight_<weight>``). Returns the try closest to
     the reference's content, with the weight it used, every try and the CPU seconds of them all."""
     target = reference["content_distance"]
     weight = style_weight_of([*OPTION_SETS[name], *args.fit_args], args.config)
     tries = [(weight, row)]
-    while abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= MATCH_RERUNS:
+    while abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= args.match_reruns:
         weight = next_weight([(w, r["content_distance"]) for w, r in tries], target)
         out = args.work / f"{name.replace(' ', '_')}__style_weight_{weight:g}"
         [rerun] = [r for r in run_set(args, scorer, name, [row["content"]], [row["style"]], out, ["--model.style_weight", f"{weight:g}"])
@@ -238,19 +238,18 @@ def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
     sets = args.option_sets
     if args.match_content:  # the reference first on every pair: the others are matched to it
         sets = [args.match_content, *(name for name in sets if name != args.match_content)]
-    units = [(name, args.photos, args.paintings) for name in sets]
+    groups = [(args.photos, args.paintings)]
     if args.interleave:  # every option set on a pair, then the next pair
-        units = [(name, [photo], [painting]) for photo in args.photos for painting in args.paintings for name in sets]
-    references = {}
-    for name, photos, paintings in units:
-        done = run_set(args, scorer, name, photos, paintings, args.work / name.replace(" ", "_"))
-        if args.match_content == name:
-            for row in done:
-                row.update(style_weight=style_weight_of([*OPTION_SETS[name], *args.fit_args], args.config), content_ratio=1.0,
-                           matched=True, tries="", match_cpu_seconds=row["cpu_seconds"])
-                references[(row["photo"], row["painting"])] = row
-        elif args.match_content:
-            done = [match_content(args, scorer, name, row, references[(row["photo"], row["painting"])]) for row in done]
+        groups = [([photo], [painting]) for photo in args.photos for painting in args.paintings]
+    for photos, paintings in groups:
+        done = [row for name in sets for row in run_set(args, scorer, name, photos, paintings, args.work / name.replace(" ", "_"))]
+        if args.match_content:  # every option set's run at its own weight before any rerun: each is there if time runs out
+            weight = style_weight_of([*OPTION_SETS[args.match_content], *args.fit_args], args.config)
+            references = {(row["photo"], row["painting"]): row for row in done if row["options"] == args.match_content}
+            for row in references.values():
+                row.update(style_weight=weight, content_ratio=1.0, matched=True, tries="", match_cpu_seconds=row["cpu_seconds"])
+            done = [row if row["options"] == args.match_content else
+                    match_content(args, scorer, row["options"], row, references[(row["photo"], row["painting"])]) for row in done]
         rows += done
     for photo_source in args.photos:
         photo = load(photo_source, max(load(rows[0]["path"]).shape[-2:]) if rows else 256)
@@ -463,6 +462,9 @@ def main() -> None:
     parser.add_argument("--match-content", metavar="OPTION_SET", choices=list(OPTION_SETS),
                         help="rerun every other option set on each pair with a scaled --model.style_weight until its content "
                              "distance is within 5%% of this set's there (at most two reruns); OUT/matching.md lists the tries")
+    parser.add_argument("--match-reruns", type=int, default=MATCH_RERUNS,
+                        help="at most this many reruns per option set and pair (0: score the runs at their own weights, "
+                             "marking those that miss)")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
     args.base = [] if args.today else QUICK_200_CONSTANT_FP32
