@@ -37,6 +37,7 @@ it still misses), the chosen run's seconds and the CPU seconds of every try. The
 from __future__ import annotations
 
 import argparse
+import calendar
 import csv
 import io
 import json
@@ -47,6 +48,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -132,6 +134,13 @@ def colour_distance(result, painting, bins: int = 8) -> float:
         return torch.bincount(index, minlength=bins**3).double() / index.numel()
 
     return float((1 - (histogram(result) * histogram(painting)).sqrt().sum()).clamp_min(0).sqrt())
+
+
+def until(text: str) -> float:
+    """``HH:MM`` (UTC) today, as seconds since the epoch."""
+    hours, minutes = map(int, text.split(":"))
+    now = time.gmtime()
+    return float(calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0)))
 
 
 def cpu_seconds() -> float:
@@ -220,7 +229,8 @@ def match_content(args: argparse.Namespace, scorer: Scorer, name: str, row: dict
     target = reference["content_distance"]
     weight = style_weight_of([*OPTION_SETS[name], *args.fit_args], args.config)
     tries = [(weight, row)]
-    while abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= args.match_reruns:
+    while (abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= args.match_reruns
+           and (args.match_until is None or time.time() < args.match_until)):
         weight = next_weight([(w, r["content_distance"]) for w, r in tries], target)
         out = args.work / f"{name.replace(' ', '_')}__style_weight_{weight:g}"
         [rerun] = [r for r in run_set(args, scorer, name, [row["content"]], [row["style"]], out, ["--model.style_weight", f"{weight:g}"])
@@ -465,6 +475,9 @@ def main() -> None:
     parser.add_argument("--match-reruns", type=int, default=MATCH_RERUNS,
                         help="at most this many reruns per option set and pair (0: score the runs at their own weights, "
                              "marking those that miss)")
+    parser.add_argument("--match-until", metavar="HH:MM", type=until,
+                        help="start no rerun after this time of day (UTC): on a machine lent for a while, the pair's "
+                             "rows then say where they miss")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
     args.base = [] if args.today else QUICK_200_CONSTANT_FP32

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
+import time
 
 import pytest
 
@@ -55,3 +56,9 @@ def test_the_style_weight_a_run_gets(harness):
     assert harness.style_weight_of(["--config", "configs/nearest_neighbour.yaml"], quick) == 9.0
     assert harness.style_weight_of(["--config", "configs/sliced_wasserstein.yaml", "--data.image_size", "512"], quick) == 45.0
     assert harness.style_weight_of(["--config", "configs/sliced_wasserstein.yaml", "--model.style_weight", "12.5"], quick) == 12.5
+
+
+def test_match_until_is_a_time_of_day_in_utc(harness):
+    midnight = harness.until("00:00")
+    assert midnight <= time.time() < midnight + 86400
+    assert harness.until("11:50") - midnight == 11 * 3600 + 50 * 60
