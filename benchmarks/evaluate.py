@@ -229,10 +229,12 @@ def match_content(args: argparse.Namespace, scorer: Scorer, name: str, row: dict
     target = reference["content_distance"]
     weight = style_weight_of([*OPTION_SETS[name], *args.fit_args], args.config)
     tries = [(weight, row)]
-    while (abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= args.match_reruns
-           and (args.match_until is None or time.time() < args.match_until)):
+    while abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= args.match_reruns:
         weight = next_weight([(w, r["content_distance"]) for w, r in tries], target)
         out = args.work / f"{name.replace(' ', '_')}__style_weight_{weight:g}"
+        finished = (out / f"{row['photo']}__{row['painting']}" / "cpu_seconds.txt").is_file()
+        if not finished and args.match_until is not None and time.time() >= args.match_until:
+            break  # past --match-until no rerun starts; one that finished before is still read
         [rerun] = [r for r in run_set(args, scorer, name, [row["content"]], [row["style"]], out, ["--model.style_weight", f"{weight:g}"])
                    if (r["photo"], r["painting"]) == (row["photo"], row["painting"])]
         tries.append((weight, rerun))
@@ -476,8 +478,8 @@ def main() -> None:
                         help="at most this many reruns per option set and pair (0: score the runs at their own weights, "
                              "marking those that miss)")
     parser.add_argument("--match-until", metavar="HH:MM", type=until,
-                        help="start no rerun after this time of day (UTC): on a machine lent for a while, the pair's "
-                             "rows then say where they miss")
+                        help="start no rerun after this time of day (UTC; a finished one is still read): on a machine lent "
+                             "for a while, the pair's rows then say where they miss")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
     args.base = [] if args.today else QUICK_200_CONSTANT_FP32
