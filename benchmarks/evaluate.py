@@ -26,11 +26,18 @@ distances as ratios to the first option set's, with the worst pair:
 
     python benchmarks/evaluate.py --weights W --today --interleave --precision 32 \
         --option-sets "quick before" "pyramid" --photos P --paintings A B C D --out OUT
+
+At equal content preservation: ``--match-content gram`` reruns every other option set on each pair with a
+scaled ``--model.style_weight`` (a secant step on log weight against log content, at most two reruns, each in
+``WORK/<option set>__style_weight_<weight>``) until its content distance is within 5% of Gram's on that pair,
+and keeps the try closest to it; ``matching.md`` gives per pair the weight used, the content ratio (marked where
+it still misses), the chosen run's seconds and the CPU seconds of every try. The judge (the scorer) is unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import csv
 import io
 import json
@@ -41,6 +48,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -112,6 +120,13 @@ OPTION_SETS = {
 # How --precision forces every run's precision, whatever --precision_policy would choose.
 PRECISION = {"as_set": [], "32": ["--precision_policy", "as_set", "--trainer.precision", "32-true"],
              "bf16": ["--precision_policy", "as_set", "--trainer.precision", "bf16-mixed"]}
+# --match-content: each option set's content distance within 5% of the reference set's on every pair, in at most
+# two reruns (--match-reruns). Before a pair gives two tries to take a secant through, the content distance is taken to grow as the
+# 0.45th power of the style weight (sliced Wasserstein 25 to 40, nearest neighbour 8 to 25 at 256 px:
+# docs/lab/quality.md).
+MATCH_TOLERANCE = 0.05
+MATCH_RERUNS = 2
+CONTENT_EXPONENT = 0.45
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
@@ -133,6 +148,13 @@ def colour_distance(result, painting, bins: int = 8) -> float:
     return float((1 - (histogram(result) * histogram(painting)).sqrt().sum()).clamp_min(0).sqrt())
 
 
+def until(text: str) -> float:
+    """``HH:MM`` (UTC) today, as seconds since the epoch."""
+    hours, minutes = map(int, text.split(":"))
+    now = time.gmtime()
+    return float(calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0)))
+
+
 def cpu_seconds() -> float:
     """The CPU seconds (user and system, every thread) of this process's finished children: a run's
     cost that another process's load on the same cores changes much less than its wall seconds."""
@@ -140,40 +162,119 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def run_set(args: argparse.Namespace, scorer: Scorer, name: str, photos: list[str], paintings: list[str],
+            out: Path, extra: list[str] = ()) -> list[dict]:
+    """One ``batch`` call of option set ``name`` (with ``extra`` fit options after its own) over photos x
+    paintings into ``out``, each result scored; a finished run is skipped and keeps its CPU seconds."""
+    command = [
+        sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *photos,
+        "--styles", *paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *PRECISION[args.precision],
+        *OPTION_SETS[name], *args.fit_args, *extra,
+    ]
+    print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
+    done_before = {path.parent.name for path in out.glob("*/cpu_seconds.txt")}
+    used = cpu_seconds()
+    subprocess.run(command, check=True, cwd=REPO)
+    used = cpu_seconds() - used
+    with open(out / "summary.csv", newline="") as handle:
+        jobs = list(csv.DictReader(handle))
+    ran = [job for job in jobs if job["status"] == "done" and job["job"] not in done_before]
+    for job in ran:  # this call's CPU seconds (every thread, user and system), shared by the jobs it ran
+        (out / job["job"] / "cpu_seconds.txt").write_text(f"{used / len(ran):.1f}\n")
+    rows = []
+    for job in jobs:
+        cpu = out / job["job"] / "cpu_seconds.txt"
+        result = load(job["path"])
+        photo, painting = load(job["content"]), load(job["style"])
+        rows.append({
+            "options": name, "photo": Path(job["content"]).stem, "painting": Path(job["style"]).stem,
+            "content_distance": scorer.content_distance(result, photo),
+            "style_distance": scorer.style_distance(result, painting),
+            "colour_distance": colour_distance(result, painting),
+            "seconds": float(job["seconds"]), "cpu_seconds": float(cpu.read_text()) if cpu.is_file() else float("nan"),
+            "path": job["path"], "content": job["content"], "style": job["style"],
+        })
+    return rows
+
+
+def style_weight_of(options: list[str], config: Path) -> float:
+    """The style weight a run gets: the last ``--model.style_weight`` among the options, else the last
+    ``--config`` (the base config first, then those among the options) that sets ``model.style_weight``."""
+    import yaml
+
+    weight, configs = None, [str(config)]
+    for flag, value in zip(options, options[1:]):
+        if flag == "--config":
+            configs.append(value)
+        elif flag == "--model.style_weight":
+            weight = float(value)
+    if weight is not None:
+        return weight
+    for path in reversed(configs):
+        model = (yaml.safe_load((REPO / path).read_text()) or {}).get("model") or {}
+        if "style_weight" in model:
+            return float(model["style_weight"])
+    raise ValueError(f"no style weight set for {shlex.join(options)} over {config}")
+
+
+def next_weight(tries: list[tuple[float, float]], target: float, slope: float = CONTENT_EXPONENT) -> float:
+    """The style weight whose content distance should be ``target``, from the tries so far (weight, content
+    distance): a secant step on log content against log weight through the last two tries, or with one try
+    (or a secant that does not rise: the two tries' difference lost in noise) the ``slope`` given. A step is
+    at most 4x either way; the weight is rounded to 3 significant digits, so that a resumed run finds its
+    runs again."""
+    weight, content = tries[-1]
+    if len(tries) > 1:
+        weight_before, content_before = tries[-2]
+        if weight_before != weight:
+            secant = math.log(content / content_before) / math.log(weight / weight_before)
+            slope = secant if secant > 0.05 else slope
+    step = max(-math.log(4), min(math.log(4), math.log(target / content) / slope))
+    return float(f"{weight * math.exp(step):.3g}")
+
+
+def match_content(args: argparse.Namespace, scorer: Scorer, name: str, row: dict, reference: dict) -> dict:
+    """Option set ``name``'s result on one pair (``row``), rerun with a scaled style weight until its content
+    distance is within MATCH_TOLERANCE of the reference set's on that pair (at most ``--match-reruns`` reruns),
+    each rerun into its own folder (``<option set>__style_weight_<weight>``). Returns the try closest to
+    the reference's content, with the weight it used, every try and the CPU seconds of them all."""
+    target = reference["content_distance"]
+    weight = style_weight_of([*OPTION_SETS[name], *args.fit_args], args.config)
+    tries = [(weight, row)]
+    while abs(tries[-1][1]["content_distance"] / target - 1) > MATCH_TOLERANCE and len(tries) <= args.match_reruns:
+        weight = next_weight([(w, r["content_distance"]) for w, r in tries], target)
+        out = args.work / f"{name.replace(' ', '_')}__style_weight_{weight:g}"
+        finished = (out / f"{row['photo']}__{row['painting']}" / "cpu_seconds.txt").is_file()
+        if not finished and args.match_until is not None and time.time() >= args.match_until:
+            break  # past --match-until no rerun starts; one that finished before is still read
+        [rerun] = [r for r in run_set(args, scorer, name, [row["content"]], [row["style"]], out, ["--model.style_weight", f"{weight:g}"])
+                   if (r["photo"], r["painting"]) == (row["photo"], row["painting"])]
+        tries.append((weight, rerun))
+    weight, best = min(tries, key=lambda t: abs(math.log(t[1]["content_distance"] / target)))
+    ratio = best["content_distance"] / target
+    return {**best, "style_weight": weight, "content_ratio": ratio, "matched": abs(ratio - 1) <= MATCH_TOLERANCE,
+            "tries": " ".join(f"{w:g}:{r['content_distance'] / target:.3f}" for w, r in tries),
+            "match_cpu_seconds": sum(r["cpu_seconds"] for _, r in tries)}
+
+
 def run_grid(args: argparse.Namespace, scorer: Scorer) -> list[dict]:
     rows = []
-    units = [(name, args.photos, args.paintings) for name in args.option_sets]
+    sets = args.option_sets
+    if args.match_content:  # the reference first on every pair: the others are matched to it
+        sets = [args.match_content, *(name for name in sets if name != args.match_content)]
+    groups = [(args.photos, args.paintings)]
     if args.interleave:  # every option set on a pair, then the next pair
-        units = [(name, [photo], [painting]) for photo in args.photos for painting in args.paintings for name in args.option_sets]
-    for name, photos, paintings in units:
-        out = args.work / name.replace(" ", "_")
-        command = [
-            sys.executable, "-m", "nst_lightning", "batch", "--config", str(args.config), "--contents", *photos,
-            "--styles", *paintings, "--out", str(out), "--model.weights", args.weights, *args.base, *PRECISION[args.precision],
-            *OPTION_SETS[name], *args.fit_args,
-        ]
-        print(f"# {name}: {shlex.join(command[1:])}", file=sys.stderr, flush=True)
-        done_before = {path.parent.name for path in out.glob("*/cpu_seconds.txt")}
-        used = cpu_seconds()
-        subprocess.run(command, check=True, cwd=REPO)
-        used = cpu_seconds() - used
-        with open(out / "summary.csv", newline="") as handle:
-            jobs = list(csv.DictReader(handle))
-        ran = [job for job in jobs if job["status"] == "done" and job["job"] not in done_before]
-        for job in ran:  # this call's CPU seconds (every thread, user and system), shared by the jobs it ran
-            (out / job["job"] / "cpu_seconds.txt").write_text(f"{used / len(ran):.1f}\n")
-        for job in jobs:
-            cpu = out / job["job"] / "cpu_seconds.txt"
-            result = load(job["path"])
-            photo, painting = load(job["content"]), load(job["style"])
-            rows.append({
-                "options": name, "photo": Path(job["content"]).stem, "painting": Path(job["style"]).stem,
-                "content_distance": scorer.content_distance(result, photo),
-                "style_distance": scorer.style_distance(result, painting),
-                "colour_distance": colour_distance(result, painting),
-                "seconds": float(job["seconds"]), "cpu_seconds": float(cpu.read_text()) if cpu.is_file() else float("nan"),
-                "path": job["path"], "content": job["content"], "style": job["style"],
-            })
+        groups = [([photo], [painting]) for photo in args.photos for painting in args.paintings]
+    for photos, paintings in groups:
+        done = [row for name in sets for row in run_set(args, scorer, name, photos, paintings, args.work / name.replace(" ", "_"))]
+        if args.match_content:  # every option set's run at its own weight before any rerun: each is there if time runs out
+            weight = style_weight_of([*OPTION_SETS[args.match_content], *args.fit_args], args.config)
+            references = {(row["photo"], row["painting"]): row for row in done if row["options"] == args.match_content}
+            for row in references.values():
+                row.update(style_weight=weight, content_ratio=1.0, matched=True, tries="", match_cpu_seconds=row["cpu_seconds"])
+            done = [row if row["options"] == args.match_content else
+                    match_content(args, scorer, row["options"], row, references[(row["photo"], row["painting"])]) for row in done]
+        rows += done
     for photo_source in args.photos:
         photo = load(photo_source, max(load(rows[0]["path"]).shape[-2:]) if rows else 256)
         for painting_source in args.paintings:
@@ -260,6 +361,23 @@ def ratios(rows: list[dict]) -> str:
             lines.append(f"| {name} | {pair[1]} | {mine['seconds']:.1f} ({x[0]:.2f}) | {mine.get('cpu_seconds', math.nan):.1f} ({x[1]:.2f}) "
                          f"| {mine['content_distance']:.4f} ({x[2]:.3f}) | {mine['style_distance']:.5f} ({x[3]:.3f}) |")
         lines.append(f"| **{name}** | worst pair | ({worst[0]:.2f}) | ({worst[1]:.2f}) | ({worst[2]:.3f}) | ({worst[3]:.3f}) |")
+    return "\n".join(lines)
+
+
+def matching(rows: list[dict]) -> str:
+    """With --match-content: per pair and option set, the style weight used, the content distance as a ratio to
+    the reference's (marked where it still misses by more than MATCH_TOLERANCE), the distances, the chosen run's
+    seconds and CPU seconds, and the CPU seconds of every try (the weights tried: their content ratios)."""
+    lines = ["| pair | options | style weight | content (x reference) | style distance | colour distance | seconds "
+             "| CPU seconds | CPU seconds, all tries | tries (weight:content ratio) |", "| --- " * 10 + "|"]
+    for row in rows:
+        if "style_weight" not in row:
+            continue
+        miss = "" if row["matched"] else f" (**misses {MATCH_TOLERANCE:.0%}**)"
+        lines.append(f"| {row['photo']} x {row['painting']} | {row['options']} | {row['style_weight']:g} "
+                     f"| {row['content_distance']:.3f} ({row['content_ratio']:.3f}x){miss} | {row['style_distance']:.3f} "
+                     f"| {row['colour_distance']:.3f} | {row['seconds']:.0f} | {row['cpu_seconds']:.0f} "
+                     f"| {row['match_cpu_seconds']:.0f} | {row['tries'] or 'reference'} |")
     return "\n".join(lines)
 
 
@@ -365,6 +483,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="scores.csv, table.md, tradeoff.png, results.jpg")
     parser.add_argument("--work", type=Path, help="the runs (checkpoints, results); default OUT/runs")
     parser.add_argument("--sheets", action="store_true", help="also OUT/sheet_<photo>__<painting>.jpg: photo, painting, each option set")
+    parser.add_argument("--match-content", metavar="OPTION_SET", choices=list(OPTION_SETS),
+                        help="rerun every other option set on each pair with a scaled --model.style_weight until its content "
+                             "distance is within 5%% of this set's there (at most two reruns); OUT/matching.md lists the tries")
+    parser.add_argument("--match-reruns", type=int, default=MATCH_RERUNS,
+                        help="at most this many reruns per option set and pair (0: score the runs at their own weights, "
+                             "marking those that miss)")
+    parser.add_argument("--match-until", metavar="HH:MM", type=until,
+                        help="start no rerun after this time of day (UTC; a finished one is still read): on a machine lent "
+                             "for a while, the pair's rows then say where they miss")
     parser.add_argument("fit_args", nargs="*", help="more fit options for every run, after --")
     args = parser.parse_args()
     args.base = [] if args.today else QUICK_200_CONSTANT_FP32
@@ -387,6 +514,9 @@ def main() -> None:
     if not args.regions:
         (args.out / "ratios.md").write_text(machine + "\n\n" + ratios(rows) + "\n")
         text += "\n\n" + ratios(rows)
+    if args.match_content:
+        (args.out / "matching.md").write_text(matching(rows) + "\n")
+        text += "\n\n" + matching(rows)
     figure(rows, args.out / "tradeoff.png")
     results_grid(rows, args.out / "results.jpg")
     if args.sheets:
