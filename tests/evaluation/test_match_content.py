@@ -52,7 +52,8 @@ def test_a_secant_that_does_not_rise_falls_back_and_a_step_is_at_most_4x(harness
 
 def test_the_style_weight_a_run_gets(harness):
     quick = REPO / "configs" / "quick.yaml"
-    assert harness.style_weight_of([], quick) == 10.0
+    assert harness.style_weight_of([], quick) == 9.25
+    assert harness.style_weight_of(harness.OPTION_SETS["gram"], quick) == 10.0  # the style losses' comparison, on the pixels
     assert harness.style_weight_of(["--config", "configs/nearest_neighbour.yaml"], quick) == 9.0
     assert harness.style_weight_of(["--config", "configs/sliced_wasserstein.yaml", "--data.image_size", "512"], quick) == 45.0
     assert harness.style_weight_of(["--config", "configs/sliced_wasserstein.yaml", "--model.style_weight", "12.5"], quick) == 12.5
