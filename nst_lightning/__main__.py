@@ -9,7 +9,7 @@ from typing import Optional
 from nst_lightning.utilities.errors import program_name
 
 # Cheap (no torch, no Lightning): its handlers are in place before the long imports.
-from nst_lightning.utilities.signals import exit_on_signal, while_starting
+from nst_lightning.utilities.signals import ctrl_c_taken_back, exit_on_signal, while_starting
 
 # The commands, each with its one line for --help (LightningCLI's validate, test and predict are not
 # among them: a style transfer has no held-out data to evaluate or predict on).
@@ -103,6 +103,7 @@ def main() -> None:
         os._exit(code)
     with while_starting():  # the imports that take seconds (torch, Lightning): a signal is one line
         from nst_lightning.run.entry import cli_main  # noqa: F401
+    ctrl_c_taken_back()
 
     try:
         dispatch(exit_on_signals=True)

@@ -159,6 +159,16 @@ def _restore(previous: dict[int, Any]) -> None:
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+def ctrl_c_taken_back() -> None:
+    """The program's Ctrl-C even where its parent ignored it (``SIG_IGN`` is inherited, and Python then
+    installs no ``KeyboardInterrupt``): training handles it whatever a shell set (``stop_signals``), so
+    outside training it must too, or a clip's Ctrl-C between frames was lost (the clip ran to its end).
+    Lightning leaves SIGINT ignored in a process after a Ctrl-C in its setup, and every process that one
+    starts inherits it. Main thread only."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def while_starting() -> Iterator[None]:
     """Ctrl-C, SIGTERM or SIGHUP during the imports (torch and Lightning take seconds): one line and
