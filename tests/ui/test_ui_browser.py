@@ -15,7 +15,8 @@ import pytest
 
 from tests.video.clips import make_pan_clip
 
-pytestmark = pytest.mark.slow
+# One worker runs every test on the session's page server (pyproject: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_server")]
 ERROR_STATE = """() => Array.from(document.querySelectorAll('.error, [data-testid="error"]'))
     .filter(e => !e.closest('[data-testid="toast-body"]') && e.offsetParent !== null).map(e => e.outerHTML.slice(0, 200))"""
 OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"

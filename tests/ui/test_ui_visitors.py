@@ -19,7 +19,8 @@ import httpx  # noqa: E402  (gradio_client's own dependency)
 from gradio_client import handle_file  # noqa: E402
 
 # Every test here talks to a real server process of the page (gradio's import and a run's: tens of seconds).
-pytestmark = pytest.mark.slow
+# One worker runs every test on the session's page server (pyproject: --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_server")]
 
 
 @pytest.fixture(scope="module")
