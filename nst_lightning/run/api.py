@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import warnings
 from pathlib import Path
@@ -39,7 +40,8 @@ from nst_lightning.run._api_arguments import Arguments, Seed
 from nst_lightning.run._api_images import as_source, check_held, check_spill
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
 from nst_lightning.scale.memory import BUDGET_MARGIN, GB, available_bytes, gb, process_bytes
-from nst_lightning.utilities.errors import UserError, param
+from nst_lightning.utilities.errors import RunInterrupted, UserError, param
+from nst_lightning.utilities.signals import ctrl_c_kept, steps
 
 ImageLike = Union[str, Path, Image.Image, Tensor]
 
@@ -74,6 +76,9 @@ def stylize(
         **options: Any option of ``StyleTransfer`` (``style_weight``, ``optimizer``, ``lr``,
             ``preserve_colors``, ``stage_steps``, ...) or ``StyleTransferData`` (``image_size``,
             ``style_weights``, ``style_scale``), by the names ``--model.*``/``--data.*`` use.
+
+    Ctrl-C raises ``KeyboardInterrupt``, as any Python call does, saying what was kept: with ``log_dir``
+    the run stops after its current step and saves its checkpoint there (a second Ctrl-C stops at once).
     """
     run = dict(
         max_steps=max_steps, seed=seed, accelerator=accelerator, precision=precision, log_dir=log_dir, progress_bar=progress_bar
@@ -106,7 +111,19 @@ def stylize(
         _check_run(model, data, trainer, run["max_steps"], str(run["precision"] or "32"))  # None: the Trainer's default
         lock = None if run["log_dir"] is None else _hold(Path(run["log_dir"]))
         try:
-            trainer.fit(model, datamodule=data)
+            with ctrl_c_kept():
+                trainer.fit(model, datamodule=data)
+        except RunInterrupted as stop:  # at a step boundary, with log_dir's checkpoint saved
+            if stop.signum != signal.SIGINT:
+                raise
+            kept = f"; {log_dir} holds its checkpoint" if stop.saved and log_dir is not None else "; nothing was saved"
+            raise KeyboardInterrupt(f"stopped after {steps(stop.step or 0)}{kept}") from None
+        except SystemExit as stop:
+            # Lightning answers a Ctrl-C in its Trainer with sys.exit(1): a caller (a notebook's cell)
+            # gets the KeyboardInterrupt it pressed, as from any Python call.
+            if isinstance(stop.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt("stopped; nothing was saved") from None
+            raise
         finally:
             if lock is not None:
                 lock.release()

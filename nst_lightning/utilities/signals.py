@@ -170,6 +170,21 @@ def ctrl_c_taken_back() -> None:
 
 
 @contextlib.contextmanager
+def ctrl_c_kept() -> Iterator[None]:
+    """The caller's Ctrl-C handler back after the block: Lightning ignores SIGINT for good once a Ctrl-C
+    reaches its Trainer, which left Ctrl-C dead in the process that called ``stylize()`` (a notebook's
+    kernel). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        _restore({signal.SIGINT: previous})
+
+
+@contextlib.contextmanager
 def while_starting() -> Iterator[None]:
     """Ctrl-C, SIGTERM or SIGHUP during the imports (torch and Lightning take seconds): one line and
     128 + N, not a KeyboardInterrupt traceback (or, for SIGTERM and SIGHUP, a silent death)."""

@@ -268,3 +268,27 @@ def test_the_inputs_are_checked_once_a_fit(route, run_cli, monkeypatch, tmp_path
     else:
         stylize("builtin:tubingen", "builtin:starry_night", **{**TINY, "max_steps": 1})
     assert len(calls) == 1  # before: 2, the setup checking again
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["log_dir", "no-log_dir"])
+def test_ctrl_c_in_a_run_is_the_callers_keyboardinterrupt_and_ctrl_c_still_works_after(kept, tmp_path):
+    # Lightning answers a Ctrl-C in its Trainer with sys.exit(1) and SIGINT ignored: a notebook's cell then
+    # ended in "SystemExit: 1", and in a process that ignores SIGINT the next Ctrl-C was lost.
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGINT)
+    # Far more steps than the signal's half second allows (minutes at 48 px), so it lands in the run.
+    ctrl_c = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            stylize("builtin:tubingen", "builtin:starry_night", **(TINY | {"max_steps": 100_000}), log_dir=(tmp_path / "run") if kept else None)
+    finally:
+        ctrl_c.cancel()
+    assert signal.getsignal(signal.SIGINT) is before
+    if kept:  # stopped at a step boundary with its checkpoint, and says where
+        assert re.fullmatch(rf"stopped after \d+ steps?; {re.escape(str(tmp_path / 'run'))} holds its checkpoint", str(stopped.value))
+        assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    else:
+        assert str(stopped.value).endswith("nothing was saved")
