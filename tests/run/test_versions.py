@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nst_lightning.run._versions import ClaimedVersion
 from tests.helpers import CONFIGS, checkpoint, info_lines, user_error
+from tests.run._claims import claim
 
 # configs/quick.yaml as the README runs it, at the tests' size and with untrained weights.
 QUICK = ["fit", "--config", str(CONFIGS / "quick.yaml"), "--model.weights", "random", "--data.image_size", "48"]
@@ -52,16 +52,11 @@ def test_the_quick_start_runs_twice_and_last_resumes_the_latest_run(tmp_path):
     assert checkpoint(runs / "version_1" / "checkpoints" / "last.ckpt")["global_step"] == 3
 
 
-def _claim(base: str, start: multiprocessing.Event, numbers: multiprocessing.Queue) -> None:
-    start.wait()
-    numbers.put(ClaimedVersion(Path(base)).number)
-
-
 @pytest.mark.slow
 def test_claims_made_at_the_same_instant_never_share_a_number(tmp_path):
     context = multiprocessing.get_context("spawn")
     start, numbers = context.Event(), context.Queue()
-    processes = [context.Process(target=_claim, args=(str(tmp_path / "runs"), start, numbers)) for _ in range(6)]
+    processes = [context.Process(target=claim, args=(str(tmp_path / "runs"), start, numbers)) for _ in range(6)]
     for process in processes:
         process.start()
     start.set()
