@@ -4,6 +4,7 @@ serving ``configs/debug.yaml`` (48 px, random weights, a few steps), its runs in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -18,7 +19,10 @@ import pytest
 
 from tests.helpers import DEBUG_CONFIG, REPO, make_image
 
-pytest.importorskip("gradio", reason='the ui extra is not installed: pip install -e ".[ui]"')
+# Looked up, not imported: every pytest worker collects this folder, and Gradio's import costs ~2 CPU s
+# in each of them; only the server's process and the tests that need it import it.
+if importlib.util.find_spec("gradio") is None:
+    pytest.skip('the ui extra is not installed: pip install -e ".[ui]"', allow_module_level=True)
 
 # A hang detector, not a speed bound: torch, Lightning and Gradio's imports take ~10 s of CPU, and under
 # `pytest -n 4` on two cores, beside Ray's workers, a server once printed nothing within 120 s.
