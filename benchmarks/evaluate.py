@@ -50,6 +50,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 from PIL import Image, ImageDraw
@@ -199,23 +200,25 @@ def run_set(args: argparse.Namespace, scorer: Scorer, name: str, photos: list[st
 
 
 def style_weight_of(options: list[str], config: Path) -> float:
-    """The style weight a run gets: the last ``--model.style_weight`` among the options, else the last
-    ``--config`` (the base config first, then those among the options) that sets ``model.style_weight``."""
+    """The style weight a run gets: the last setting of it, in the order the command line reads them (the
+    base config first, then each ``--model.style_weight`` and each ``--config`` that sets ``model.style_weight``,
+    as they come among the options): a config given after the flag overrides it, as in the loss configs'
+    option sets (the pixels' ``--model.style_weight 10``, then ``--config configs/sliced_wasserstein.yaml``)."""
     import yaml
 
-    weight, configs = None, [str(config)]
+    def of_config(path: str) -> Optional[float]:
+        model = (yaml.safe_load((REPO / path).read_text()) or {}).get("model") or {}
+        return float(model["style_weight"]) if "style_weight" in model else None
+
+    weight = of_config(str(config))
     for flag, value in zip(options, options[1:]):
         if flag == "--config":
-            configs.append(value)
+            weight = of_config(value) if of_config(value) is not None else weight
         elif flag == "--model.style_weight":
             weight = float(value)
-    if weight is not None:
-        return weight
-    for path in reversed(configs):
-        model = (yaml.safe_load((REPO / path).read_text()) or {}).get("model") or {}
-        if "style_weight" in model:
-            return float(model["style_weight"])
-    raise ValueError(f"no style weight set for {shlex.join(options)} over {config}")
+    if weight is None:
+        raise ValueError(f"no style weight set for {shlex.join(options)} over {config}")
+    return weight
 
 
 def next_weight(tries: list[tuple[float, float]], target: float, slope: float = CONTENT_EXPONENT) -> float:

@@ -57,6 +57,11 @@ def test_the_style_weight_a_run_gets(harness):
     assert harness.style_weight_of(["--config", "configs/nearest_neighbour.yaml"], quick) == 9.0
     assert harness.style_weight_of(["--config", "configs/sliced_wasserstein.yaml", "--data.image_size", "512"], quick) == 45.0
     assert harness.style_weight_of(["--config", "configs/sliced_wasserstein.yaml", "--model.style_weight", "12.5"], quick) == 12.5
+    # A config after the flag overrides it, as the command line reads them: the loss configs' option sets
+    # (the pixels' --model.style_weight 10, then the loss's config) run at the config's weight.
+    assert harness.style_weight_of(harness.OPTION_SETS["sliced wasserstein"], quick) == 45.0
+    assert harness.style_weight_of(harness.OPTION_SETS["nearest neighbour"], quick) == 9.0
+    assert harness.style_weight_of([*harness.OPTION_SETS["sliced wasserstein"], "--model.style_weight", "56.8"], quick) == 56.8
 
 
 def test_match_until_is_a_time_of_day_in_utc(harness):
