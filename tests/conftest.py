@@ -41,11 +41,13 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (4 s of CPU or more) first, the rest in their order. Under ``pytest -n N``
-    the workers take tests in collection order, so the slowest ones, collected last (``tests/video``),
-    used to start near the end and keep one worker busy for a minute while the others had finished;
-    started first, they spread over the workers and the short tests fill in around them."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The tests of an ``xdist_group`` first (the page's: one worker takes them all, the longest unit),
+    then those marked ``slow`` (4 s of CPU or more), the rest in their order. Under ``pytest -n N`` the
+    workers take tests in collection order, so the slowest ones, collected last (``tests/video``), used to
+    start near the end and keep one worker busy for a minute while the others had finished; started
+    first, they spread over the workers and the short tests fill in around them. The page's group,
+    collected among the slow ones (~5 minutes of one worker), could start late and end the suite."""
+    items.sort(key=lambda item: (item.get_closest_marker("xdist_group") is None, item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture

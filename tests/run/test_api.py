@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 
 import numpy as np
@@ -278,14 +279,29 @@ def test_ctrl_c_in_a_run_is_the_callers_keyboardinterrupt_and_ctrl_c_still_works
     import threading
 
     before = signal.getsignal(signal.SIGINT)
-    # Far more steps than the signal's half second allows (minutes at 48 px), so it lands in the run.
-    ctrl_c = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    ctrl_c.start()
-    try:
-        with pytest.raises(KeyboardInterrupt) as stopped:
-            stylize("builtin:tubingen", "builtin:starry_night", **(TINY | {"max_steps": 100_000}), log_dir=(tmp_path / "run") if kept else None)
-    finally:
-        ctrl_c.cancel()
+    run = tmp_path / "run"
+
+    main = threading.main_thread().ident
+
+    def ctrl_c() -> None:
+        # Once the run is in its training step (a Ctrl-C while the run sets up saves nothing, and one
+        # before stylize() is called is not its): a fixed half second was too little on a loaded machine.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(main)
+            while frame is not None and frame.f_code.co_name != "training_step":
+                frame = frame.f_back
+            if frame is not None:
+                break
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # Far more steps than the signal leaves it (minutes at 48 px), so it lands in the run.
+    sender = threading.Thread(target=ctrl_c, daemon=True)
+    sender.start()
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        stylize("builtin:tubingen", "builtin:starry_night", **(TINY | {"max_steps": 100_000}), log_dir=run if kept else None)
+    sender.join()
     assert signal.getsignal(signal.SIGINT) is before
     if kept:  # stopped at a step boundary with its checkpoint, and says where
         assert re.fullmatch(rf"stopped after \d+ steps?; {re.escape(str(tmp_path / 'run'))} holds its checkpoint", str(stopped.value))
