@@ -171,9 +171,10 @@ def ctrl_c_taken_back() -> None:
 
 @contextlib.contextmanager
 def ctrl_c_kept() -> Iterator[None]:
-    """The caller's Ctrl-C handler back after the block: Lightning ignores SIGINT for good once a Ctrl-C
-    reaches its Trainer, which left Ctrl-C dead in the process that called ``stylize()`` (a notebook's
-    kernel). Main thread only."""
+    """The caller's Ctrl-C handler back after the block: Lightning sets SIGINT to ``SIG_IGN`` when a Ctrl-C
+    reaches its Trainer, and whether its teardown sets it back depends on where the Ctrl-C landed; left
+    ignored, Ctrl-C would be dead in the process that called ``stylize()`` (a notebook's kernel). Main
+    thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

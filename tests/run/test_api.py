@@ -273,8 +273,8 @@ def test_the_inputs_are_checked_once_a_fit(route, run_cli, monkeypatch, tmp_path
 
 @pytest.mark.parametrize("kept", [True, False], ids=["log_dir", "no-log_dir"])
 def test_ctrl_c_in_a_run_is_the_callers_keyboardinterrupt_and_ctrl_c_still_works_after(kept, tmp_path):
-    # Lightning answers a Ctrl-C in its Trainer with sys.exit(1) and SIGINT ignored: a notebook's cell then
-    # ended in "SystemExit: 1", and in a process that ignores SIGINT the next Ctrl-C was lost.
+    # Lightning answers a Ctrl-C in its Trainer with sys.exit(1) (a notebook's cell ended in "SystemExit: 1")
+    # after setting SIGINT to SIG_IGN: the caller's handler must be the same after the run.
     import signal
     import threading
 
