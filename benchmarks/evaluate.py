@@ -213,7 +213,8 @@ def style_weight_of(options: list[str], config: Path) -> float:
     weight = of_config(str(config))
     for flag, value in zip(options, options[1:]):
         if flag == "--config":
-            weight = of_config(value) if of_config(value) is not None else weight
+            found = of_config(value)  # a config without a style weight leaves the one before
+            weight = weight if found is None else found
         elif flag == "--model.style_weight":
             weight = float(value)
     if weight is None:

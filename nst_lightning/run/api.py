@@ -41,7 +41,7 @@ from nst_lightning.run._api_images import as_source, check_held, check_spill
 from nst_lightning.run.quiet import EXPECTED_WARNINGS, NoAdvertisements
 from nst_lightning.scale.memory import BUDGET_MARGIN, GB, available_bytes, gb, process_bytes
 from nst_lightning.utilities.errors import RunInterrupted, UserError, param
-from nst_lightning.utilities.signals import ctrl_c_kept, steps
+from nst_lightning.utilities.signals import ctrl_c_kept, lightnings_ctrl_c, steps
 
 ImageLike = Union[str, Path, Image.Image, Tensor]
 
@@ -121,7 +121,7 @@ def stylize(
         except SystemExit as stop:
             # Lightning answers a Ctrl-C in its Trainer with sys.exit(1): a caller (a notebook's cell)
             # gets the KeyboardInterrupt it pressed, as from any Python call.
-            if isinstance(stop.__context__, KeyboardInterrupt):
+            if lightnings_ctrl_c(stop):
                 raise KeyboardInterrupt("stopped; nothing was saved") from None
             raise
         finally:

@@ -41,7 +41,7 @@ from nst_lightning.run.precision import PrecisionPolicy, resolve_precision
 from nst_lightning.run.resume import Resume
 from nst_lightning.utilities.errors import NonFiniteLossError, RunInterrupted, UserError
 from nst_lightning.utilities.files import DISK_ERRNOS, WriteFailed, describe_write_failure
-from nst_lightning.utilities.signals import steps
+from nst_lightning.utilities.signals import lightnings_ctrl_c, steps
 
 # Lightning's own integer options that our typed ones do not cover (-1 = all, for save_top_k).
 INT_MINIMUMS = {
@@ -148,7 +148,7 @@ class StyleTransferCLI(BaseCLI):
             raise self._interrupted(signal.SIGTERM, saved=True) from None
         except SystemExit as err:
             # Lightning answers a Ctrl-C outside training (while setting up) with sys.exit(1).
-            if isinstance(err.__context__, KeyboardInterrupt):
+            if lightnings_ctrl_c(err):
                 raise self._interrupted(signal.SIGINT, saved=False) from None
             raise
 

@@ -169,6 +169,12 @@ def ctrl_c_taken_back() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def lightnings_ctrl_c(stop: SystemExit) -> bool:
+    """Whether ``stop`` is Lightning's answer to a Ctrl-C that reached its Trainer (``sys.exit(1)`` raised
+    while handling the ``KeyboardInterrupt``), which says neither the signal nor what was saved."""
+    return isinstance(stop.__context__, KeyboardInterrupt)
+
+
 @contextlib.contextmanager
 def ctrl_c_kept() -> Iterator[None]:
     """The caller's Ctrl-C handler back after the block: Lightning sets SIGINT to ``SIG_IGN`` when a Ctrl-C
