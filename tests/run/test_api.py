@@ -278,6 +278,9 @@ def test_ctrl_c_in_a_run_is_the_callers_keyboardinterrupt_and_ctrl_c_still_works
     import signal
     import threading
 
+    # Python's own Ctrl-C handler, whatever this process was started with (a pytest started in the
+    # background of a shell ignores SIGINT, and so would the run: the test would never end).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = signal.getsignal(signal.SIGINT)
     run = tmp_path / "run"
 
@@ -299,10 +302,13 @@ def test_ctrl_c_in_a_run_is_the_callers_keyboardinterrupt_and_ctrl_c_still_works
     # Far more steps than the signal leaves it (minutes at 48 px), so it lands in the run.
     sender = threading.Thread(target=ctrl_c, daemon=True)
     sender.start()
-    with pytest.raises(KeyboardInterrupt) as stopped:
-        stylize("builtin:tubingen", "builtin:starry_night", **(TINY | {"max_steps": 100_000}), log_dir=run if kept else None)
-    sender.join()
-    assert signal.getsignal(signal.SIGINT) is before
+    try:
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            stylize("builtin:tubingen", "builtin:starry_night", **(TINY | {"max_steps": 100_000}), log_dir=run if kept else None)
+        sender.join()
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     if kept:  # stopped at a step boundary with its checkpoint, and says where
         assert re.fullmatch(rf"stopped after \d+ steps?; {re.escape(str(tmp_path / 'run'))} holds its checkpoint", str(stopped.value))
         assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
