@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from nst_lightning.__main__ import dispatch
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, REPO
 
 
@@ -22,9 +22,9 @@ def batch(*args: str, contents: tuple[str, ...] = ("photos",), styles: tuple[str
 
 
 def batch_process(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m nst_lightning batch --config configs/debug.yaml ARGS``, a real process, to its end."""
-    command = [sys.executable, "-m", "nst_lightning", "batch", "--config", DEBUG_CONFIG, "--trainer.enable_progress_bar", "false", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=os.environ | {"PYTHONPATH": str(REPO)})
+    """``python -m nst_lightning batch --config configs/debug.yaml ARGS``, a process of its own, to its end."""
+    command = ["batch", "--config", DEBUG_CONFIG, "--trainer.enable_progress_bar", "false", *args]
+    return forked.run(command, cwd=cwd, timeout=600, env=os.environ | {"PYTHONPATH": str(REPO)})
 
 
 def summary(out: Path) -> list[dict[str, str]]:

@@ -23,6 +23,7 @@ from nst_lightning.loss.total import batch_losses
 from nst_lightning.model.module import StyleTransfer
 from nst_lightning.run.launchers import parse_shard
 from nst_lightning.utilities.errors import UserError
+from tests import _forked as forked
 from tests.batch.batching import batch, batch_lines, summary
 from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, scalar_steps
 
@@ -224,10 +225,10 @@ def test_photos_of_different_sizes_are_not_optimised_together(tmp_path):
 # ---- interruptions -----------------------------------------------------------------------------
 
 
-def _run_batch_process(cwd: Path, *args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nst_lightning", "batch", "--config", DEBUG_CONFIG, "--contents", "photos"]
-    command += ["--styles", "s1.png", "s2.png", "--out", "styled", *args]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+def _run_batch_process(cwd: Path, *args: str) -> forked.Forked:
+    command = ["batch", "--config", DEBUG_CONFIG, "--contents", "photos", "--styles", "s1.png", "s2.png", "--out", "styled", *args]
+    return forked.nst_lightning(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=os.environ | {"PYTHONPATH": str(REPO)})
 
 
 def _one_photo(collection: Path) -> None:

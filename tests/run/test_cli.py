@@ -16,6 +16,7 @@ from PIL import Image
 from nst_lightning import StyleTransfer
 from nst_lightning.__main__ import dispatch
 from nst_lightning.inputs.images import load_image
+from tests import _forked as forked
 from tests.helpers import CONFIGS, REPO, checkpoint, events, make_image, scalar_steps, user_error
 
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -202,16 +203,17 @@ def test_options_refused_as_the_command_line_is_read(parse_refusal, tmp_path, ar
 
 @pytest.mark.slow
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "nst_lightning", "fit", "--config", str(CONFIGS / "debug.yaml"), "--data.content", "gone.png"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
+    args = ["fit", "--config", str(CONFIGS / "debug.yaml"), "--data.content", "gone.png"]
+    result = subprocess.run([sys.executable, "-m", "nst_lightning", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "nst_lightning: error: --data.content: file not found: gone.png; give an existing image file or an http(s) URL"
     )
     assert list(tmp_path.iterdir()) == []
+    # The tests' forked start (tests/_forked.py) says and exits as the real one does.
+    forked_result = forked.run(args, cwd=tmp_path, timeout=120)
+    assert (forked_result.returncode, forked_result.stdout, forked_result.stderr) == (result.returncode, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import warnings
 
 import pytest
 
 from nst_lightning.run._config_limits import MAX_YAML_NODES, count_nodes
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, REPO, info_lines, user_error
 
 # 499 bytes that expand to 490 million values: 17 s and 5 GB in jsonargparse before.
@@ -86,8 +86,7 @@ def test_a_directory_existing_under_the_result_name_is_refused_before_training(r
 
 def fit(tmp_path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    command = [sys.executable, "-m", "nst_lightning", "fit", "--config", DEBUG_CONFIG, "--trainer.enable_progress_bar", "false", *args]
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    return forked.run(["fit", "--config", DEBUG_CONFIG, "--trainer.enable_progress_bar", "false", *args], cwd=tmp_path, env=env, timeout=timeout)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import pytest
 
 from nst_lightning.utilities import files
 from nst_lightning.utilities.files import TMP_SUFFIX, WriteFailed, atomic_write
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, checkpoint
 
 
@@ -96,10 +97,10 @@ def test_a_real_full_disk_mid_run(tmp_path):
     if not _can_mount_tmpfs(disk):
         pytest.skip("needs root to mount a 6 MB tmpfs")
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "nst_lightning", "fit", "--config", str(DEBUG_CONFIG), "--data.image_size", "256",
-             "--trainer.max_steps", "40", "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(disk)],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        done = forked.run(
+            ["fit", "--config", str(DEBUG_CONFIG), "--data.image_size", "256", "--trainer.max_steps", "40",
+             "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.save_dir", str(disk)],
+            cwd=tmp_path, timeout=300,
         )
         assert done.returncode == 2, done.stderr[-3000:]
         assert "Traceback" not in done.stderr

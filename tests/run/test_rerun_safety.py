@@ -19,6 +19,7 @@ from PIL import Image
 
 from nst_lightning.outputs.results import embedded_config, read_config, save_image
 from nst_lightning.run.entry import cli_main
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, REPO, user_error
 
 PLANTED = "planted_marker"  # a module whose import leaves a file: proof that it was (not) imported
@@ -73,8 +74,7 @@ def rerun(tmp_path, monkeypatch):
 def fit_process(cwd: Path, *args: str, plant_dir: Path | None = None) -> subprocess.CompletedProcess:
     path = [str(plant_dir)] if plant_dir else []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([*path, str(REPO), os.environ.get("PYTHONPATH", "")]))
-    command = [sys.executable, "-m", "nst_lightning", "fit", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return forked.run(["fit", *args], cwd=cwd, env=env, timeout=300)
 
 
 def error_lines(done: subprocess.CompletedProcess) -> list[str]:

@@ -18,13 +18,18 @@ import pytest
 
 from nst_lightning.outputs.run_lock import LOCK_NAME, RunLock
 from nst_lightning.utilities.errors import UserError
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, checkpoint
 
-FIT = [sys.executable, "-m", "nst_lightning", "fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false"]
+FIT = ["fit", "--config", str(DEBUG_CONFIG), "--trainer.enable_progress_bar", "false"]
 
 
-def start(cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*FIT, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(cwd: Path, *args: str) -> forked.Forked:
+    return forked.nst_lightning([*FIT, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return forked.run([*FIT, *args], cwd=cwd, timeout=120)
 
 
 def wait_for(condition, timeout: float = 120.0) -> None:
@@ -62,8 +67,7 @@ def test_a_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_ov
     run_dir = tmp_path / "lightning_logs" / "debug"
     first = start(tmp_path, "--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "5")
     wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists())
-    second = subprocess.run([*FIT, "--ckpt_path", "last", "--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "5"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    second = fit(tmp_path, "--ckpt_path", "last", "--trainer.max_steps", "100000", "--checkpoint.every_n_train_steps", "5")
     assert second.returncode == 2, second.stderr
     assert f"pid {first.pid} on this host" in last_line(second.stderr)
     holder = json.loads((run_dir / LOCK_NAME).read_text())
@@ -73,8 +77,7 @@ def test_a_resume_of_a_running_run_is_refused_and_a_killed_runs_lock_is_taken_ov
     first.wait(timeout=30)
     assert (run_dir / LOCK_NAME).exists()
     step = checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
-    resume = [*FIT, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2)]
-    resumed = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    resumed = fit(tmp_path, "--ckpt_path", "last", "--trainer.max_steps", str(step + 2))
     assert resumed.returncode == 0, resumed.stderr
     assert checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 2
     assert not (run_dir / LOCK_NAME).exists()
@@ -175,7 +178,7 @@ def test_an_empty_lock_is_refused_saying_how_to_remove_it_then_taken_over_once_s
     run_dir = tmp_path / "lightning_logs" / "debug"
     run_dir.mkdir(parents=True)
     (run_dir / LOCK_NAME).write_bytes(b"")
-    refused = subprocess.run(FIT, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    refused = fit(tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert "Traceback" not in refused.stderr
     line = last_line(refused.stderr)
@@ -186,7 +189,7 @@ def test_an_empty_lock_is_refused_saying_how_to_remove_it_then_taken_over_once_s
     # Untouched for longer than a heartbeat's stale time: no run holds it, the next one takes it over.
     then = time.time() - 301
     os.utime(run_dir / LOCK_NAME, (then, then))
-    done = subprocess.run(FIT, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = fit(tmp_path)
     assert done.returncode == 0, done.stderr
     assert (run_dir / "generated.png").exists() and not (run_dir / LOCK_NAME).exists()
 
@@ -255,7 +258,7 @@ def test_a_full_disk_while_taking_the_lock_is_one_line_and_leaves_nothing(tmp_pa
                     filler.write(b"\0" * 4096)
             except OSError as err:
                 assert err.errno == errno.ENOSPC
-        done = subprocess.run([*FIT, "--trainer.logger.init_args.save_dir", str(disk)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        done = fit(tmp_path, "--trainer.logger.init_args.save_dir", str(disk))
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         assert last_line(done.stderr) == (

@@ -7,12 +7,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import _forked as forked
 from tests.helpers import CONFIGS, checkpoint, info_lines, user_error
 from tests.run._claims import claim
 
@@ -22,7 +22,7 @@ AUTO = ["--trainer.logger.init_args.version", "null"]  # configs/debug.yaml name
 
 
 def fit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nst_lightning", *args], cwd=cwd, capture_output=True, text=True, timeout=180)
+    return forked.run(args, cwd=cwd, timeout=180)
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -19,6 +18,7 @@ from nst_lightning.scale.budget import largest_long_side, plan
 from nst_lightning.scale.memory import MIN_AUTO_TILE, MemoryModel, activation_channels, crop_of, gb, memory_model
 from nst_lightning.scale.tiles import tile_grid
 from nst_lightning.utilities.errors import UserError
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, REPO, info_lines
 
 CPU = torch.device("cpu")
@@ -117,10 +117,7 @@ def test_a_size_far_too_large_is_refused_at_once_through_the_cli(tmp_path, size)
     # them took over a minute at 10^9 px and hours at 10^11. The refusal itself now takes
     # milliseconds; the timeout is for starting Python, torch and Lightning on a busy machine (up to a
     # minute on 2 shared cores).
-    done = subprocess.run(
-        [sys.executable, "-m", "nst_lightning", "fit", "--config", DEBUG_CONFIG, "--data.image_size", size],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )
+    done = forked.run(["fit", "--config", DEBUG_CONFIG, "--data.image_size", size], cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("nst_lightning")]

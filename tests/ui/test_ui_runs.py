@@ -6,8 +6,6 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -19,6 +17,7 @@ from nst_lightning.model.module import StyleTransfer
 from nst_lightning.ui.runner import execute
 from nst_lightning.ui.runs import Runs
 from nst_lightning.ui.words import describe, read_config, settings_yaml
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, REPO, make_image
 
 # The runs' own command line beside pytest's (as ui_main filters it).
@@ -66,8 +65,8 @@ def test_a_runs_settings_file_makes_the_same_picture_with_fit_config(tmp_path):
     home.mkdir()
     (home / "settings.yaml").write_text(text)
     shutil.copy(photo, home / "photo.png")  # the user's own photo, by the name the file gives it
-    done = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--config", "settings.yaml"], cwd=home, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", NST_LIGHTNING_CACHE=str(tmp_path / "cache")))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", NST_LIGHTNING_CACHE=str(tmp_path / "cache"))
+    done = forked.run(["fit", "--config", "settings.yaml"], cwd=home, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     [again] = list(home.rglob("generated.png"))
     first, second = (np.asarray(Image.open(p), dtype=np.int16) for p in (run.directory / "generated.png", again))

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from nst_lightning.__main__ import dispatch
+from tests import _forked as forked
 from tests.helpers import DEBUG_CONFIG, REPO, events, make_image, pixels_sha
 from tests.video.clips import declared_size_gif, make_pan_clip, pan_frames, png_clip
 
@@ -146,11 +147,9 @@ def test_a_rerun_skips_finished_frames_and_more_frames_are_refused(clip, tmp_pat
     assert "holds a video run of another clip or with other options (frames differ)" in line and "another --out" in line
 
 
-def _video_process(cwd: Path, out: str, **popen: Any) -> subprocess.Popen:
-    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--input", "pan.mp4", "--style", "style.png", "--out", out]
-    command += ["--trainer.max_steps", "12", "--video.frame_steps", "12"]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONPATH": str(REPO)}, **popen)
+def _video_process(cwd: Path, out: str, **popen: Any) -> forked.Forked:
+    command = ["video", *SMALL, "--input", "pan.mp4", "--style", "style.png", "--out", out, "--trainer.max_steps", "12", "--video.frame_steps", "12"]
+    return forked.nst_lightning(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def _wait_for(predicate, timeout: float = 120.0) -> None:
@@ -200,7 +199,7 @@ def test_a_stopped_clip_resumes_to_the_same_frames_as_an_uninterrupted_one(clip,
 def test_ctrl_c_before_a_frames_first_checkpoint_says_that_nothing_of_it_was_saved(clip, tmp_path):
     # Started with Ctrl-C ignored, as a process that had Lightning catch a Ctrl-C passes it on (it then
     # ignored this Ctrl-C and ran the clip to its end): the program takes Ctrl-C back.
-    process = _video_process(tmp_path, "early", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    process = _video_process(tmp_path, "early", sigint_ignored=True)
     run = tmp_path / "early" / "runs" / "frame_000001"
     try:
         # The frame's fit has started (its log is open) and, about a second before its first step
@@ -254,12 +253,9 @@ def test_bad_input_is_one_line_and_nothing_is_written(clip, tmp_path, capsys, ar
 
 def _peak_of(command: list[str], cwd: Path) -> tuple[int, str, float]:
     """Run ``command``: its exit code, stderr, and its own peak resident memory in MB (``wait4``)."""
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=os.environ | {"PYTHONPATH": str(REPO)})
-    err = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, err, usage.ru_maxrss / 1024
+    process = forked.nst_lightning(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, err = process.communicate(timeout=300)
+    return process.returncode, err, process.peak_rss_mb
 
 
 @pytest.mark.parametrize("make", [lambda path: declared_size_gif(path / "bomb.gif", 16000, 12000),
@@ -268,7 +264,7 @@ def _peak_of(command: list[str], cwd: Path) -> tuple[int, str, float]:
 def test_a_clip_declaring_a_huge_picture_is_refused_before_it_is_decoded(clip, tmp_path, make):
     bomb = make(tmp_path)
     _text_file(tmp_path)
-    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--style", "style.png", "--out", "styled", "--input"]
+    command = ["video", *SMALL, "--style", "style.png", "--out", "styled", "--input"]
     code, err, peak = _peak_of([*command, bomb.name], tmp_path)
     assert code == 2, err
     [line] = [line for line in err.splitlines() if line.startswith("nst_lightning")]
@@ -376,10 +372,10 @@ def test_shots_in_shares_and_the_last_share_writes_the_video(two_shots, tmp_path
 @pytest.mark.slow
 def test_shots_run_in_parallel_on_ray(two_shots, tmp_path):
     pytest.importorskip("ray")
-    command = [sys.executable, "-m", "nst_lightning", "video", *SMALL, "--input", "cut.mp4", "--style", "style.png", "--out", "styled",
+    command = ["video", *SMALL, "--input", "cut.mp4", "--style", "style.png", "--out", "styled",
                "--video.frame_steps", "1", "--launcher", "ray", "--cpus_per_job", "1"]
-    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=os.environ | {"PYTHONPATH": str(REPO)})
+    driver = forked.nst_lightning(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=os.environ | {"PYTHONPATH": str(REPO)})
     _, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, err
     out = tmp_path / "styled"
