@@ -1,4 +1,4 @@
-"""One real ``nst-lightning ui`` server for the ui tests: a subprocess on 127.0.0.1 at a free port,
+"""One real ``nst-lightning ui`` server for the ui tests: a process of its own on 127.0.0.1 at a free port,
 serving ``configs/debug.yaml`` (48 px, random weights, a few steps), its runs in a temporary folder
 (and Gradio's upload folder in it, ``.gradio``). ``start_server`` starts another one, with other options."""
 
@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests._forked import Forked, nst_lightning
 from tests.helpers import DEBUG_CONFIG, REPO, make_image
 
 # Looked up, not imported: every pytest worker collects this folder, and Gradio's import costs ~2 CPU s
@@ -24,8 +24,9 @@ from tests.helpers import DEBUG_CONFIG, REPO, make_image
 if importlib.util.find_spec("gradio") is None:
     pytest.skip('the ui extra is not installed: pip install -e ".[ui]"', allow_module_level=True)
 
-# A hang detector, not a speed bound: torch, Lightning and Gradio's imports take ~10 s of CPU, and under
-# `pytest -n 4` on two cores, beside Ray's workers, a server once printed nothing within 120 s.
+# A hang detector, not a speed bound: torch, Lightning and Gradio's imports took ~10 s of CPU in a
+# process of its own, and under `pytest -n 4` on two cores, beside Ray's workers, a server once printed
+# nothing within 120 s.
 START_S = 300.0
 
 
@@ -36,7 +37,7 @@ class Server:
     runs: Path
     images: Path
     log: Path
-    process: subprocess.Popen = field(repr=False)
+    process: Forked = field(repr=False)
 
 
 def client(server: Server, downloads: Path) -> Any:
@@ -76,9 +77,9 @@ def start_server(root: Path, runs: Path, images: Path, *options: str) -> Server:
     log = root / f"server-{port}.log"
     env = dict(os.environ, NST_LIGHTNING_CACHE=str(root / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("GRADIO_TEMP_DIR", None)  # the server's default: its runs folder's .gradio
-    command = [sys.executable, "-m", "nst_lightning", "ui", "--config", DEBUG_CONFIG, "--port", str(port), "--runs", str(runs), *options]
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    command = ["ui", "--config", DEBUG_CONFIG, "--port", str(port), "--runs", str(runs), *options]
+    with open(log, "w") as out:  # forked from a parent that has imported torch and Lightning (tests/_forked.py)
+        process = nst_lightning(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_S
     while "serving http" not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
