@@ -31,13 +31,14 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_auto_num_workers(config):
-    """``pytest -n auto``: two workers a core (at most 8 more than the cores). Many tests wait on what
-    they start (a process, the page's server, a browser, Ray): with a worker a core, two cores idled
-    through 29% of the suite (1007 CPU s in 710 s); a second worker a core runs while the first waits."""
+    """``pytest -n auto``: a worker a core (the cores this process may run on). A second worker a core
+    filled the waits while tests started new interpreters; with those forked (``tests/_forked.py``) it
+    only added CPU: on two cores 483 s (960 CPU s) with four workers, 448 s with three, 442 s (848 CPU s)
+    with two, back to back (docs/lab/performance.md)."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own variable, as its documentation says
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(2 * cores, cores + 8)
+    return cores
 
 
 def pytest_collection_modifyitems(config, items):
