@@ -20,14 +20,15 @@ from nst_lightning.callbacks._checkpoint_io import SafeCheckpointIO
 from nst_lightning.inputs.images import load_image
 from nst_lightning.model.module import StyleTransfer
 from tests import _forked as forked
-from tests.helpers import DEBUG_CONFIG, checkpoint, make_image, user_error
+from tests.helpers import DEBUG_CONFIG, REPO, checkpoint, make_image, user_error
 
 STEPS = 30  # long enough to be killed mid-run: the first checkpoint comes at step 2
 
 
 def start(tmp_path: Path, *args: str) -> forked.Forked:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return forked.nst_lightning(["fit", "--config", DEBUG_CONFIG, "--trainer.enable_progress_bar", "false", *args],
-                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for(path: Path, process: forked.Forked, limit_s: float = 120) -> None:

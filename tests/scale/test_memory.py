@@ -115,8 +115,7 @@ def test_crop_of_is_the_largest_crop_of_the_tile_grid():
 def test_a_size_far_too_large_is_refused_at_once_through_the_cli(tmp_path, size):
     # The refusal searches tile sizes (for a --model.max_memory_gb to suggest): a linear walk over
     # them took over a minute at 10^9 px and hours at 10^11. The refusal itself now takes
-    # milliseconds; the timeout is for starting Python, torch and Lightning on a busy machine (up to a
-    # minute on 2 shared cores).
+    # milliseconds; the timeout is for a process's start on a busy machine.
     done = forked.run(["fit", "--config", DEBUG_CONFIG, "--data.image_size", size], cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr

@@ -149,7 +149,8 @@ def test_a_rerun_skips_finished_frames_and_more_frames_are_refused(clip, tmp_pat
 
 def _video_process(cwd: Path, out: str, **popen: Any) -> forked.Forked:
     command = ["video", *SMALL, "--input", "pan.mp4", "--style", "style.png", "--out", out, "--trainer.max_steps", "12", "--video.frame_steps", "12"]
-    return forked.nst_lightning(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return forked.nst_lightning(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=os.environ | {"PYTHONPATH": str(REPO)}, **popen)
 
 
 def _wait_for(predicate, timeout: float = 120.0) -> None:
@@ -253,7 +254,8 @@ def test_bad_input_is_one_line_and_nothing_is_written(clip, tmp_path, capsys, ar
 
 def _peak_of(command: list[str], cwd: Path) -> tuple[int, str, float]:
     """Run ``command``: its exit code, stderr, and its own peak resident memory in MB (``wait4``)."""
-    process = forked.nst_lightning(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = forked.nst_lightning(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   env=os.environ | {"PYTHONPATH": str(REPO)})
     _, err = process.communicate(timeout=300)
     return process.returncode, err, process.peak_rss_mb
 
