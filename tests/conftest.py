@@ -29,16 +29,8 @@ torch.set_num_threads(1)
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_auto_num_workers(config):
-    """``pytest -n auto``: a worker a core (the cores this process may run on). A second worker a core
-    filled the waits while tests started new interpreters; with those forked (``tests/_forked.py``) it
-    only added CPU: on two cores 483 s (960 CPU s) with four workers, 448 s with three, 442 s (848 CPU s)
-    with two, back to back (docs/lab/performance.md)."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None  # xdist's own variable, as its documentation says
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores
+# `pytest -n auto` is xdist's own count, a worker a core: with the tests' processes forked
+# (tests/_forked.py), two workers a core only added CPU (docs/lab/performance.md).
 
 
 def pytest_collection_modifyitems(config, items):
